@@ -1,0 +1,62 @@
+# leadscore — developer entry points. `make demo` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON312 := $(shell infra/build/find_python312.sh)
+ifeq ($(PYTHON312),)
+$(error Python 3.12 is required (see the message above))
+endif
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+SAM_VENV  := .tools/sam
+SAM       := $(SAM_VENV)/bin/sam
+# sam build resolves the python3.12 builder from PATH.
+SAM_ENV   := PATH="$(dir $(PYTHON312)):$$PATH" SAM_CLI_TELEMETRY=0
+PYTEST    := $(PY) -m pytest
+
+.PHONY: help setup demo test test-fast lint model build bench clean
+
+help:
+	@echo "make demo   - set up, start the local stack, score ~200 synthetic contacts"
+	@echo "make test   - set up and run lint, unit, integration and end-to-end tests"
+	@echo "make build  - sam build + artifact checks (sizes, glibc, bare imports)"
+	@echo "make model  - retrain the default model shipped in the model layer"
+	@echo "make setup  - create .venv (Python 3.12) with the project and dev tools"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(SAM_VENV)/.installed:
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON312) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet 'aws-sam-cli>=1.120'
+	@touch $@
+
+setup: $(VENV)/.installed
+
+lint: setup
+	$(PY) -m ruff check .
+	$(VENV)/bin/cfn-lint template.yaml
+
+test: setup lint
+	$(PYTEST)
+
+test-fast: setup
+	$(PYTEST) -x -q -m "not e2e and not build"
+
+demo: setup
+	$(VENV)/bin/leadscore local demo
+
+model: setup
+	$(PY) infra/build/train_default_model.py
+
+build: setup $(SAM_VENV)/.installed
+	$(SAM_ENV) $(SAM) build --parallel
+	$(PY) infra/build/check_artifacts.py .aws-sam/build
+
+clean:
+	rm -rf .aws-sam build .pytest_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""`leadscore local demo`: synthetic contacts into the HubSpot emulator, scores out of it.
+
+The demo treats the stack as a black box: it starts `leadscore local up` in a subprocess,
+creates contacts through the HubSpot API (the emulator then delivers signed
+`contact.creation` webhooks to the ingest endpoint, as HubSpot does) and reads the scores
+back through the API.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from hubspot import HubSpot
+from hubspot.crm.contacts import BatchInputSimplePublicObjectInputForCreate
+
+from leadscore.synthetic import generate_contacts
+from leadscore_local.process import LocalStackProcess
+
+CONSENT_PROPERTY = "dpdp_consent_purposes"
+SHOWN_PROPERTIES = ["ai_lead_score", "ai_lead_tier", "ai_lead_reasons", "ai_lead_summary",
+                    "jobtitle", CONSENT_PROPERTY]
+
+
+def new_leads(count: int, seed: int) -> list[dict[str, str]]:
+    """Synthetic contacts as they look when created: no id yet, not converted yet."""
+    leads = []
+    for contact in generate_contacts(count, seed):
+        properties = {k: v for k, v in contact.items() if k != "hs_object_id" and v != ""}
+        properties["lifecyclestage"] = "lead"
+        leads.append(properties)
+    return leads
+
+
+def create_contacts(client: HubSpot, leads: list[dict[str, str]]) -> list[str]:
+    ids = []
+    for start in range(0, len(leads), 100):
+        batch = BatchInputSimplePublicObjectInputForCreate(
+            inputs=[{"properties": p, "associations": []} for p in leads[start:start + 100]]
+        )
+        ids += [c.id for c in client.crm.contacts.batch_api.create(batch).results]
+    return ids
+
+
+def read_contacts(client: HubSpot, ids: list[str]) -> dict[str, dict[str, str | None]]:
+    from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId
+
+    found = {}
+    for start in range(0, len(ids), 100):
+        response = client.crm.contacts.batch_api.read(BatchReadInputSimplePublicObjectId(
+            inputs=[{"id": i} for i in ids[start:start + 100]], properties=SHOWN_PROPERTIES,
+        ))
+        found |= {c.id: c.properties for c in response.results}
+    return found
+
+
+def wait_until_settled(stack: LocalStackProcess, timeout: float) -> dict:
+    """Until webhooks are delivered, queues are empty and no batch is in flight."""
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        stats = stack.stats()
+        idle = (not stats["busy"] and not any(stats["queues"].values())
+                and stats["webhooks"].get("pending", 0) == 0)
+        if idle:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since > 1.5:
+                return stats
+        else:
+            quiet_since = None
+        time.sleep(0.25)
+    raise TimeoutError(f"the local stack did not settle within {timeout:.0f} s: {stats}")
+
+
+def run_demo(project_root: Path, contacts: int = 200, seed: int = 7) -> int:
+    started = time.monotonic()
+    with LocalStackProcess(project_root) as stack:
+        client = HubSpot(access_token=stack.info["hubspot_token"], host=stack.info["hubspot_url"])
+        leads = new_leads(contacts, seed)
+        ids = create_contacts(client, leads)
+        print(f"created {len(ids)} contacts in the HubSpot emulator; webhooks on their way…")
+        stats = wait_until_settled(stack, timeout=100)
+        results = read_contacts(client, ids)
+    elapsed = time.monotonic() - started
+
+    scored = {i: p for i, p in results.items() if p.get("ai_lead_score")}
+    unconsented = [i for i, p in results.items()
+                   if "lead_scoring" not in (p.get(CONSENT_PROPERTY) or "").split(";")]
+    ranked = sorted(scored.items(), key=lambda item: -float(item[1]["ai_lead_score"]))
+
+    print()
+    print(f"{'rank':>4}  {'contact':>7}  {'score':>5}  {'tier':<12}  {'job title':<22}  top reasons")
+    shown = ranked[:20] + ranked[-5:] if len(ranked) > 25 else ranked
+    for rank, (contact_id, props) in enumerate(shown, start=1):
+        if len(ranked) > 25 and rank == 21:
+            print(f"{'…':>4}  ({len(ranked) - 25} more)")
+        position = rank if rank <= 20 or len(ranked) <= 25 else len(ranked) - 25 + rank
+        reasons = "; ".join((props.get("ai_lead_reasons") or "").splitlines()[:3])
+        print(f"{position:>4}  {contact_id:>7}  {props['ai_lead_score']:>5}  "
+              f"{props.get('ai_lead_tier') or '':<12}  {(props.get('jobtitle') or '-')[:22]:<22}  "
+              f"{reasons}")
+    tiers: dict[str, int] = {}
+    for props in scored.values():
+        tiers[props.get("ai_lead_tier") or "?"] = tiers.get(props.get("ai_lead_tier") or "?", 0) + 1
+    summarised = sum(1 for p in scored.values() if p.get("ai_lead_summary"))
+    wrongly_scored = [i for i in unconsented if i in scored]
+
+    print()
+    print(json.dumps({
+        "contacts": len(ids),
+        "scored": len(scored),
+        "skipped_for_consent": len(unconsented) - len(wrongly_scored),
+        "tiers": tiers,
+        "enriched": summarised,
+        "hubspot_requests": stats["hubspot_requests"],
+        "contacts_per_hubspot_request": round(len(scored) / max(1, stats["hubspot_requests"]), 1),
+        "dlq_messages": sum(stats["dlqs"].values()),
+        "errors": stats["errors"],
+        "wall_time_seconds": round(elapsed, 1),
+    }, indent=2))
+    ok = (len(scored) + len(unconsented) == len(ids) and not wrongly_scored
+          and not sum(stats["dlqs"].values()))
+    if not ok:
+        print("demo FAILED: not every consented contact was scored, or an unconsented one was")
+    return 0 if ok else 1

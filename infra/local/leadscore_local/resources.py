@@ -1,0 +1,156 @@
+"""Creates the template's AWS resources in moto's server and resolves references to them.
+
+Only the resource types the functions talk to at run time are created (queues, tables,
+secrets, topics); IAM, alarms, layers and the HTTP API have no local counterpart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+REGION = "ap-south-1"
+ACCOUNT = "123456789012"  # moto's default account
+
+
+@dataclass
+class Provisioned:
+    """Logical id → the values !Ref and !GetAtt give for it."""
+
+    refs: dict[str, str] = field(default_factory=dict)
+    attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+    queue_urls: dict[str, str] = field(default_factory=dict)  # logical id → URL
+    dlq_of: dict[str, str] = field(default_factory=dict)  # queue → its DLQ (logical ids)
+
+
+class Resolver:
+    """Evaluates the intrinsic functions the template uses in environment variables."""
+
+    def __init__(self, provisioned: Provisioned, parameters: dict[str, str]):
+        self.provisioned = provisioned
+        self.parameters = {
+            "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": "leadscore-local",
+            "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", **parameters,
+        }
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, (str, int, float, bool)):
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, dict) and len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self._ref(arg)
+            if key == "Fn::GetAtt":
+                return self.provisioned.attributes[(arg[0], arg[1])]
+            if key == "Fn::Sub":
+                return self._sub(arg)
+            if key == "Fn::Join":
+                separator, items = arg
+                return separator.join(self(item) for item in items)
+            if key == "Fn::If":
+                raise ValueError("Fn::If in an environment variable is not supported locally")
+        raise ValueError(f"cannot resolve {value!r} locally")
+
+    def _ref(self, name: str) -> str:
+        if name in self.parameters:
+            return self.parameters[name]
+        return self.provisioned.refs[name]
+
+    def _sub(self, arg: Any) -> str:
+        template, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+
+        def replace(match: re.Match[str]) -> str:
+            token = match.group(1)
+            if token in variables:
+                return self(variables[token])
+            if "." in token:
+                logical_id, attribute = token.split(".", 1)
+                return self.provisioned.attributes[(logical_id, attribute)]
+            return self._ref(token)
+
+        return re.sub(r"\$\{([^}!]+)\}", replace, template)
+
+
+def provision(
+    template: dict[str, Any], endpoint_url: str, secret_values: dict[str, str], prefix: str
+) -> Provisioned:
+    """Create queues (DLQs first), tables, secrets and topics; return their identifiers."""
+    session = boto3.session.Session(region_name=REGION)
+    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+    secrets = session.client("secretsmanager", endpoint_url=endpoint_url)
+    sns = session.client("sns", endpoint_url=endpoint_url)
+    out = Provisioned()
+    resources = template.get("Resources", {})
+
+    queues = {k: v for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
+    # Queues without a redrive policy (the DLQs) must exist before the queues pointing at them.
+    for logical_id in sorted(queues, key=lambda k: "RedrivePolicy" in queues[k].get("Properties", {})):
+        props = queues[logical_id].get("Properties", {})
+        attributes = {}
+        if "VisibilityTimeout" in props:
+            attributes["VisibilityTimeout"] = str(props["VisibilityTimeout"])
+        if "MessageRetentionPeriod" in props:
+            attributes["MessageRetentionPeriod"] = str(props["MessageRetentionPeriod"])
+        if "RedrivePolicy" in props:
+            dlq = _target_id(props["RedrivePolicy"]["deadLetterTargetArn"])
+            out.dlq_of[logical_id] = dlq
+            attributes["RedrivePolicy"] = json.dumps({
+                "deadLetterTargetArn": out.attributes[(dlq, "Arn")],
+                "maxReceiveCount": int(props["RedrivePolicy"]["maxReceiveCount"]),
+            })
+        name = f"{prefix}-{logical_id}"
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+        out.refs[logical_id] = url
+        out.queue_urls[logical_id] = url
+        out.attributes[(logical_id, "Arn")] = arn
+        out.attributes[(logical_id, "QueueName")] = name
+        out.attributes[(logical_id, "QueueUrl")] = url
+
+    for logical_id, resource in resources.items():
+        props = resource.get("Properties", {})
+        kind = resource["Type"]
+        if kind == "AWS::DynamoDB::Table":
+            name = f"{prefix}-{logical_id}"
+            dynamodb.create_table(
+                TableName=name,
+                KeySchema=props["KeySchema"],
+                AttributeDefinitions=props["AttributeDefinitions"],
+                BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+                **({"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]}
+                   if "GlobalSecondaryIndexes" in props else {}),
+            )
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):
+                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                    "Enabled": True, "AttributeName": ttl["AttributeName"],
+                })
+            out.refs[logical_id] = name
+            out.attributes[(logical_id, "Arn")] = (
+                f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+            )
+        elif kind == "AWS::SecretsManager::Secret":
+            if logical_id not in secret_values:
+                raise ValueError(f"the local stack has no value for secret {logical_id}")
+            arn = secrets.create_secret(
+                Name=f"{prefix}/{logical_id}", SecretString=secret_values[logical_id]
+            )["ARN"]
+            out.refs[logical_id] = arn
+            out.attributes[(logical_id, "Id")] = arn
+        elif kind == "AWS::SNS::Topic":
+            arn = sns.create_topic(Name=f"{prefix}-{logical_id}")["TopicArn"]
+            out.refs[logical_id] = arn
+            out.attributes[(logical_id, "TopicArn")] = arn
+            out.attributes[(logical_id, "TopicName")] = f"{prefix}-{logical_id}"
+    return out
+
+
+def _target_id(value: Any) -> str:
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return value["Fn::GetAtt"][0]
+    raise ValueError(f"deadLetterTargetArn must be !GetAtt <Queue>.Arn, got {value!r}")

@@ -1,0 +1,308 @@
+"""The Docker-free local stack: template.yaml's functions wired in-process to moto's server,
+the HubSpot emulator and the Anthropic emulator, all over real HTTP on 127.0.0.1.
+
+`leadscore local up` prints one JSON line (the URLs and credentials below) once ready and
+runs until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+from hubspot import HubSpot
+from moto.server import ThreadedMotoServer
+
+from leadscore.hubspot_setup import ensure_properties
+from leadscore_local.anthropic_emulator import AnthropicEmulator
+from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
+from leadscore_local.hubspot_emulator import HubSpotEmulator
+from leadscore_local.lambda_runtime import FunctionRuntime
+from leadscore_local.resources import REGION, Resolver, provision
+from leadscore_local.template import functions, load_template, parameter_defaults
+
+FUNCTIONS_CLIENT = "functions"  # the emulator counts this token's requests as the project's
+OUTSIDE_CLIENT = "outside"
+WEBHOOK_TYPES = ["contact.creation", "contact.propertyChange", "contact.deletion",
+                 "contact.privacyDeletion"]
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """The JSON line `leadscore local up` prints (DESIGN.md, "Local stack")."""
+
+    webhook_url: str
+    score_api_url: str
+    hubspot_url: str
+    hubspot_token: str
+    hubspot_client_secret: str
+    aws_endpoint_url: str
+    anthropic_url: str
+    admin_url: str
+
+
+class LocalStack:
+    def __init__(self, project_root: Path):
+        self.root = project_root.resolve()
+        self.stop_event = threading.Event()
+        self.client_secret = secrets.token_urlsafe(24)
+        self.functions_token = "pat-local-functions-" + secrets.token_hex(8)
+        self.outside_token = "pat-local-outside-" + secrets.token_hex(8)
+        self.pollers: list[SqsPoller] = []
+        self._started: list[Any] = []  # things with .stop(), in start order
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, event_sources: bool = True) -> StackInfo:
+        """Start everything; without event_sources, no SQS pollers or schedule timers run."""
+        template = load_template(self.root / "template.yaml")
+        specs = functions(template, self.root)
+
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        self._started.append(self.moto)
+        host, port = self.moto.get_host_and_port()
+        self.aws_endpoint_url = f"http://{host}:{port}"
+
+        self.hubspot = HubSpotEmulator(tokens={
+            self.functions_token: FUNCTIONS_CLIENT, self.outside_token: OUTSIDE_CLIENT,
+        })
+        self.hubspot.start()
+        self._started.append(self.hubspot)
+        self.anthropic = AnthropicEmulator()
+        self.anthropic.start()
+        self._started.append(self.anthropic)
+
+        self.runtime = FunctionRuntime(specs)
+        self.front = HttpFront(self.runtime)
+        webhook_url = self._route_url("IngestFunction")
+        score_api_url = self._route_url("ScoreApiFunction")
+
+        self.provisioned = provision(
+            template, self.aws_endpoint_url, prefix="leadscore-local",
+            secret_values={
+                "HubSpotTokenSecret": self.functions_token,
+                "HubSpotClientSecret": self.client_secret,
+                "LlmApiKeySecret": "sk-ant-local-" + secrets.token_hex(8),
+            },
+        )
+        self._configure_environment(template, specs, webhook_url, score_api_url)
+        self.runtime.load_all()
+
+        ensure_properties(HubSpot(access_token=self.outside_token, host=self.hubspot.url))
+        if event_sources:  # a one-off invoke must not trigger the other functions
+            self.hubspot.subscribe(
+                target_url=webhook_url, client_secret=self.client_secret, types=WEBHOOK_TYPES,
+                property_names=[os.environ["CONSENT_PURPOSES_PROPERTY"]],
+            )
+
+        for spec in specs if event_sources else []:
+            for source in spec.sqs_sources:
+                self.pollers.append(SqsPoller(
+                    self.runtime, spec.logical_id, source,
+                    queue_url=self.provisioned.queue_urls[source.queue],
+                    queue_arn=self.provisioned.attributes[(source.queue, "Arn")],
+                    endpoint_url=self.aws_endpoint_url, stop=self.stop_event,
+                ))
+        self.scheduler = Scheduler(self.runtime, self.stop_event)
+        self.admin = _AdminServer(self)
+
+        self.front.start()
+        self._started.append(self.front)
+        self.admin.start()
+        self._started.append(self.admin)
+        for poller in self.pollers:
+            poller.start()
+        if event_sources:
+            self.scheduler.start()
+        return StackInfo(
+            webhook_url=webhook_url,
+            score_api_url=score_api_url,
+            hubspot_url=self.hubspot.url,
+            hubspot_token=self.outside_token,
+            hubspot_client_secret=self.client_secret,
+            aws_endpoint_url=self.aws_endpoint_url,
+            anthropic_url=self.anthropic.url,
+            admin_url=self.admin.url,
+        )
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for poller in self.pollers:
+            poller.join(timeout=5)
+        if hasattr(self, "scheduler"):
+            self.scheduler.join(timeout=2)
+        for part in reversed(self._started):
+            part.stop()
+        self._started.clear()
+
+    # ------------------------------------------------------------------ wiring
+    def _route_url(self, logical_id: str) -> str:
+        spec = self.runtime.specs[logical_id]
+        return self.front.url + spec.http_routes[0].path
+
+    def _configure_environment(self, template: dict, specs: list, webhook_url: str,
+                               score_api_url: str) -> None:
+        """Set every function's environment in this process, resolved against local resources.
+
+        Functions share one process, so a variable must mean the same in every function; a
+        clash is a template bug and stops the stack rather than giving one function the
+        other's value.
+        """
+        parameters = parameter_defaults(template) | {
+            "HubSpotBaseUrl": self.hubspot.url,
+            "LlmProvider": "anthropic",
+            "WebhookPublicUrl": webhook_url,
+        }
+        resolve = Resolver(self.provisioned, parameters)
+        local_overrides = {
+            "HUBSPOT_BASE_URL": self.hubspot.url,
+            "ANTHROPIC_BASE_URL": self.anthropic.url,
+            "LLM_PROVIDER": "anthropic",
+            "MODEL_DIR": str(self.root / "layers" / "model" / "model"),
+            "WEBHOOK_PUBLIC_URL": webhook_url,
+            "SCORE_API_PUBLIC_URL": score_api_url,
+        }
+        environment: dict[str, str] = {}
+        for spec in specs:
+            for name, raw in spec.environment.items():
+                value = local_overrides.get(name) or resolve(raw)
+                if environment.setdefault(name, value) != value:
+                    raise ValueError(
+                        f"environment variable {name} differs between functions "
+                        f"({environment[name]!r} vs {value!r}); the local stack runs them "
+                        "in one process"
+                    )
+        environment |= {
+            "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+        }
+        os.environ.update(environment)
+
+    # ------------------------------------------------------------------ admin
+    def stats(self) -> dict[str, Any]:
+        sqs = boto3.session.Session(region_name=REGION).client(
+            "sqs", endpoint_url=self.aws_endpoint_url
+        )
+
+        def depth(logical_id: str) -> int:
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=self.provisioned.queue_urls[logical_id],
+                AttributeNames=["ApproximateNumberOfMessages",
+                                "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            return sum(int(v) for v in attributes.values())
+
+        dlqs = set(self.provisioned.dlq_of.values())
+        queues = [q for q in self.provisioned.queue_urls if q not in dlqs]
+        return {
+            "hubspot_requests": self.hubspot.stats()["requests"].get(FUNCTIONS_CLIENT, 0),
+            "queues": {q: depth(q) for q in queues},
+            "dlqs": {q: depth(q) for q in sorted(dlqs)},
+            "invocations": dict(self.runtime.invocations),
+            "errors": dict(self.runtime.errors),
+            "busy": any(poller.busy.is_set() for poller in self.pollers),
+            "webhooks": {k: v for k, v in self.hubspot.stats().items() if k != "requests"},
+        }
+
+    def inject_fault(self, target: str, status: int | str, count: int) -> None:
+        if target == "hubspot":
+            self.hubspot.inject_fault(FUNCTIONS_CLIENT, status, count)
+        elif target == "anthropic":
+            self.anthropic.inject_fault(status, count)
+        else:
+            raise ValueError(f"unknown fault target {target!r}: use 'hubspot' or 'anthropic'")
+
+
+class _AdminServer:
+    """POST /schedules/<LogicalId>/run, GET /stats, POST /faults."""
+
+    def __init__(self, stack: LocalStack):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _json(self, status: int, payload: Any) -> None:
+                body = json.dumps(payload, default=str).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path == "/stats":
+                    self._json(200, stack.stats())
+                else:
+                    self._json(404, {"message": "Not Found"})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                parts = self.path.strip("/").split("/")
+                try:
+                    if len(parts) == 3 and parts[0] == "schedules" and parts[2] == "run":
+                        self._json(200, {"result": stack.scheduler.run_now(parts[1])})
+                    elif self.path == "/faults":
+                        fault = json.loads(raw or b"{}")
+                        status = fault["status"]
+                        if status not in (429, 500, 529, "timeout", "malformed"):
+                            raise ValueError(f"unsupported status {status!r}")
+                        stack.inject_fault(fault["target"], status, int(fault.get("count", 1)))
+                        self._json(200, {"ok": True})
+                    else:
+                        self._json(404, {"message": "Not Found"})
+                except KeyError as exc:
+                    self._json(404 if parts[0] == "schedules" else 400,
+                               {"message": f"unknown or missing: {exc}"})
+                except (ValueError, TypeError) as exc:
+                    self._json(400, {"message": str(exc)})
+                except Exception as exc:  # the function failed: report, keep serving
+                    self._json(500, {"message": f"{type(exc).__name__}: {exc}"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                        name="admin")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def run_foreground(project_root: Path) -> int:
+    """`leadscore local up`: start, print the JSON line, run until SIGINT/SIGTERM."""
+    json_out = sys.stdout
+    # Everything but the JSON line goes to stderr: function logs and metrics print to stdout.
+    sys.stdout = sys.stderr
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    stack = LocalStack(project_root)
+    try:
+        info = stack.start()
+        json_out.write(json.dumps(asdict(info)) + "\n")
+        json_out.flush()
+        while not stopping.wait(0.5):  # a bounded wait keeps signal delivery prompt
+            pass
+    finally:
+        stack.stop()
+    return 0
