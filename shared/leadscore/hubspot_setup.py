@@ -38,7 +38,8 @@ class PropertySpec:
 # The properties leadscore writes (DESIGN.md, "HubSpot contact properties").
 AI_PROPERTIES: tuple[PropertySpec, ...] = (
     PropertySpec("ai_lead_score", "AI lead score", "number", "number",
-                 "0-100: how this lead ranks against historical leads; higher converts more often."),
+                 "0-100: how this lead ranks against historical leads; "
+                 "higher converts more often."),
     PropertySpec("ai_lead_probability", "AI conversion probability", "number", "number",
                  "Calibrated probability (0-1) that this lead converts."),
     PropertySpec("ai_lead_tier", "AI lead tier", "enumeration", "select",
@@ -62,7 +63,9 @@ AI_PROPERTIES: tuple[PropertySpec, ...] = (
 AI_PROPERTY_NAMES: tuple[str, ...] = tuple(spec.name for spec in AI_PROPERTIES)
 
 
-def consent_properties(purposes_property: str, updated_at_property: str) -> tuple[PropertySpec, ...]:
+def consent_properties(
+    purposes_property: str, updated_at_property: str
+) -> tuple[PropertySpec, ...]:
     """The consent properties leadscore reads; created only when the portal lacks them."""
     return (
         PropertySpec(purposes_property, "DPDP consent purposes", "enumeration", "checkbox",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from hubspot import HubSpot
 from hubspot.crm.contacts import BatchInputSimplePublicObjectInputForCreate
-
 from leadscore.synthetic import generate_contacts
+
 from leadscore_local.process import LocalStackProcess
 
 CONSENT_PROPERTY = "dpdp_consent_purposes"
@@ -90,7 +90,8 @@ def run_demo(project_root: Path, contacts: int = 200, seed: int = 7) -> int:
     ranked = sorted(scored.items(), key=lambda item: -float(item[1]["ai_lead_score"]))
 
     print()
-    print(f"{'rank':>4}  {'contact':>7}  {'score':>5}  {'tier':<12}  {'job title':<22}  top reasons")
+    print(f"{'rank':>4}  {'contact':>7}  {'score':>5}  {'tier':<12}  {'job title':<22}  "
+          "top reasons")
     shown = ranked[:20] + ranked[-5:] if len(ranked) > 25 else ranked
     for rank, (contact_id, props) in enumerate(shown, start=1):
         if len(ranked) > 25 and rank == 21:

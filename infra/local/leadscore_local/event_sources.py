@@ -12,20 +12,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import threading
 import time
+import traceback
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
-
 from leadscore_local.lambda_runtime import FunctionRuntime
-from leadscore_local.resources import ACCOUNT, REGION
+from leadscore_local.resources import ACCOUNT, REGION, local_client
 from leadscore_local.template import SqsSource
 
 # ---------------------------------------------------------------- HTTP API (payload 2.0)
@@ -185,9 +185,7 @@ class SqsPoller:
                  queue_url: str, queue_arn: str, endpoint_url: str, stop: threading.Event):
         self.runtime, self.logical_id, self.source = runtime, logical_id, source
         self.queue_url, self.queue_arn, self.stop_event = queue_url, queue_arn, stop
-        self.sqs = boto3.session.Session(region_name=REGION).client(
-            "sqs", endpoint_url=endpoint_url
-        )
+        self.sqs = local_client("sqs", endpoint_url)
         self.busy = threading.Event()  # set while a batch is being handled
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"sqs-{logical_id}")
@@ -226,8 +224,6 @@ class SqsPoller:
                     self._deliver(messages)
             except Exception:  # a poller must survive anything and keep polling
                 if not self.stop_event.is_set():
-                    import traceback
-
                     traceback.print_exc()
                     time.sleep(0.5)
             finally:
@@ -326,7 +322,6 @@ class Scheduler:
                 if time.monotonic() >= due:
                     schedule = self.schedules[function_id]
                     next_run[function_id] = due + (rate_seconds(schedule.expression) or 0)
-                    try:
+                    # A failure is counted as an error by the runtime; the timer keeps going.
+                    with contextlib.suppress(Exception):
                         self.runtime.invoke(function_id, scheduled_event(schedule.name))
-                    except Exception:  # counted as an error by the runtime; keep the timer
-                        pass

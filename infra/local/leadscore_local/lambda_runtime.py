@@ -12,8 +12,9 @@ import time
 import traceback
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from leadscore_local.resources import ACCOUNT, REGION
 from leadscore_local.template import FunctionSpec

@@ -17,6 +17,13 @@ REGION = "ap-south-1"
 ACCOUNT = "123456789012"  # moto's default account
 
 
+def local_client(service: str, endpoint_url: str):
+    """A boto3 client for moto's server; moto accepts any credentials."""
+    return boto3.session.Session(
+        region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
+    ).client(service, endpoint_url=endpoint_url)
+
+
 @dataclass
 class Provisioned:
     """Logical id → the values !Ref and !GetAtt give for it."""
@@ -79,17 +86,19 @@ def provision(
     template: dict[str, Any], endpoint_url: str, secret_values: dict[str, str], prefix: str
 ) -> Provisioned:
     """Create queues (DLQs first), tables, secrets and topics; return their identifiers."""
-    session = boto3.session.Session(region_name=REGION)
-    sqs = session.client("sqs", endpoint_url=endpoint_url)
-    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
-    secrets = session.client("secretsmanager", endpoint_url=endpoint_url)
-    sns = session.client("sns", endpoint_url=endpoint_url)
+    sqs = local_client("sqs", endpoint_url)
+    dynamodb = local_client("dynamodb", endpoint_url)
+    secrets = local_client("secretsmanager", endpoint_url)
+    sns = local_client("sns", endpoint_url)
     out = Provisioned()
     resources = template.get("Resources", {})
 
     queues = {k: v for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
     # Queues without a redrive policy (the DLQs) must exist before the queues pointing at them.
-    for logical_id in sorted(queues, key=lambda k: "RedrivePolicy" in queues[k].get("Properties", {})):
+    def has_dlq(logical_id: str) -> bool:
+        return "RedrivePolicy" in queues[logical_id].get("Properties", {})
+
+    for logical_id in sorted(queues, key=has_dlq):
         props = queues[logical_id].get("Properties", {})
         attributes = {}
         if "VisibilityTimeout" in props:

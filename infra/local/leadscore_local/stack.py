@@ -18,16 +18,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
 from hubspot import HubSpot
+from leadscore.hubspot_setup import ensure_properties
 from moto.server import ThreadedMotoServer
 
-from leadscore.hubspot_setup import ensure_properties
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
 from leadscore_local.hubspot_emulator import HubSpotEmulator
 from leadscore_local.lambda_runtime import FunctionRuntime
-from leadscore_local.resources import REGION, Resolver, provision
+from leadscore_local.resources import REGION, Resolver, local_client, provision
 from leadscore_local.template import functions, load_template, parameter_defaults
 
 FUNCTIONS_CLIENT = "functions"  # the emulator counts this token's requests as the project's
@@ -193,9 +192,7 @@ class LocalStack:
 
     # ------------------------------------------------------------------ admin
     def stats(self) -> dict[str, Any]:
-        sqs = boto3.session.Session(region_name=REGION).client(
-            "sqs", endpoint_url=self.aws_endpoint_url
-        )
+        sqs = local_client("sqs", self.aws_endpoint_url)
 
         def depth(logical_id: str) -> int:
             attributes = sqs.get_queue_attributes(

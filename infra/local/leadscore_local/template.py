@@ -39,7 +39,7 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 def load_template(path: Path) -> dict[str, Any]:
     """Parse a CloudFormation/SAM YAML template, short tags included."""
     with open(path, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(handle, Loader=_CfnLoader)
 
 
 @dataclass(frozen=True)
