@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from hubspot import HubSpot
-from hubspot.crm.contacts import BatchInputSimplePublicObjectInputForCreate
+from hubspot.crm.contacts import BatchInputSimplePublicObjectBatchInputForCreate
 from leadscore.synthetic import generate_contacts
 
 from leadscore_local.process import LocalStackProcess
@@ -36,7 +36,7 @@ def new_leads(count: int, seed: int) -> list[dict[str, str]]:
 def create_contacts(client: HubSpot, leads: list[dict[str, str]]) -> list[str]:
     ids = []
     for start in range(0, len(leads), 100):
-        batch = BatchInputSimplePublicObjectInputForCreate(
+        batch = BatchInputSimplePublicObjectBatchInputForCreate(
             inputs=[{"properties": p, "associations": []} for p in leads[start:start + 100]]
         )
         ids += [c.id for c in client.crm.contacts.batch_api.create(batch).results]

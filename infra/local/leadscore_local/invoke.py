@@ -18,6 +18,7 @@ from typing import Any
 from hubspot import HubSpot
 
 from leadscore_local.demo import create_contacts, new_leads
+from leadscore_local.sample_events import SAMPLE_CLIENT_SECRET
 from leadscore_local.stack import LocalStack
 from leadscore_local.webhook_sender import sign_v3
 
@@ -25,13 +26,21 @@ SEEDED_CONTACTS = 20
 
 
 def resign_webhook(event: dict[str, Any], url: str, client_secret: str) -> dict[str, Any]:
-    """A recorded signature is stale after 5 minutes: sign the event's body again, now."""
+    """A recorded signature is stale after 5 minutes: sign the event's body again, now.
+
+    Only events genuinely signed with the sample secret are re-signed, so a forged sample
+    stays forged.
+    """
     event = copy.deepcopy(event)
     headers = event.get("headers", {})
-    if "x-hubspot-signature-v3" not in headers:
+    recorded = headers.get("x-hubspot-signature-v3")
+    body = event.get("body") or ""
+    recorded_uri = f"https://{event['requestContext']['domainName']}{event['rawPath']}"
+    expected = sign_v3(SAMPLE_CLIENT_SECRET, "POST", recorded_uri, body.encode(),
+                       int(headers.get("x-hubspot-request-timestamp", "0")))
+    if recorded != expected:
         return event
     timestamp = str(int(time.time() * 1000))
-    body = event.get("body") or ""
     headers["x-hubspot-request-timestamp"] = timestamp
     headers["x-hubspot-signature-v3"] = sign_v3(
         client_secret, "POST", url, body.encode(), int(timestamp)
@@ -50,8 +59,9 @@ def invoke_once(project_root: Path, logical_id: str, event: dict[str, Any],
                                  f"choose from {sorted(stack.runtime.specs)}")
             client = HubSpot(access_token=info.hubspot_token, host=info.hubspot_url)
             create_contacts(client, new_leads(SEEDED_CONTACTS, seed=1))
-            if resign and logical_id == "IngestFunction":
-                event = resign_webhook(event, info.webhook_url, info.hubspot_client_secret)
+            if resign and logical_id in ("IngestFunction", "ScoreApiFunction"):
+                url = info.webhook_url if logical_id == "IngestFunction" else info.score_api_url
+                event = resign_webhook(event, url, info.hubspot_client_secret)
             result = stack.runtime.invoke(logical_id, event)
         finally:
             stack.stop()
