@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hubspot import HubSpot
@@ -26,7 +27,8 @@ SHOWN_PROPERTIES = ["ai_lead_score", "ai_lead_tier", "ai_lead_reasons", "ai_lead
 def new_leads(count: int, seed: int) -> list[dict[str, str]]:
     """Synthetic contacts as they look when created: no id yet, not converted yet."""
     leads = []
-    for contact in generate_contacts(count, seed):
+    # Anchored to today, so recency features look like fresh leads rather than old history.
+    for contact in generate_contacts(count, seed, now=datetime.now(UTC)):
         properties = {k: v for k, v in contact.items() if k != "hs_object_id" and v != ""}
         properties["lifecyclestage"] = "lead"
         leads.append(properties)
