@@ -1,0 +1,648 @@
+"""LLM enrichment of a scored lead: a fit summary, a next action and a review flag for the rep.
+
+The flow for one contact (`enrich_contact`):
+
+1. Consent, re-checked on the freshly read contact: without `ai_enrichment` (or with a value
+   we cannot parse) nothing is sent anywhere and nothing is written (fail closed).
+2. Provider `off`, or no API key: a deterministic summary from the model's reasons, labelled
+   as not written by an LLM.
+3. Otherwise only allow-listed, non-identifying properties are sent, with e-mail addresses,
+   phone and ID numbers redacted from every value, inside a delimited `<lead_data>` block the
+   versioned system prompt declares to be data. The system prompt carries `cache_control`;
+   the cached prefix is the tool definition plus the system prompt.
+4. The answer is requested through a forced tool call whose `input_schema` is
+   `LeadAssessment`'s JSON schema and validated with pydantic. Invalid output gets one retry
+   that quotes the validation error, then the escalation model; after that `EnrichmentError`
+   (the SQS layer retries and finally dead-letters the message). A valid but low-confidence
+   answer, or any hot lead, is also escalated.
+5. What the LLM wrote is cleaned (markup, links, control characters and personal data
+   removed, lengths capped) before it becomes HubSpot properties; the LLM can only ever set
+   the four `ai_lead_*` enrichment properties, never the score.
+
+Company name is not sent: for small companies it identifies the person as surely as a name.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anthropic
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from leadscore.consent import DEFAULT_PURPOSES_PROPERTY, consent_for
+from leadscore.settings import CommonSettings, NonEmpty
+
+Tier = Literal["hot", "warm", "cold", "disqualified"]
+Level = Literal["low", "medium", "high", "unknown"]
+Confidence = Literal["low", "medium", "high"]
+Provider = Literal["anthropic", "bedrock", "off"]
+
+PROMPT_FILE = Path(__file__).parent / "defaults" / "enrichment_prompt.md"
+TOOL_NAME = "record_lead_assessment"
+AUTO_SUMMARY_LABEL = "[Auto-summary, not AI-written]"
+AUTO_ACTION_LABEL = "[Rule-based]"
+
+# Properties sent to the LLM (HubSpot internal name → label in the prompt). Nothing else leaves.
+ALLOWED_PROPERTIES: dict[str, str] = {
+    "jobtitle": "Job title",
+    "numemployees": "Company size (employees)",
+    "industry": "Industry",
+    "country": "Country",
+    "hs_analytics_source": "Original traffic source",
+    "hs_analytics_num_visits": "Website visits",
+    "hs_analytics_num_page_views": "Page views",
+}
+MESSAGE_PROPERTY = "message"  # free text from the lead's form submission
+REASONS_PROPERTY = "ai_lead_reasons"  # written by the score function
+
+SUMMARY_PROPERTY = "ai_lead_summary"
+NEXT_ACTION_PROPERTY = "ai_lead_next_action"
+NEEDS_REVIEW_PROPERTY = "ai_lead_needs_review"
+REVIEW_REASON_PROPERTY = "ai_lead_review_reason"
+
+# Length caps: what a value may occupy in the prompt, and in HubSpot.
+FIELD_CHARS = 200
+MESSAGE_CHARS = 2000
+REASONS_CHARS = 1000
+SUMMARY_CHARS = 400
+NEXT_ACTION_CHARS = 200
+SUMMARY_PROPERTY_CHARS = 1000  # fit summary plus the signal and red-flag lines
+REVIEW_REASON_CHARS = 250
+
+# Defaults per provider: (fast model, escalation model). Both accept a forced tool choice.
+# Bedrock: Claude 4.5+ models are not invocable on demand in-Region, so the ids are the APAC
+# cross-Region inference profiles. There is no India-only profile: from ap-south-1 "apac."
+# keeps processing inside Asia-Pacific, not inside India ("global." would route worldwide).
+# Verify with `aws bedrock list-inference-profiles --region ap-south-1` before deploying.
+DEFAULT_MODELS: dict[str, tuple[str, str]] = {
+    "anthropic": ("claude-haiku-4-5-20251001", "claude-sonnet-4-6"),
+    "bedrock": ("apac.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "apac.anthropic.claude-sonnet-4-6"),
+}
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per million tokens (Anthropic list prices; 5-minute cache writes)."""
+
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+
+
+# Keyed by model family (see `price_key`); a model not listed has no cost estimate. Anthropic
+# API list prices; Bedrock's geographic profiles can cost more than these (about 10%).
+MODEL_PRICES: dict[str, ModelPrice] = {
+    "claude-haiku-4-5": ModelPrice(input=1.00, output=5.00, cache_write=1.25, cache_read=0.10),
+    "claude-sonnet-4-5": ModelPrice(input=3.00, output=15.00, cache_write=3.75, cache_read=0.30),
+    "claude-sonnet-4-6": ModelPrice(input=3.00, output=15.00, cache_write=3.75, cache_read=0.30),
+    "claude-sonnet-5": ModelPrice(input=2.00, output=10.00, cache_write=2.50, cache_read=0.20),
+    "claude-sonnet-5-5": ModelPrice(input=2.00, output=10.00, cache_write=2.50, cache_read=0.10),
+    # Haiku 5.5's rate for prompts up to 100k tokens (longer prompts cost 5x; ours are ~2k).
+    "claude-haiku-5-5": ModelPrice(input=0.10, output=0.50, cache_write=0.125, cache_read=0.01),
+}
+
+
+# ---------------------------------------------------------------- the LLM's answer
+
+
+class BantItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: Level
+    evidence: str | None = Field(default=None, max_length=FIELD_CHARS,
+                                 description="A few words quoting or paraphrasing the lead data.")
+
+
+class Bant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budget: BantItem
+    authority: BantItem
+    need: BantItem
+    timeline: BantItem
+
+
+ShortPhrase = Annotated[str, Field(max_length=120)]
+
+
+class LeadAssessment(BaseModel):
+    """The qualification assessment of one lead."""  # sent to the LLM in the tool schema
+
+    model_config = ConfigDict(extra="forbid")
+
+    fit_summary: str = Field(min_length=1, max_length=SUMMARY_CHARS,
+                             description="Why the lead fits or not; plain text, no personal data.")
+    next_action: str = Field(min_length=1, max_length=NEXT_ACTION_CHARS,
+                             description="One concrete next step for the sales rep.")
+    bant: Bant
+    buying_signals: list[ShortPhrase] = Field(max_length=5)
+    red_flags: list[ShortPhrase] = Field(max_length=5)
+    confidence: Confidence
+
+
+def assessment_tool() -> dict[str, Any]:
+    return {
+        "name": TOOL_NAME,
+        "description": "Record the qualification assessment of the lead in <lead_data>.",
+        "input_schema": LeadAssessment.model_json_schema(),
+    }
+
+
+# --------------------------------------------------------------------- inputs
+
+
+class EnrichRequest(BaseModel):
+    """An EnrichQueue message body (docs/CONTRACTS.md, "Messages")."""
+
+    contact_id: str = Field(min_length=1)
+    score: int = Field(ge=0, le=100)
+    tier: Tier
+    model_version: str
+    scored_at: str
+
+    @field_validator("contact_id", mode="before")
+    @classmethod
+    def _id_as_string(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
+
+
+class LlmSettings(BaseModel):
+    """Which LLM to call and how; frozen so a built client can be cached per settings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: Provider = "off"
+    api_key: SecretStr | None = None
+    base_url: str | None = None  # Anthropic API override (the local stack's emulator)
+    bedrock_region: str = "ap-south-1"
+    model: str | None = None  # None: the provider's default fast model
+    escalation_model: str | None = None  # None: the provider's default; same as model: never
+    max_tokens: PositiveInt = 1024
+    timeout_seconds: PositiveFloat = 20.0
+    max_retries: NonNegativeInt = 2  # the SDK's own retries of 429/5xx/timeouts
+    # Newer models (Claude Sonnet 5.5, Opus 5.5) reject a forced tool choice with a 400; for
+    # them the tool is offered with `auto` and an answer without the tool call is retried.
+    force_tool_choice: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        """An LLM is called: a provider is chosen and (for the Anthropic API) a key is set."""
+        if self.provider == "anthropic":
+            return self.api_key is not None and bool(self.api_key.get_secret_value())
+        return self.provider == "bedrock"
+
+    @property
+    def primary_model(self) -> str:
+        return self.model or DEFAULT_MODELS[self.provider][0]
+
+    @property
+    def escalation_model_id(self) -> str:
+        return self.escalation_model or DEFAULT_MODELS[self.provider][1]
+
+
+class EnrichSettings(CommonSettings):
+    """The enrich function's environment (docs/CONTRACTS.md, "Environment variables")."""
+
+    hubspot_token_secret: NonEmpty
+    llm_provider: Provider = "off"
+    llm_api_key_secret: str | None = None
+    anthropic_base_url: str | None = None
+    bedrock_region: NonEmpty = "ap-south-1"
+    llm_model: str | None = None
+    llm_escalation_model: str | None = None
+    llm_timeout_seconds: PositiveFloat = 20.0
+    llm_max_retries: NonNegativeInt = 2
+    llm_force_tool_choice: bool = True
+
+    def llm(self, api_key: str | None) -> LlmSettings:
+        return LlmSettings(
+            provider=self.llm_provider, api_key=SecretStr(api_key) if api_key else None,
+            base_url=self.anthropic_base_url, bedrock_region=self.bedrock_region,
+            model=self.llm_model, escalation_model=self.llm_escalation_model,
+            timeout_seconds=self.llm_timeout_seconds, max_retries=self.llm_max_retries,
+            force_tool_choice=self.llm_force_tool_choice,
+        )
+
+
+def read_properties(purposes_property: str = DEFAULT_PURPOSES_PROPERTY) -> list[str]:
+    """The HubSpot properties `enrich_contact` needs on the contact."""
+    return [purposes_property, *ALLOWED_PROPERTIES, MESSAGE_PROPERTY, REASONS_PROPERTY]
+
+
+@dataclass(frozen=True)
+class EnrichmentPrompt:
+    version: str
+    text: str
+
+
+@cache
+def default_prompt() -> EnrichmentPrompt:
+    """The versioned system prompt shipped with the package (first line names the version)."""
+    text = PROMPT_FILE.read_text(encoding="utf-8")
+    match = re.match(r"<!--\s*prompt-version:\s*(\S+)\s*-->\s*\n", text)
+    if match is None:
+        raise ValueError(f"{PROMPT_FILE} must start with <!-- prompt-version: ... -->")
+    return EnrichmentPrompt(version=match.group(1), text=text[match.end():].strip())
+
+
+# -------------------------------------------------------------------- outputs
+
+
+class TokenUsage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(**{name: getattr(self, name) + getattr(other, name)
+                             for name in TokenUsage.model_fields})
+
+
+class LlmCall(BaseModel):
+    """One Messages API call: which model, what came of it, what it cost."""
+
+    model: str
+    outcome: Literal["valid", "invalid", "api_error"]
+    usage: TokenUsage = TokenUsage()
+    cost_usd: float | None = None  # None: no price known for this model
+    problem: str | None = None  # why the output was invalid, or the API error class
+
+
+class EnrichmentResult(BaseModel):
+    contact_id: str
+    status: Literal["enriched", "auto_summary", "skipped_no_consent"]
+    properties: dict[str, str]  # the HubSpot properties to write; empty when skipped
+    prompt_version: str | None = None
+    assessment: LeadAssessment | None = None
+    answered_by: str | None = None  # the model whose answer was used
+    escalated: bool = False
+    needs_review: bool = False
+    review_reason: str | None = None
+    calls: list[LlmCall] = []
+
+    @property
+    def usage(self) -> TokenUsage:
+        return sum((call.usage for call in self.calls), TokenUsage())
+
+    @property
+    def estimated_cost_usd(self) -> float | None:
+        costs = [call.cost_usd for call in self.calls]
+        return None if any(cost is None for cost in costs) else round(sum(costs), 6)
+
+
+class EnrichmentError(Exception):
+    """No usable answer: the message should be retried and finally dead-lettered.
+
+    `reason` never contains lead data; `calls` carries the tokens spent on the way.
+    """
+
+    def __init__(self, reason: str, calls: Sequence[LlmCall] = ()):
+        super().__init__(reason)
+        self.reason = reason
+        self.calls = list(calls)
+
+
+# --------------------------------------------------------- personal data and markup
+
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Digit runs with separators; counted afterwards so years, amounts and dates survive.
+NUMBER_RUN_RE = re.compile(r"(?<![\w+])\+?\d[\d\s().\-/]{6,}\d(?!\w)")
+ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+PAN_RE = re.compile(r"\b[A-Z]{5}\d{4}[A-Z]\b")  # Indian Permanent Account Number
+URL_RE = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.IGNORECASE)
+TAG_RE = re.compile(r"<[^<>]{0,200}>")
+MD_LINK_RE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+MARKUP_RE = re.compile(r"[*`#~|<>\[\]{}\\]+")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _redact_number(match: re.Match[str]) -> str:
+    text = match.group(0)
+    digits = sum(ch.isdigit() for ch in text)
+    if ISO_DATE_RE.fullmatch(text.strip()):
+        return text
+    # Phone numbers (10+ digits, or international with +), Aadhaar (12), card numbers.
+    if digits >= 10 or (text.startswith("+") and digits >= 8):
+        return "[redacted number]"
+    return text
+
+
+def redact(text: str) -> str:
+    """Removes e-mail addresses, phone/ID/card numbers and PAN numbers from free text."""
+    text = EMAIL_RE.sub("[redacted email]", text)
+    text = NUMBER_RUN_RE.sub(_redact_number, text)
+    return PAN_RE.sub("[redacted id]", text)
+
+
+def truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit * 0.6 else cut).rstrip(" ,;:.") + "…"
+
+
+def clean_output(text: str, limit: int) -> str:
+    """LLM text made safe for a CRM field: no markup, links, control characters or personal
+    data, one line, at most `limit` characters."""
+    text = html.unescape(text)
+    text = TAG_RE.sub(" ", text)
+    text = MD_LINK_RE.sub(r"\1", text)
+    text = MARKUP_RE.sub(" ", text)
+    text = URL_RE.sub("[link removed]", text)
+    text = redact(text)
+    text = CONTROL_RE.sub(" ", text)
+    return truncate(" ".join(text.split()), limit)
+
+
+def _data_value(raw: str, limit: int) -> str:
+    """A contact value as it goes into the prompt: redacted, escaped, capped."""
+    text = CONTROL_RE.sub(" ", redact(raw))
+    return html.escape(truncate(" ".join(text.split()), limit), quote=True)
+
+
+def lead_data_block(properties: Mapping[str, str | None], scored: EnrichRequest) -> str:
+    """The `<lead_data>` block: allow-listed fields only, every value redacted and escaped."""
+    lines = ["<lead_data>",
+             f'<model_score score="{scored.score}" tier="{scored.tier}" '
+             f'model_version="{html.escape(scored.model_version[:80], quote=True)}"/>']
+    reasons = properties.get(REASONS_PROPERTY)
+    if reasons and reasons.strip():
+        lines.append(f"<model_reasons>{_data_value(reasons, REASONS_CHARS)}</model_reasons>")
+    for name, label in ALLOWED_PROPERTIES.items():
+        value = properties.get(name)
+        if value and value.strip():
+            lines.append(f'<field name="{label}">{_data_value(value, FIELD_CHARS)}</field>')
+    message = properties.get(MESSAGE_PROPERTY)
+    if message and message.strip():
+        lines.append(f"<lead_message>{_data_value(message, MESSAGE_CHARS)}</lead_message>")
+    else:
+        lines.append("<lead_message/>")
+    lines.append("</lead_data>")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- the calls
+
+
+def price_key(model_id: str) -> str:
+    """`apac.anthropic.claude-haiku-4-5-20251001-v1:0` and `claude-haiku-4-5-20251001` →
+    `claude-haiku-4-5`."""
+    key = model_id.lower()
+    key = re.sub(r"^(?:[a-z-]+\.)?anthropic\.", "", key)
+    key = re.sub(r"-v\d+(?::\d+)?$", "", key)
+    return re.sub(r"(?:-|@)\d{8}$", "", key)
+
+
+def cost_usd(model_id: str, usage: TokenUsage) -> float | None:
+    price = MODEL_PRICES.get(price_key(model_id))
+    if price is None:
+        return None
+    return round((usage.input_tokens * price.input + usage.output_tokens * price.output
+                  + usage.cache_creation_input_tokens * price.cache_write
+                  + usage.cache_read_input_tokens * price.cache_read) / 1_000_000, 6)
+
+
+@lru_cache(maxsize=4)
+def build_client(llm: LlmSettings) -> anthropic.Anthropic | anthropic.AnthropicBedrock:
+    """The SDK client for `llm` (cached: warm Lambda invocations reuse its connections)."""
+    if llm.provider == "bedrock":
+        return anthropic.AnthropicBedrock(aws_region=llm.bedrock_region,
+                                          max_retries=llm.max_retries,
+                                          timeout=llm.timeout_seconds)
+    if llm.provider == "anthropic" and llm.api_key is not None:
+        return anthropic.Anthropic(api_key=llm.api_key.get_secret_value(),
+                                   base_url=llm.base_url or None,
+                                   max_retries=llm.max_retries, timeout=llm.timeout_seconds)
+    raise ValueError(f"no LLM client for provider {llm.provider!r} without an API key")
+
+
+ClientFactory = Callable[[LlmSettings], Any]
+
+
+def _usage_of(response: Any) -> TokenUsage:
+    usage = getattr(response, "usage", None)
+    return TokenUsage(
+        input_tokens=getattr(usage, "input_tokens", 0) or 0,
+        output_tokens=getattr(usage, "output_tokens", 0) or 0,
+        cache_creation_input_tokens=getattr(usage, "cache_creation_input_tokens", 0) or 0,
+        cache_read_input_tokens=getattr(usage, "cache_read_input_tokens", 0) or 0,
+    )
+
+
+def _problem(error: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+             for e in error.errors(include_url=False, include_input=False)[:8]]
+    return "; ".join(parts)
+
+
+class _Conversation:
+    """Asks models for a `LeadAssessment` about one lead, recording every call."""
+
+    def __init__(self, client: Any, llm: LlmSettings, prompt: EnrichmentPrompt, data: str):
+        self.client, self.llm = client, llm
+        # The API caches a prefix only above a per-model minimum (4,096 tokens on Haiku 4.5,
+        # 1,024-2,048 on Sonnet); today's prompt and tool are ~1,200 tokens, so the marker
+        # pays off once the qualification criteria grow, and costs nothing until then.
+        self.system = [{"type": "text", "text": prompt.text,
+                        "cache_control": {"type": "ephemeral"}}]
+        self.tools = [assessment_tool()]
+        self.tool_choice = ({"type": "tool", "name": TOOL_NAME} if llm.force_tool_choice
+                            else {"type": "auto"})
+        self.opening = {"role": "user", "content": [{"type": "text", "text": (
+            f"Assess the lead in <lead_data> against the qualification criteria and answer by "
+            f"calling {TOOL_NAME}.\n\n{data}")}]}
+        self.calls: list[LlmCall] = []
+        self.last_problem = "no answer"
+
+    def ask(self, model: str, *, retries: int) -> LeadAssessment | None:
+        messages: list[dict[str, Any]] = [self.opening]
+        for attempt in range(retries + 1):
+            response = self._create(model, messages)
+            assessment, problem = self._parse(response)
+            usage = _usage_of(response)
+            self.calls.append(LlmCall(model=model, outcome="valid" if assessment else "invalid",
+                                      usage=usage, cost_usd=cost_usd(model, usage),
+                                      problem=problem))
+            if assessment is not None:
+                return assessment
+            self.last_problem = f"{model}: {problem}"
+            if attempt < retries:
+                messages = [*messages, *self._correction(response, problem or "")]
+        return None
+
+    def _create(self, model: str, messages: list[dict[str, Any]]) -> Any:
+        try:
+            # No temperature: newer models reject sampling parameters with a 400.
+            return self.client.messages.create(
+                model=model, max_tokens=self.llm.max_tokens, system=self.system,
+                tools=self.tools, tool_choice=self.tool_choice, messages=messages,
+            )
+        except anthropic.APIError as error:
+            status = getattr(error, "status_code", None)
+            reason = f"llm_api_error: {type(error).__name__}" + (f" ({status})" if status else "")
+            self.calls.append(LlmCall(model=model, outcome="api_error", problem=reason))
+            raise EnrichmentError(reason, self.calls) from error
+
+    @staticmethod
+    def _parse(response: Any) -> tuple[LeadAssessment | None, str | None]:
+        """The assessment in an answer, or why there is none."""
+        if response.stop_reason == "max_tokens":
+            return None, "the answer was cut off at max_tokens"
+        tool_use = next((block for block in response.content
+                         if block.type == "tool_use" and block.name == TOOL_NAME), None)
+        if tool_use is None:
+            return None, f"no {TOOL_NAME} tool call in the answer"
+        try:
+            return LeadAssessment.model_validate(tool_use.input), None
+        except ValidationError as error:
+            return None, _problem(error)
+
+    @staticmethod
+    def _correction(response: Any, problem: str) -> list[dict[str, Any]]:
+        """The turns that show the model its invalid answer and what was wrong with it.
+
+        The whole answer goes back as the assistant turn (thinking blocks must accompany the
+        tool call they led to); every tool call in it gets an error `tool_result`.
+        """
+        feedback = (f"The {TOOL_NAME} input was invalid: {problem}. Call {TOOL_NAME} again with "
+                    f"input that satisfies its schema.")
+        answer = [block.to_dict() for block in response.content
+                  if not (block.type == "text" and not block.text.strip())]
+        tool_uses = [block for block in response.content if block.type == "tool_use"]
+        reply = ([{"type": "tool_result", "tool_use_id": block.id, "is_error": True,
+                   "content": feedback} for block in tool_uses]
+                 or [{"type": "text", "text": feedback}])
+        turns = [{"role": "assistant", "content": answer}] if answer else []
+        return [*turns, {"role": "user", "content": reply}]
+
+
+# ---------------------------------------------------------------- review and output
+
+
+def review_reasons(assessment: LeadAssessment, tier: str) -> list[str]:
+    """Why a rep should look twice: low confidence, or the score and the LLM disagree."""
+    reasons = []
+    if assessment.confidence == "low":
+        reasons.append("LLM confidence is low")
+    if tier == "hot":
+        if assessment.red_flags:
+            reasons.append("scored hot but the LLM found red flags")
+        if assessment.bant.need.level == "low":
+            reasons.append("scored hot but the LLM sees low need")
+    if (tier in ("cold", "disqualified") and assessment.bant.need.level == "high"
+            and assessment.bant.timeline.level == "high"):
+        reasons.append(f"scored {tier} but the LLM sees high need and a near timeline")
+    return reasons
+
+
+def _summary_text(assessment: LeadAssessment) -> str:
+    lines = [clean_output(assessment.fit_summary, SUMMARY_CHARS)]
+    signals = [clean_output(s, 120) for s in assessment.buying_signals if s.strip()]
+    flags = [clean_output(f, 120) for f in assessment.red_flags if f.strip()]
+    if signals:
+        lines.append("Buying signals: " + "; ".join(signals))
+    if flags:
+        lines.append("Red flags: " + "; ".join(flags))
+    return truncate("\n".join(lines), SUMMARY_PROPERTY_CHARS)
+
+
+def _properties(summary: str, next_action: str, reasons: Sequence[str]) -> dict[str, str]:
+    return {
+        SUMMARY_PROPERTY: summary,
+        NEXT_ACTION_PROPERTY: next_action,
+        NEEDS_REVIEW_PROPERTY: "true" if reasons else "false",
+        # "" clears a reason left by an earlier enrichment of the same contact.
+        REVIEW_REASON_PROPERTY: truncate("; ".join(reasons), REVIEW_REASON_CHARS),
+    }
+
+
+AUTO_NEXT_ACTIONS: dict[str, str] = {
+    "hot": "Contact within one business day and confirm need and timeline.",
+    "warm": "Send relevant material and offer a discovery call this week.",
+    "cold": "Keep in nurture; revisit if engagement increases.",
+    "disqualified": "No sales action; check the disqualifying factors if this looks wrong.",
+}
+
+
+def auto_summary(properties: Mapping[str, str | None], scored: EnrichRequest) -> dict[str, str]:
+    """The no-LLM fallback: the model's own reasons, clearly labelled as not AI-written."""
+    raw = properties.get(REASONS_PROPERTY) or ""
+    reasons = [clean_output(part.strip(" -•*"), 120) for part in re.split(r"[\n;]+", raw)]
+    reasons = [reason for reason in reasons if reason][:3]
+    summary = f"{AUTO_SUMMARY_LABEL} Score {scored.score}/100 ({scored.tier})."
+    if reasons:
+        summary += " Top factors: " + "; ".join(reasons) + "."
+    action = f"{AUTO_ACTION_LABEL} {AUTO_NEXT_ACTIONS[scored.tier]}"
+    return _properties(truncate(summary, SUMMARY_PROPERTY_CHARS), action, ())
+
+
+def enrich_contact(
+    properties: Mapping[str, str | None],
+    scored: EnrichRequest,
+    llm: LlmSettings,
+    client_factory: ClientFactory = build_client,
+    *,
+    purposes_property: str = DEFAULT_PURPOSES_PROPERTY,
+    prompt: EnrichmentPrompt | None = None,
+) -> EnrichmentResult:
+    """Enrich one scored contact; `properties` must be freshly read (see `read_properties`).
+
+    Raises `EnrichmentError` when no model produced a valid answer or the API kept failing.
+    """
+    if not consent_for(properties, purposes_property).may_enrich:
+        return EnrichmentResult(contact_id=scored.contact_id, status="skipped_no_consent",
+                                properties={})
+    if not llm.enabled:
+        return EnrichmentResult(contact_id=scored.contact_id, status="auto_summary",
+                                properties=auto_summary(properties, scored))
+
+    prompt = prompt or default_prompt()
+    conversation = _Conversation(client_factory(llm), llm, prompt,
+                                 lead_data_block(properties, scored))
+    primary, escalation = llm.primary_model, llm.escalation_model_id
+    assessment = conversation.ask(primary, retries=1)
+    answered_by = primary if assessment else None
+
+    wants_escalation = assessment is None or assessment.confidence == "low" or scored.tier == "hot"
+    escalated = False
+    if wants_escalation and escalation != primary:
+        try:
+            better = conversation.ask(escalation, retries=0)
+        except EnrichmentError:
+            if assessment is None:
+                raise
+            better = None  # the fast model's valid answer stands; the failed call is recorded
+        if better is not None:
+            assessment, answered_by, escalated = better, escalation, True
+    if assessment is None:
+        raise EnrichmentError(f"invalid_output: {conversation.last_problem}", conversation.calls)
+
+    reasons = review_reasons(assessment, scored.tier)
+    return EnrichmentResult(
+        contact_id=scored.contact_id, status="enriched",
+        properties=_properties(_summary_text(assessment),
+                               clean_output(assessment.next_action, NEXT_ACTION_CHARS), reasons),
+        prompt_version=prompt.version, assessment=assessment, answered_by=answered_by,
+        escalated=escalated, needs_review=bool(reasons),
+        review_reason="; ".join(reasons) or None, calls=conversation.calls,
+    )

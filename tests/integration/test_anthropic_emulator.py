@@ -1,0 +1,426 @@
+"""The Anthropic emulator over real HTTP, driven by the official `anthropic` SDK."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import anthropic
+import jsonschema
+import pytest
+from anthropic.types import Message, TextBlock, ToolUseBlock
+from leadscore_local.anthropic_emulator import AnthropicEmulator
+
+MODEL = "claude-haiku-4-5"
+
+# Every schema feature tool inputs use: bounds, enums, nesting, $ref, nullable anyOf, arrays.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "$defs": {
+        "Item": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "level": {"enum": ["low", "medium", "high", "unknown"], "type": "string"},
+                "evidence": {"anyOf": [{"type": "string", "maxLength": 40}, {"type": "null"}]},
+            },
+            "required": ["level", "evidence"],
+        },
+    },
+    "properties": {
+        "summary": {"type": "string", "minLength": 5, "maxLength": 60},
+        "count": {"type": "integer", "minimum": 3, "maximum": 7},
+        "ratio": {"type": "number", "minimum": 0, "maximum": 1},
+        "flag": {"type": "boolean"},
+        "maybe": {"type": ["string", "null"], "maxLength": 10},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 15},
+                 "minItems": 1, "maxItems": 2},
+        "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}},
+        "nested": {"type": "object", "properties": {"inner": {"$ref": "#/$defs/Item"}},
+                   "required": ["inner"], "additionalProperties": False},
+        "choice": {"const": "fixed"},
+    },
+    "required": ["summary", "count", "ratio", "flag", "maybe", "tags", "items", "nested",
+                 "choice"],
+}
+TOOL = {"name": "record", "description": "Record the answer.", "input_schema": SCHEMA}
+FORCE = {"type": "tool", "name": "record"}
+SYSTEM_CACHED = [{"type": "text", "text": "You qualify sales leads. " * 40,
+                  "cache_control": {"type": "ephemeral"}}]
+
+
+@pytest.fixture
+def emulator():
+    with AnthropicEmulator(retry_after_seconds=0.01, slow_response_seconds=2.0) as running:
+        yield running
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    """The SDK's exponential backoff (0.5 s doubling) shrunk so retry tests stay fast."""
+    monkeypatch.setattr(anthropic._base_client, "INITIAL_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(anthropic._base_client, "MAX_RETRY_DELAY", 0.02)
+
+
+def client(emulator: AnthropicEmulator, **options: Any) -> anthropic.Anthropic:
+    options.setdefault("max_retries", 0)
+    return anthropic.Anthropic(base_url=emulator.url, api_key="test", **options)
+
+
+def ask(sdk: anthropic.Anthropic, text: str = "We need pricing for 50 seats this quarter",
+        **extra: Any) -> Message:
+    return sdk.messages.create(model=MODEL, max_tokens=512,
+                               messages=[{"role": "user", "content": text}], **extra)
+
+
+def raw_post(url: str, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+# ------------------------------------------------------------------- response shape
+
+
+def test_text_answer_parses_into_the_sdk_types(emulator):
+    message = ask(client(emulator))
+
+    assert isinstance(message, Message)
+    assert message.type == "message" and message.role == "assistant" and message.model == MODEL
+    assert message.id.startswith("msg_")
+    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+    assert [type(block) for block in message.content] == [TextBlock]
+    assert message.content[0].text
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    assert message.usage.cache_creation_input_tokens == 0
+    assert message.usage.cache_read_input_tokens == 0
+
+
+def test_answers_are_deterministic_for_the_same_request(emulator):
+    sdk = client(emulator)
+    first, second = ask(sdk), ask(sdk)
+    other = ask(sdk, "A different question about invoices and onboarding")
+
+    assert first.content == second.content
+    assert first.id != second.id  # ids stay unique, as the API's are
+    assert other.content != first.content
+
+
+def test_forced_tool_use_returns_input_valid_against_the_schema(emulator):
+    sdk = client(emulator)
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for n in range(40):  # many requests: every branch (null or not, optional or not) gets hit
+        message = ask(sdk, f"Lead {n}: evaluating analytics platform for procurement",
+                      tools=[TOOL], tool_choice=FORCE)
+
+        assert message.stop_reason == "tool_use"
+        (block,) = message.content
+        assert isinstance(block, ToolUseBlock)
+        assert block.name == "record" and block.id.startswith("toolu_")
+        validator.validate(block.input)
+
+
+def test_tool_strings_are_built_from_the_input_text(emulator):
+    message = ask(client(emulator), "procurement analytics onboarding", tools=[TOOL],
+                  tool_choice=FORCE)
+    summary = message.content[0].input["summary"].lower()
+
+    assert {"procurement", "analytics", "onboarding"} & set(summary.rstrip(".").split())
+
+
+def test_auto_tool_choice_uses_the_first_tool_after_a_text_block(emulator):
+    message = ask(client(emulator), tools=[TOOL], tool_choice={"type": "auto"})
+
+    assert [block.type for block in message.content] == ["text", "tool_use"]
+    assert message.stop_reason == "tool_use"
+
+
+def test_small_max_tokens_stops_with_max_tokens(emulator):
+    message = client(emulator).messages.create(
+        model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hello"}],
+        tools=[TOOL], tool_choice=FORCE)
+
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == 5
+
+
+# ------------------------------------------------------------------- prompt caching
+
+
+def test_cached_system_prompt_is_written_once_then_read(emulator):
+    sdk = client(emulator)
+    first = ask(sdk, "first lead", system=SYSTEM_CACHED, tools=[TOOL], tool_choice=FORCE)
+    second = ask(sdk, "second lead, different text", system=SYSTEM_CACHED, tools=[TOOL],
+                 tool_choice=FORCE)
+
+    assert first.usage.cache_creation_input_tokens > 0
+    assert first.usage.cache_read_input_tokens == 0
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert second.usage.cache_creation_input_tokens == 0
+    # The uncached remainder (the user turn) is billed as plain input both times.
+    assert 0 < second.usage.input_tokens < second.usage.cache_read_input_tokens
+
+
+def test_no_cache_control_means_no_cache_counters(emulator):
+    sdk = client(emulator)
+    plain = [{"type": "text", "text": SYSTEM_CACHED[0]["text"]}]
+    for _ in range(2):
+        message = ask(sdk, system=plain)
+        assert message.usage.cache_creation_input_tokens == 0
+        assert message.usage.cache_read_input_tokens == 0
+
+
+def test_cache_is_per_model_and_per_prefix(emulator):
+    sdk = client(emulator)
+    ask(sdk, system=SYSTEM_CACHED)
+    other_model = sdk.messages.create(model="claude-sonnet-4-6", max_tokens=64,
+                                      system=SYSTEM_CACHED,
+                                      messages=[{"role": "user", "content": "hi"}])
+    changed = [{**SYSTEM_CACHED[0], "text": SYSTEM_CACHED[0]["text"] + "Changed."}]
+    other_prefix = ask(sdk, system=changed)
+
+    assert other_model.usage.cache_read_input_tokens == 0
+    assert other_prefix.usage.cache_read_input_tokens == 0
+    assert other_prefix.usage.cache_creation_input_tokens > 0
+
+
+def test_cache_control_on_a_tool_caches_the_tools(emulator):
+    sdk = client(emulator)
+    cached_tool = {**TOOL, "cache_control": {"type": "ephemeral"}}
+    first = ask(sdk, "one", tools=[cached_tool], tool_choice=FORCE)
+    second = ask(sdk, "two", tools=[cached_tool], tool_choice=FORCE)
+
+    assert first.usage.cache_creation_input_tokens > 0
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+
+
+def test_prefixes_below_the_minimum_are_not_cached():
+    with AnthropicEmulator(min_cacheable_tokens=100_000) as strict:
+        sdk = client(strict)
+        for _ in range(2):
+            message = ask(sdk, system=SYSTEM_CACHED)
+            assert message.usage.cache_creation_input_tokens == 0
+            assert message.usage.cache_read_input_tokens == 0
+
+
+# ------------------------------------------------------------ authentication, validation
+
+
+def test_missing_api_key_is_an_authentication_error(emulator):
+    status, _, body = raw_post(emulator.url + "/v1/messages",
+                               {"model": MODEL, "max_tokens": 5,
+                                "messages": [{"role": "user", "content": "hi"}]},
+                               {"anthropic-version": "2023-06-01"})
+
+    assert status == 401
+    assert body == {"type": "error", "error": {"type": "authentication_error",
+                                               "message": "invalid x-api-key"}}
+
+
+def test_x_api_key_header_is_accepted(emulator):
+    status, _, body = raw_post(emulator.url + "/v1/messages",
+                               {"model": MODEL, "max_tokens": 5,
+                                "messages": [{"role": "user", "content": "hi"}]},
+                               {"x-api-key": "k", "anthropic-version": "2023-06-01"})
+
+    assert status == 200 and body["type"] == "message"
+
+
+def test_a_configured_key_rejects_others():
+    with AnthropicEmulator(api_key="right") as guarded:
+        with pytest.raises(anthropic.AuthenticationError) as raised:
+            ask(client(guarded))
+        assert raised.value.status_code == 401
+        assert raised.value.body["error"]["type"] == "authentication_error"
+        assert ask(anthropic.Anthropic(base_url=guarded.url, api_key="right", max_retries=0))
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}, "model"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, "max_tokens"),
+    ({"model": MODEL, "max_tokens": 5, "messages": []}, "messages"),
+    ({"model": MODEL, "max_tokens": 5, "messages": [{"role": "system", "content": "hi"}]},
+     "role"),
+    ({"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+      "tools": [{"name": "t", "input_schema": {"type": "string"}}]}, "input_schema"),
+])
+def test_invalid_requests_are_400_invalid_request_error(emulator, body, fragment):
+    status, _, answer = raw_post(emulator.url + "/v1/messages", body,
+                                 {"x-api-key": "k", "anthropic-version": "2023-06-01"})
+
+    assert status == 400
+    assert answer["type"] == "error"
+    assert answer["error"]["type"] == "invalid_request_error"
+    assert fragment in answer["error"]["message"]
+
+
+def test_tool_choice_must_name_a_given_tool(emulator):
+    with pytest.raises(anthropic.BadRequestError, match="not found in tools"):
+        ask(client(emulator), tools=[TOOL], tool_choice={"type": "tool", "name": "other"})
+
+
+def test_tool_use_must_be_answered_by_a_tool_result(emulator):
+    sdk = client(emulator)
+    unanswered = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "record",
+                                           "input": {}}]},
+        {"role": "user", "content": "no result here"},
+    ]
+    with pytest.raises(anthropic.BadRequestError, match="tool_result"):
+        sdk.messages.create(model=MODEL, max_tokens=64, messages=unanswered, tools=[TOOL])
+
+    answered = [*unanswered[:2], {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True, "content": "bad"}]}]
+    assert sdk.messages.create(model=MODEL, max_tokens=64, messages=answered, tools=[TOOL])
+
+
+# ------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize(("fault", "error_class", "error_type"), [
+    (429, anthropic.RateLimitError, "rate_limit_error"),
+    (500, anthropic.InternalServerError, "api_error"),
+    (529, anthropic.OverloadedError, "overloaded_error"),
+])
+def test_status_faults_raise_the_sdk_error_class(emulator, fault, error_class, error_type):
+    emulator.inject_fault(fault, 1)
+    with pytest.raises(error_class) as raised:
+        ask(client(emulator))
+
+    assert raised.value.status_code == fault
+    assert raised.value.body == {"type": "error", "error": {
+        "type": error_type, "message": raised.value.body["error"]["message"]}}
+    assert ask(client(emulator)).content  # the fault was used up
+
+
+def test_429_carries_retry_after(emulator):
+    emulator.inject_fault(429, 1)
+    with pytest.raises(anthropic.RateLimitError) as raised:
+        ask(client(emulator))
+
+    assert raised.value.response.headers["retry-after"] == "0.01"
+
+
+@pytest.mark.parametrize("fault", [429, 529])
+def test_sdk_retries_ride_out_a_single_fault(emulator, fast_backoff, fault):
+    emulator.inject_fault(fault, 1)
+    message = ask(client(emulator, max_retries=2))
+
+    assert message.stop_reason == "end_turn"
+    assert [r["status"] for r in emulator.requests] == [fault, 200]
+
+
+@pytest.mark.parametrize(("fault", "error_class"), [
+    (429, anthropic.RateLimitError), (529, anthropic.OverloadedError),
+])
+def test_sdk_gives_up_when_faults_outlast_its_retries(emulator, fast_backoff, fault, error_class):
+    emulator.inject_fault(fault, 3)
+    with pytest.raises(error_class):
+        ask(client(emulator, max_retries=2))
+
+    assert [r["status"] for r in emulator.requests] == [fault] * 3
+
+
+def test_timeout_fault_makes_the_sdk_time_out(emulator):
+    emulator.inject_fault("timeout", 1)
+    with pytest.raises(anthropic.APITimeoutError):
+        ask(client(emulator, timeout=0.3))
+
+
+def test_sdk_retry_recovers_from_a_timeout(emulator, fast_backoff):
+    emulator.inject_fault("timeout", 1)
+    message = ask(client(emulator, timeout=0.3, max_retries=1))
+
+    assert message.content
+    assert [r["fault"] for r in emulator.requests] == ["timeout", None]
+
+
+def test_malformed_fault_breaks_the_tool_input_schema(emulator):
+    emulator.inject_fault("malformed", 1)
+    broken = ask(client(emulator), tools=[TOOL], tool_choice=FORCE)
+    fine = ask(client(emulator), tools=[TOOL], tool_choice=FORCE)
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    assert broken.stop_reason == "tool_use"
+    assert list(validator.iter_errors(broken.content[0].input))
+    validator.validate(fine.content[0].input)
+
+
+def test_faults_queue_in_order(emulator, fast_backoff):
+    emulator.inject_fault(429, 1)
+    emulator.inject_fault(529, 1)
+    ask(client(emulator, max_retries=2))
+
+    assert [r["status"] for r in emulator.requests] == [429, 529, 200]
+
+
+def test_unknown_fault_kind_is_refused(emulator):
+    with pytest.raises(ValueError, match="unknown fault"):
+        emulator.inject_fault(418, 1)
+
+
+# --------------------------------------------------------------------------- admin
+
+
+def test_admin_faults_stats_and_reset_over_http(emulator):
+    status, _, answer = raw_post(emulator.url + "/_emulator/faults",
+                                 {"status": 529, "count": 2}, {})
+    assert (status, answer) == (200, {"faults_pending": 2})
+    status, _, _ = raw_post(emulator.url + "/_emulator/faults", {"status": "timeout"}, {})
+    assert status == 200
+    assert raw_post(emulator.url + "/_emulator/faults", {"status": 418}, {})[0] == 400
+
+    with pytest.raises(anthropic.OverloadedError):
+        ask(client(emulator))
+    with urllib.request.urlopen(emulator.url + "/_emulator/stats", timeout=5) as response:
+        stats = json.loads(response.read())
+    assert stats["requests"] == 1
+    assert stats["by_model"] == {MODEL: 1}
+    assert stats["by_status"] == {"529": 1}
+    assert stats["faults_pending"] == 2
+    assert stats["faults_served"] == {"529": 1}
+    assert set(stats["tokens"]) == {"input_tokens", "output_tokens",
+                                    "cache_creation_input_tokens", "cache_read_input_tokens"}
+
+    assert raw_post(emulator.url + "/_emulator/reset", {}, {})[0] == 200
+    assert emulator.stats()["requests"] == 0 and emulator.stats()["faults_pending"] == 0
+    assert ask(client(emulator)).content
+
+
+def test_stats_sum_token_usage(emulator):
+    sdk = client(emulator)
+    messages = [ask(sdk, system=SYSTEM_CACHED), ask(sdk, "other", system=SYSTEM_CACHED)]
+    tokens = emulator.stats()["tokens"]
+
+    assert tokens["input_tokens"] == sum(m.usage.input_tokens for m in messages)
+    assert tokens["output_tokens"] == sum(m.usage.output_tokens for m in messages)
+    assert tokens["cache_read_input_tokens"] == messages[1].usage.cache_read_input_tokens
+
+
+def test_requests_are_recorded_with_the_key_masked(emulator):
+    ask(client(emulator), "recorded text")
+    (record,) = emulator.requests
+
+    assert record["body"]["messages"] == [{"role": "user", "content": "recorded text"}]
+    assert record["status"] == 200
+    assert "test" not in json.dumps(record["headers"])
+    with urllib.request.urlopen(emulator.url + "/_emulator/requests", timeout=5) as response:
+        assert json.loads(response.read())["requests"][0]["body"] == record["body"]
+
+
+def test_tool_input_override_pins_fields(emulator):
+    emulator.override_tool_input({"summary": "Pinned summary"}, count=1)
+    sdk = client(emulator)
+    pinned = ask(sdk, tools=[TOOL], tool_choice=FORCE)
+    after = ask(sdk, "another", tools=[TOOL], tool_choice=FORCE)
+
+    assert pinned.content[0].input["summary"] == "Pinned summary"
+    assert after.content[0].input["summary"] != "Pinned summary"
