@@ -8,6 +8,7 @@ runs until SIGINT/SIGTERM.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -65,6 +66,7 @@ class LocalStack:
         template = load_template(self.root / "template.yaml")
         specs = functions(template, self.root)
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         self._started.append(self.moto)

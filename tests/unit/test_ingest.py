@@ -1,0 +1,274 @@
+"""Webhook ingest through the real handler, against moto's SQS, Secrets Manager and DynamoDB."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from leadscore.ingest import (
+    ENQUEUE_ATTEMPTS,
+    DedupingScoreQueue,
+    ScoreMessage,
+    ScoreQueue,
+    handle_webhook,
+)
+from moto import mock_aws
+
+SECRET_NAME = "leadscore/hubspot-client-secret"
+
+
+@pytest.fixture
+def aws(aws_env, kit, monkeypatch):
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="ScoreQueue")["QueueUrl"]
+        boto3.client("secretsmanager").create_secret(Name=SECRET_NAME,
+                                                     SecretString=kit.CLIENT_SECRET)
+        monkeypatch.setenv("HUBSPOT_CLIENT_SECRET_SECRET", SECRET_NAME)
+        monkeypatch.setenv("SCORE_QUEUE_URL", queue_url)
+        yield sqs, queue_url
+
+
+def _drain(sqs, queue_url):
+    bodies = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                       WaitTimeSeconds=0).get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _invoke(kit, lambda_context, event, module=None):
+    module = module or kit.load_function("ingest")
+    response = module.lambda_handler(event, lambda_context)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_valid_delivery_queues_one_message_per_event(aws, kit, lambda_context):
+    sqs, queue_url = aws
+    events = [kit.webhook_event(100 + i, 1000 + i) for i in range(3)]
+    status, body = _invoke(kit, lambda_context, kit.http_api_event(kit.webhook_body(events)))
+
+    assert status == 200
+    assert body == {"queued": 3, "ignored": 0, "duplicates": 0}
+    messages = sorted(_drain(sqs, queue_url), key=lambda m: m["event_id"])
+    assert messages[0] == {"contact_id": "1000", "event_id": 100,
+                           "subscription_type": "contact.creation",
+                           "occurred_at": 1_700_000_000_100, "portal_id": 62515}
+    assert [m["contact_id"] for m in messages] == ["1000", "1001", "1002"]
+
+
+def test_more_than_ten_events_are_sent_in_batches_of_ten(aws, kit, lambda_context):
+    sqs, queue_url = aws
+    events = [kit.webhook_event(i, i) for i in range(1, 26)]
+    status, body = _invoke(kit, lambda_context, kit.http_api_event(kit.webhook_body(events)))
+    assert (status, body["queued"]) == (200, 25)
+    assert len(_drain(sqs, queue_url)) == 25
+
+
+def test_base64_encoded_delivery(aws, kit, lambda_context):
+    sqs, queue_url = aws
+    event = kit.http_api_event(kit.webhook_body([kit.webhook_event(1, 7)]), base64_body=True)
+    assert _invoke(kit, lambda_context, event)[0] == 200
+    assert [m["contact_id"] for m in _drain(sqs, queue_url)] == ["7"]
+
+
+def test_public_url_is_what_the_signature_covers(aws, kit, lambda_context, monkeypatch):
+    sqs, queue_url = aws
+    public = "https://hooks.example.in/hubspot/webhooks"
+    monkeypatch.setenv("WEBHOOK_PUBLIC_URL", public)
+    body = kit.webhook_body([kit.webhook_event(1, 7)])
+    assert _invoke(kit, lambda_context, kit.http_api_event(body, signed_uri=public))[0] == 200
+    assert _invoke(kit, lambda_context, kit.http_api_event(body))[0] == 401  # signed for the API
+    assert len(_drain(sqs, queue_url)) == 1
+
+
+@pytest.mark.parametrize("tamper", ["wrong_secret", "stale", "no_signature", "body_changed",
+                                    "other_path"])
+def test_unauthenticated_deliveries_get_401_and_queue_nothing(aws, kit, lambda_context, tamper):
+    sqs, queue_url = aws
+    body = kit.webhook_body([kit.webhook_event(1, 7)])
+    event = {
+        "wrong_secret": lambda: kit.http_api_event(body, secret="not-the-secret"),
+        "stale": lambda: kit.http_api_event(body, timestamp=1_600_000_000_000),
+        "no_signature": lambda: kit.http_api_event(body, secret=None),
+        "body_changed": lambda: {**kit.http_api_event(body),
+                                 "body": body.decode().replace('"objectId":7', '"objectId":8')},
+        "other_path": lambda: kit.http_api_event(body, path="/webhooks/other",
+                                                 signed_uri="https://abc123.execute-api."
+                                                 "ap-south-1.amazonaws.com/webhooks/hubspot"),
+    }[tamper]()
+    status, response = _invoke(kit, lambda_context, event)
+    assert (status, response) == (401, {"message": "Unauthorized"})  # no hint why
+    assert _drain(sqs, queue_url) == []
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"[{not json", "not valid JSON"),
+    (b'{"eventId": 1}', "JSON array"),
+    (b'[{"eventId": 1}]', "event 0.subscriptionId: Field required"),
+])
+def test_malformed_payloads_get_400_and_queue_nothing(aws, kit, lambda_context, payload, message):
+    sqs, queue_url = aws
+    status, body = _invoke(kit, lambda_context, kit.http_api_event(payload))
+    assert status == 400
+    assert message in body["message"]
+    assert _drain(sqs, queue_url) == []
+
+
+def test_more_than_100_events_get_400(aws, kit, lambda_context):
+    sqs, queue_url = aws
+    events = [kit.webhook_event(i, i) for i in range(101)]
+    status, body = _invoke(kit, lambda_context, kit.http_api_event(kit.webhook_body(events)))
+    assert status == 400
+    assert "at most 100" in body["message"]
+    assert _drain(sqs, queue_url) == []
+
+
+def test_oversize_body_gets_413_before_any_secret_lookup(aws, kit, lambda_context, monkeypatch):
+    sqs, queue_url = aws
+    monkeypatch.setenv("HUBSPOT_CLIENT_SECRET_SECRET", "no-such-secret")  # would raise if read
+    body = kit.webhook_body([kit.webhook_event(1, 7, propertyValue="x" * 1_100_000)])
+    status, _ = _invoke(kit, lambda_context, kit.http_api_event(body))
+    assert status == 413
+    assert _drain(sqs, queue_url) == []
+
+
+def test_unhandled_subscription_types_are_acknowledged_not_queued(aws, kit, lambda_context):
+    sqs, queue_url = aws
+    events = [kit.webhook_event(1, 7),
+              kit.webhook_event(2, 8, "contact.propertyChange", propertyName="jobtitle",
+                                propertyValue="CTO"),
+              kit.webhook_event(3, 9, "contact.deletion"),
+              kit.webhook_event(4, 10, "contact.privacyDeletion")]
+    status, body = _invoke(kit, lambda_context, kit.http_api_event(kit.webhook_body(events)))
+    assert (status, body) == (200, {"queued": 1, "ignored": 3, "duplicates": 0})
+    assert [m["contact_id"] for m in _drain(sqs, queue_url)] == ["7"]
+
+
+def test_repeated_event_in_one_delivery_is_queued_once(aws, kit, lambda_context):
+    sqs, queue_url = aws
+    events = [kit.webhook_event(1, 7), kit.webhook_event(1, 7)]
+    status, body = _invoke(kit, lambda_context, kit.http_api_event(kit.webhook_body(events)))
+    assert (status, body["queued"]) == (200, 1)
+    assert len(_drain(sqs, queue_url)) == 1
+
+
+# --- never acknowledge what was not queued ------------------------------------------------
+
+
+class FlakySqs:
+    """send_message_batch that reports the first `failures` entries of each call as failed."""
+
+    def __init__(self, failures_per_call, sender_fault=False):
+        self.failures = list(failures_per_call)
+        self.sender_fault = sender_fault
+        self.calls: list[list[str]] = []
+        self.delivered: list[str] = []
+
+    def send_message_batch(self, QueueUrl, Entries):
+        self.calls.append([e["Id"] for e in Entries])
+        failing = self.failures.pop(0) if self.failures else 0
+        failed = [{"Id": e["Id"], "Code": "InternalError", "SenderFault": self.sender_fault}
+                  for e in Entries[:failing]]
+        self.delivered.extend(e["MessageBody"] for e in Entries[failing:])
+        return {"Successful": [], "Failed": failed}
+
+
+def _handle(kit, sqs_client, events):
+    queue = ScoreQueue("https://sqs/queue", sqs_client, sleep=lambda _s: None)
+    return handle_webhook(kit.http_api_event(kit.webhook_body(events)),
+                          client_secret=lambda: kit.CLIENT_SECRET, public_url=None, queue=queue)
+
+
+def test_failed_entries_are_retried_until_queued(kit):
+    sqs = FlakySqs([2, 1])
+    response = _handle(kit, sqs, [kit.webhook_event(i, i) for i in range(1, 4)])
+    assert response.status_code == 200
+    assert [len(call) for call in sqs.calls] == [3, 2, 1]
+    assert sorted(json.loads(b)["contact_id"] for b in sqs.delivered) == ["1", "2", "3"]
+
+
+def test_persistent_sqs_failure_answers_500_so_hubspot_retries(kit):
+    sqs = FlakySqs([1] * ENQUEUE_ATTEMPTS)
+    response = _handle(kit, sqs, [kit.webhook_event(1, 1), kit.webhook_event(2, 2)])
+    assert response.status_code == 500
+    assert len(sqs.calls) == ENQUEUE_ATTEMPTS
+
+
+def test_sender_fault_is_not_retried(kit):
+    sqs = FlakySqs([1], sender_fault=True)
+    assert _handle(kit, sqs, [kit.webhook_event(1, 1)]).status_code == 500
+    assert len(sqs.calls) == 1
+
+
+def test_sqs_outage_answers_500(aws, kit):
+    sqs, _ = aws
+    queue = ScoreQueue("https://sqs.ap-south-1.amazonaws.com/123456789012/missing", sqs)
+    response = handle_webhook(kit.http_api_event(kit.webhook_body([kit.webhook_event(1, 1)])),
+                              client_secret=lambda: kit.CLIENT_SECRET, public_url=None,
+                              queue=queue)
+    assert response.status_code == 500
+
+
+# --- eventId dedupe (Powertools idempotency) ----------------------------------------------
+
+
+@pytest.fixture
+def idempotency_table(aws, monkeypatch):
+    boto3.client("dynamodb").create_table(
+        TableName="IdempotencyTable", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    )
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "IdempotencyTable")
+    return "IdempotencyTable"
+
+
+def test_redelivered_events_are_queued_once(aws, kit, lambda_context, idempotency_table):
+    sqs, queue_url = aws
+    module = kit.load_function("ingest")
+    first = [kit.webhook_event(i, 1000 + i) for i in range(1, 31)]
+    assert _invoke(kit, lambda_context, kit.http_api_event(kit.webhook_body(first)),
+                   module)[1] == {"queued": 30, "ignored": 0, "duplicates": 0}
+    # HubSpot's retry of the same events (attemptNumber differs) plus one new event.
+    retry = [dict(e, attemptNumber=1) for e in first] + [kit.webhook_event(31, 1031)]
+    assert _invoke(kit, lambda_context, kit.http_api_event(kit.webhook_body(retry)),
+                   module)[1] == {"queued": 1, "ignored": 0, "duplicates": 30}
+    assert sorted(m["event_id"] for m in _drain(sqs, queue_url)) == list(range(1, 32))
+
+
+def test_event_that_failed_to_queue_is_queued_on_retry(aws, kit, idempotency_table,
+                                                      lambda_context):
+    sqs, queue_url = aws
+    events = [kit.webhook_event(1, 7)]
+    broken = DedupingScoreQueue(ScoreQueue("https://sqs/none", FlakySqs([1] * 9),
+                                           sleep=lambda _s: None), idempotency_table)
+    broken.config.register_lambda_context(lambda_context)
+    assert handle_webhook(kit.http_api_event(kit.webhook_body(events)),
+                          client_secret=lambda: kit.CLIENT_SECRET, public_url=None,
+                          queue=broken).status_code == 500
+    healthy = DedupingScoreQueue(ScoreQueue(queue_url, sqs), idempotency_table)
+    healthy.config.register_lambda_context(lambda_context)
+    response = handle_webhook(kit.http_api_event(kit.webhook_body(events)),
+                              client_secret=lambda: kit.CLIENT_SECRET, public_url=None,
+                              queue=healthy)
+    assert (response.status_code, response.body["queued"]) == (200, 1)
+    assert [m["contact_id"] for m in _drain(sqs, queue_url)] == ["7"]
+
+
+def test_same_event_id_in_another_portal_is_not_a_duplicate(aws, idempotency_table,
+                                                           lambda_context):
+    sqs, queue_url = aws
+    queue = DedupingScoreQueue(ScoreQueue(queue_url, sqs), idempotency_table)
+    queue.config.register_lambda_context(lambda_context)
+    message = ScoreMessage(contact_id="7", event_id=1, subscription_type="contact.creation",
+                           occurred_at=1, portal_id=1)
+    assert queue.send([message]) == 1
+    assert queue.send([message.model_copy(update={"portal_id": 2})]) == 1
+    assert queue.send([message]) == 0
+    assert len(_drain(sqs, queue_url)) == 2

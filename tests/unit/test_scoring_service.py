@@ -1,0 +1,499 @@
+"""The score pipeline with a fake HubSpot and model, `POST /score` logic, and the HubSpot client's
+retry/207 behaviour against a scripted HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from botocore.exceptions import ClientError
+from leadscore.hubspot_client import (
+    HubSpotBatchError,
+    HubSpotClient,
+    HubSpotError,
+    HubSpotUnavailable,
+)
+from leadscore.ingest import ScoreMessage
+from leadscore.scoring_service import (
+    InvalidScoreRequest,
+    ScorePipeline,
+    answer_score_request,
+    request_properties,
+    score_one,
+)
+
+PROP = "dpdp_consent_purposes"
+NOW = datetime(2025, 1, 15, 3, 4, 5, 678901, tzinfo=UTC)
+_server_sleep = time.sleep  # tests patch time.sleep to observe urllib3's back-off
+
+
+def contact(visits, consent="lead_scoring;ai_enrichment", **extra):
+    return {"hs_analytics_num_visits": str(visits), "jobtitle": "CTO", PROP: consent,
+            "email": "lead@example.in", **extra}
+
+
+def message(contact_id, event_id=1, portal_id=62515):
+    return ScoreMessage(contact_id=str(contact_id), event_id=event_id,
+                        subscription_type="contact.creation", occurred_at=1, portal_id=portal_id)
+
+
+class Recorder:
+    """Ledger, hot-lead alerts and enrichment queue in one: records what reached them."""
+
+    def __init__(self):
+        self.entries, self.alerts, self.enrich = [], [], []
+        self.ledger_error = None
+        self.undeliverable: set[str] = set()
+
+    def put_many(self, entries):
+        entries = list(entries)
+        if self.ledger_error:
+            raise self.ledger_error
+        self.entries.extend(entries)
+
+    def publish(self, alerts):
+        self.alerts.extend(alerts)
+        return {a.contact_id for a in alerts} & self.undeliverable
+
+    def send(self, messages):
+        self.enrich.extend(messages)
+        return {m.contact_id for m in messages} & self.undeliverable
+
+
+def pipeline(hubspot, model, recorder, **overrides):
+    options = dict(hubspot=hubspot, model=model, ledger=recorder, purposes_property=PROP,
+                   retention_days=180, hot_leads=recorder, enrichment=recorder,
+                   clock=lambda: NOW)
+    options.update(overrides)
+    return ScorePipeline(**options)
+
+
+# --- consent gate -------------------------------------------------------------------------
+
+
+def test_unconsented_contacts_are_never_written_stored_or_sent(kit, fake_model):
+    hubspot = kit.FakeHubSpot({
+        "1": contact(9, consent=""),
+        "2": contact(9, consent="ai_enrichment"),
+        "3": contact(9, consent="lead_scoring,ai_enrichment"),  # malformed
+        "4": contact(9, consent=None),
+    })
+    recorder = Recorder()
+    result = pipeline(hubspot, fake_model, recorder).run([message(i) for i in range(1, 5)])
+
+    assert result.scored == []
+    assert result.skipped_consent == ["1", "2", "3", "4"]
+    assert result.malformed_consent == ["3"]
+    assert result.failed == []
+    assert hubspot.updates == []
+    assert (recorder.entries, recorder.alerts, recorder.enrich) == ([], [], [])
+    assert fake_model.rows_scored == 0  # not even scored in memory
+
+
+def test_consented_contacts_are_written_ledgered_alerted_and_enriched(kit, fake_model):
+    hubspot = kit.FakeHubSpot({
+        "1": contact(9),  # hot, enrichment consent
+        "2": contact(6, consent="lead_scoring"),  # warm, no enrichment consent
+        "3": contact(2),  # cold: not enriched (ENRICH_TIERS = hot, warm)
+        "4": contact(9, consent=""),
+    })
+    recorder = Recorder()
+    result = pipeline(hubspot, fake_model, recorder).run(
+        [message(1), message(2), message(3), message(4)])
+
+    assert result.scored == ["1", "2", "3"]
+    assert result.skipped_consent == ["4"]
+    [update] = hubspot.updates
+    assert set(update) == {"1", "2", "3"}
+    assert update["1"] == {
+        "ai_lead_score": "90", "ai_lead_probability": "0.9000", "ai_lead_tier": "hot",
+        "ai_lead_reasons": "9 website visits\nJob title",
+        "ai_lead_model_version": "test-model-1", "ai_lead_scored_at": "2025-01-15T03:04:05.678Z",
+    }
+    assert [(e.contact_id, e.score, e.tier) for e in recorder.entries] == [
+        ("1", 90, "hot"), ("2", 60, "warm"), ("3", 20, "cold")]
+    entry = recorder.entries[0]
+    assert entry.scored_at == "2025-01-15T03:04:05.678Z"
+    assert entry.model_version == "test-model-1"
+    assert entry.expires_at > int(NOW.timestamp()) + 180 * 86400
+    [alert] = recorder.alerts
+    assert json.loads(alert.model_dump_json()) == {
+        "contact_id": "1", "portal_id": 62515, "score": 90, "tier": "hot",
+        "model_version": "test-model-1", "scored_at": "2025-01-15T03:04:05.678Z"}
+    assert [m.contact_id for m in recorder.enrich] == ["1"]
+    assert recorder.enrich[0].model_dump() == {
+        "contact_id": "1", "score": 90, "tier": "hot", "model_version": "test-model-1",
+        "scored_at": "2025-01-15T03:04:05.678Z"}
+
+
+def test_enrich_tiers_are_configurable(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9), "2": contact(6)})
+    recorder = Recorder()
+    pipeline(hubspot, fake_model, recorder, enrich_tiers=frozenset({"warm"})).run(
+        [message(1), message(2)])
+    assert [m.contact_id for m in recorder.enrich] == ["2"]
+
+
+def test_hubspot_reads_model_and_consent_properties(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    recorded = []
+    original = hubspot.batch_read
+    hubspot.batch_read = lambda ids, props: recorded.append(list(props)) or original(ids, props)
+    pipeline(hubspot, fake_model, Recorder()).run([message(1)])
+    assert recorded == [["hs_analytics_num_visits", "jobtitle", PROP]]
+
+
+# --- batching -----------------------------------------------------------------------------
+
+
+def test_one_batch_read_and_update_per_100_contacts(kit, fake_model):
+    hubspot = kit.FakeHubSpot({str(i): contact(5) for i in range(1, 251)})
+    result = pipeline(hubspot, fake_model, Recorder()).run(
+        [message(i) for i in range(1, 251)])
+    assert [len(ids) for ids in hubspot.reads] == [100, 100, 50]
+    assert [len(batch) for batch in hubspot.updates] == [100, 100, 50]
+    assert len(result.scored) == 250
+
+
+def test_duplicate_messages_for_a_contact_are_coalesced(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5), "2": contact(5)})
+    result = pipeline(hubspot, fake_model, Recorder()).run(
+        [message(1, event_id=1), message(2, event_id=2), message(1, event_id=3)])
+    assert hubspot.reads == [["1", "2"]]
+    assert result.scored == ["1", "2"]
+    assert fake_model.rows_scored == 2
+
+
+def test_deleted_contacts_are_dropped_not_retried(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    result = pipeline(hubspot, fake_model, Recorder()).run([message(1), message(404)])
+    assert result.not_found == ["404"]
+    assert result.failed == []
+    assert list(hubspot.updates[0]) == ["1"]
+
+
+# --- failures -----------------------------------------------------------------------------
+
+
+def test_read_failure_fails_the_whole_chunk(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5), "2": contact(5)})
+    hubspot.read_error = HubSpotUnavailable("batch read", 429, "RATE_LIMITS")
+    recorder = Recorder()
+    result = pipeline(hubspot, fake_model, recorder).run([message(1), message(2)])
+    assert sorted(result.failed) == ["1", "2"]
+    assert result.scored == []
+    assert recorder.entries == []
+
+
+def test_update_failure_stores_nothing(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9), "2": contact(5)})
+    hubspot.update_error = HubSpotError("batch update", 400, "VALIDATION_ERROR")
+    recorder = Recorder()
+    result = pipeline(hubspot, fake_model, recorder).run([message(1), message(2)])
+    assert sorted(result.failed) == ["1", "2"]
+    assert (recorder.entries, recorder.alerts, recorder.enrich) == ([], [], [])
+
+
+def test_partial_update_failure_fails_only_those_contacts(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9), "2": contact(5)})
+    hubspot.update_error = HubSpotBatchError("batch update", ["2"])
+    recorder = Recorder()
+    result = pipeline(hubspot, fake_model, recorder).run([message(1), message(2)])
+    assert result.failed == ["2"]
+    assert result.scored == ["1"]
+    assert [e.contact_id for e in recorder.entries] == ["1"]
+
+
+def test_ledger_failure_means_retry(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9)})
+    recorder = Recorder()
+    recorder.ledger_error = ClientError({"Error": {"Code": "ProvisionedThroughputExceeded"}},
+                                        "BatchWriteItem")
+    result = pipeline(hubspot, fake_model, recorder).run([message(1)])
+    assert (result.failed, result.scored) == (["1"], [])
+    assert recorder.alerts == []
+
+
+def test_undelivered_alert_or_enrichment_means_retry(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9), "2": contact(9)})
+    recorder = Recorder()
+    recorder.undeliverable = {"2"}
+    result = pipeline(hubspot, fake_model, recorder).run([message(1), message(2)])
+    assert (result.scored, result.failed) == (["1"], ["2"])
+
+
+def test_model_error_fails_the_chunk_without_writing(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9)})
+
+    def broken(rows, with_reasons=True):
+        raise ValueError("could not convert 'lead@example.in'")
+
+    fake_model.score_many = broken
+    result = pipeline(hubspot, fake_model, Recorder()).run([message(1)])
+    assert result.failed == ["1"]
+    assert hubspot.updates == []
+
+
+# --- SQS batch -> failed records ----------------------------------------------------------
+
+
+class Record:
+    def __init__(self, message_id, body):
+        self.message_id, self.body = message_id, body
+
+
+def test_sqs_batch_reports_records_of_failed_contacts(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9), "2": contact(9)})
+    hubspot.update_error = HubSpotBatchError("batch update", ["2"])
+    records = [Record("m1", message(1).model_dump_json()),
+               Record("m2", message(2, event_id=5).model_dump_json()),
+               Record("m3", message(2, event_id=6).model_dump_json()),
+               Record("m4", message(404).model_dump_json()),
+               Record("m5", "not json"),
+               Record("m6", json.dumps({"contact_id": "1"}))]
+    outcome = pipeline(hubspot, fake_model, Recorder()).run_sqs_batch(records)
+    # Both records of contact 2 go back to the queue; poison bodies too (-> DLQ eventually);
+    # the deleted contact's record is acknowledged.
+    assert outcome.failed_message_ids == {"m2", "m3", "m5", "m6"}
+    assert outcome.result.not_found == ["404"]
+
+
+# --- POST /score --------------------------------------------------------------------------
+
+
+WANTED = ["hs_analytics_num_visits", "jobtitle", PROP]
+
+
+@pytest.mark.parametrize("payload", [
+    {"hs_analytics_num_visits": "7", "jobtitle": "CTO", PROP: "lead_scoring"},
+    {"properties": {"hs_analytics_num_visits": 7, "jobtitle": "CTO", PROP: "lead_scoring"}},
+    {"object": {"objectId": 1, "objectType": "CONTACT", "properties": {
+        "hs_analytics_num_visits": "7", "jobtitle": "CTO", PROP: "lead_scoring"}},
+     "callbackId": "ap-1", "inputFields": {}},
+    {"vid": 1, "properties": {"hs_analytics_num_visits": {"value": "7", "versions": []},
+                              "jobtitle": {"value": "CTO"}, PROP: {"value": "lead_scoring"}}},
+])
+def test_request_shapes(payload):
+    assert request_properties(payload, WANTED) == {
+        "hs_analytics_num_visits": "7", "jobtitle": "CTO", PROP: "lead_scoring"}
+
+
+def test_request_values_are_normalised_and_unknown_fields_ignored():
+    payload = {"hs_analytics_num_visits": 3.5, "jobtitle": None, PROP: True,
+               "unrelated": {"nested": [1, 2]}, "another": [1]}
+    assert request_properties(payload, WANTED) == {
+        "hs_analytics_num_visits": "3.5", "jobtitle": None, PROP: "true"}
+
+
+@pytest.mark.parametrize("payload, message", [
+    ([1, 2], "body must be a JSON object"),
+    ("x", "body must be a JSON object"),
+    ({"properties": ["a"]}, "'properties' must be a JSON object"),
+    ({"object": {"properties": 3}}, "'object.properties' must be a JSON object"),
+    ({"jobtitle": ["CTO"]}, "'jobtitle' must be a string, number, boolean or null"),
+    ({"properties": {"jobtitle": {"x": 1}}}, "'properties.jobtitle' must be"),
+])
+def test_wrong_types_name_the_field(payload, message):
+    with pytest.raises(InvalidScoreRequest, match=re.escape(message)):
+        request_properties(payload, WANTED)
+
+
+def test_score_one_respects_consent(fake_model):
+    props = {"hs_analytics_num_visits": "9", PROP: "lead_scoring"}
+    assert score_one(props, fake_model, PROP) == {
+        "scored": True, "score": 90, "probability": 0.9, "tier": "hot",
+        "reasons": ["9 website visits", "Job title"], "model_version": "test-model-1"}
+    assert score_one({**props, PROP: ""}, fake_model, PROP) == {
+        "scored": False, "reason": "no consent for lead_scoring"}
+    assert score_one({**props, PROP: "lead_scoring;x"}, fake_model, PROP) == {
+        "scored": False, "reason": "consent property is malformed"}
+
+
+def _answer(kit, event, model):
+    return answer_score_request(event, client_secret=lambda: kit.CLIENT_SECRET, public_url=None,
+                                model=model, purposes_property=PROP)
+
+
+def test_score_request_end_to_end(kit, fake_model):
+    body = json.dumps({"properties": {"hs_analytics_num_visits": "6", PROP: "lead_scoring"}})
+    answer = _answer(kit, kit.http_api_event(body, path="/score"), fake_model)
+    assert (answer.status_code, answer.body["score"], answer.body["tier"]) == (200, 60, "warm")
+
+
+def test_score_request_rejections(kit, fake_model):
+    body = json.dumps({"hs_analytics_num_visits": "6", PROP: "lead_scoring"})
+    assert _answer(kit, kit.http_api_event(body, path="/score", secret="x"),
+                   fake_model).status_code == 401
+    bad = _answer(kit, kit.http_api_event("{oops", path="/score"), fake_model)
+    assert (bad.status_code, bad.body) == (400, {"message": "body is not valid JSON"})
+    wrong = _answer(kit, kit.http_api_event(json.dumps({"jobtitle": [1]}), path="/score"),
+                    fake_model)
+    assert wrong.status_code == 400
+    assert "'jobtitle'" in wrong.body["message"]
+
+
+# --- the HubSpot client against scripted HTTP responses -----------------------------------
+
+
+class ScriptedHubSpot:
+    """Answers each request with the next scripted (status, headers, body, delay)."""
+
+    def __init__(self):
+        self.script: list[tuple[int, dict, object, float]] = []
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                outer.requests.append({"path": self.path,
+                                       "body": json.loads(self.rfile.read(length) or b"null")})
+                status, headers, body, delay = (outer.script.pop(0) if outer.script
+                                                else (500, {}, {}, 0))
+                _server_sleep(delay)
+                payload = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def then(self, status, body=None, headers=None, delay=0.0):
+        self.script.append((status, headers or {}, {} if body is None else body, delay))
+        return self
+
+
+def _object(cid, **props):
+    return {"id": cid, "properties": props, "createdAt": "2024-01-01T00:00:00Z",
+            "updatedAt": "2024-01-01T00:00:00Z", "archived": False}
+
+
+def _batch(results, errors=None):
+    body = {"status": "COMPLETE", "results": results, "startedAt": "2024-01-01T00:00:00Z",
+            "completedAt": "2024-01-01T00:00:01Z"}
+    if errors:
+        body.update(errors=errors, numErrors=len(errors))
+    return body
+
+
+@pytest.fixture
+def scripted():
+    server = ScriptedHubSpot()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    recorded: list[float] = []
+    monkeypatch.setattr("urllib3.util.retry.time.sleep", recorded.append)
+    return recorded
+
+
+def test_429_retry_after_is_honoured(scripted, sleeps):
+    scripted.then(429, {"category": "RATE_LIMITS"}, {"Retry-After": "2"})
+    scripted.then(200, _batch([_object("1", jobtitle="CTO")]))
+    client = HubSpotClient("token", scripted.url)
+    assert client.batch_read(["1"], ["jobtitle"]) == {"1": {"jobtitle": "CTO"}}
+    assert sleeps == [2.0]
+    assert len(scripted.requests) == 2
+    assert client.request_count == 1
+
+
+def test_long_retry_after_is_capped(scripted, sleeps):
+    scripted.then(429, {}, {"Retry-After": "3600"}).then(200, _batch([]))
+    HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
+    assert sleeps == [10.0]
+
+
+def test_persistent_5xx_gives_up_after_four_attempts(scripted, sleeps):
+    for _ in range(4):
+        scripted.then(503, {"category": "INTERNAL_ERROR"})
+    with pytest.raises(HubSpotUnavailable) as error:
+        HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
+    assert error.value.status == 503
+    assert len(scripted.requests) == 4
+    # urllib3's exponential back-off: immediate first retry, then ~1 s and ~2 s plus jitter.
+    assert len(sleeps) == 2
+    assert 1.0 <= sleeps[0] <= 1.5 and 2.0 <= sleeps[1] <= 2.5
+
+
+def test_timeouts_become_hubspot_unavailable(scripted, sleeps):
+    for _ in range(4):
+        scripted.then(200, _batch([]), delay=0.5)
+    client = HubSpotClient("token", scripted.url, timeout=(1.0, 0.1))
+    with pytest.raises(HubSpotUnavailable):
+        client.batch_read(["1"], ["jobtitle"])
+    assert len(scripted.requests) == 4
+
+
+def test_client_errors_are_not_retried_and_never_echo_the_body(scripted, sleeps):
+    scripted.then(400, {"category": "VALIDATION_ERROR",
+                        "message": "Property values were not valid: lead@example.in"})
+    with pytest.raises(HubSpotError) as error:
+        HubSpotClient("token", scripted.url).batch_update({"1": {"ai_lead_score": "x"}})
+    assert not isinstance(error.value, HubSpotUnavailable)
+    assert error.value.category == "VALIDATION_ERROR"
+    assert "example.in" not in str(error.value)
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    assert len(scripted.requests) == 1
+
+
+def test_unknown_ids_in_207_are_absent(scripted):
+    scripted.then(207, _batch([_object("1", jobtitle="CTO")], errors=[{
+        "status": "error", "category": "OBJECT_NOT_FOUND", "message": "gone",
+        "context": {"ids": ["2"]}, "errors": [], "links": {}}]))
+    found = HubSpotClient("token", scripted.url).batch_read(["1", "2"], ["jobtitle", "email"])
+    assert found == {"1": {"jobtitle": "CTO", "email": None}}
+    assert scripted.requests[0]["body"]["inputs"] == [{"id": "1"}, {"id": "2"}]
+    assert scripted.requests[0]["path"] == "/crm/v3/objects/contacts/batch/read"
+
+
+def test_batch_read_chunks_at_100(scripted):
+    for _ in range(3):
+        scripted.then(200, _batch([]))
+    client = HubSpotClient("token", scripted.url)
+    client.batch_read([str(i) for i in range(250)] + ["1"], ["jobtitle"])
+    assert [len(r["body"]["inputs"]) for r in scripted.requests] == [100, 100, 50]
+    assert client.request_count == 3
+
+
+def test_partial_update_names_failed_ids(scripted):
+    scripted.then(207, _batch([_object("1")], errors=[{
+        "status": "error", "category": "OBJECT_NOT_FOUND", "message": "gone",
+        "context": {"ids": ["2"]}, "errors": [], "links": {}}]))
+    with pytest.raises(HubSpotBatchError) as error:
+        HubSpotClient("token", scripted.url).batch_update({"1": {"a": "1"}, "2": {"a": "1"}})
+    assert error.value.failed_ids == {"2"}
+
+
+def test_search_pages(scripted):
+    scripted.then(200, {"total": 3, "results": [_object("1", ai_lead_score="5")],
+                        "paging": {"next": {"after": "1"}}})
+    scripted.then(200, {"total": 3, "results": [_object("2")]})
+    client = HubSpotClient("token", scripted.url)
+    groups = [{"filters": [{"propertyName": "ai_lead_score", "operator": "HAS_PROPERTY"}]}]
+    page, after = client.search(groups, ["ai_lead_score"])
+    assert ([c.id for c in page], after) == (["1"], "1")
+    page, after = client.search(groups, ["ai_lead_score"], after=after)
+    assert ([c.id for c in page], after) == (["2"], None)
+    assert scripted.requests[1]["body"]["after"] == "1"
+    assert scripted.requests[0]["body"]["filterGroups"] == groups
