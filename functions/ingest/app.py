@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from leadscore.ingest import DedupingScoreQueue, ScoreQueue, handle_webhook
 from leadscore.observability import logger, metrics, tracer
 from leadscore.settings import IngestSettings

@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from leadscore.hubspot_client import HubSpotClient
 from leadscore.ledger import DynamoDBLedger, purge_expired_scores
 from leadscore.observability import logger, metrics, tracer

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from leadscore.hubspot_client import HubSpotClient
 from leadscore.ledger import DynamoDBLedger
 from leadscore.observability import logger, metrics, tracer

@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from leadscore.observability import logger, metrics, tracer
 from leadscore.scoring_service import answer_score_request
 from leadscore.settings import ScoreApiSettings

@@ -11,6 +11,7 @@ import anthropic
 import jsonschema
 import pytest
 from anthropic.types import Message, TextBlock, ToolUseBlock
+
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 
 MODEL = "claude-haiku-4-5"

@@ -36,9 +36,10 @@ from hubspot.crm.contacts import (
 from hubspot.crm.contacts.exceptions import ApiException, NotFoundException, UnauthorizedException
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 from hubspot.utils.signature import Signature
+from openapi_schema_validator import OAS30Validator
+
 from leadscore_local import webhook_sender
 from leadscore_local.hubspot_emulator import ROUTES, HubSpotEmulator, RateLimits
-from openapi_schema_validator import OAS30Validator
 
 FUNCTIONS_TOKEN = "pat-test-functions"
 ADMIN_TOKEN = "pat-test-admin"

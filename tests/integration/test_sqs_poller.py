@@ -7,10 +7,11 @@ import time
 
 import boto3
 import pytest
+from moto.server import ThreadedMotoServer
+
 from leadscore_local.event_sources import SqsPoller
 from leadscore_local.lambda_runtime import FunctionRuntime
 from leadscore_local.template import FunctionSpec, SqsSource
-from moto.server import ThreadedMotoServer
 
 HANDLER = textwrap.dedent("""
     import json

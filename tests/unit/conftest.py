@@ -33,6 +33,7 @@ _module_ids = itertools.count()
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and region for moto; Powertools without X-Ray; no cached secrets."""
     from aws_lambda_powertools.utilities import parameters
+
     from leadscore.observability import metrics
 
     for name, value in {

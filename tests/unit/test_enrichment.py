@@ -14,6 +14,7 @@ import anthropic
 import httpx2
 import pytest
 from anthropic.types import Message
+
 from leadscore.enrichment import (
     AUTO_SUMMARY_LABEL,
     DEFAULT_MODELS,

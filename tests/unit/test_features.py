@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+
 from leadscore.features import (
     FeatureSchema,
     Vectorizer,

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from moto import mock_aws
+
 from leadscore.hubspot_client import AI_PROPERTIES, HubSpotBatchError, HubSpotUnavailable
 from leadscore.ledger import DynamoDBLedger, LedgerEntry
-from moto import mock_aws
 
 PROP = "dpdp_consent_purposes"
 TOKEN = "pat-ap1-test-token"
@@ -299,8 +300,9 @@ def test_retention_purge_keeps_ledger_when_hubspot_refuses(stack, kit, lambda_co
 
 
 def test_settings_name_the_missing_variable_and_treat_empty_as_unset():
-    from leadscore.settings import IngestSettings, ScoreSettings
     from pydantic import ValidationError
+
+    from leadscore.settings import IngestSettings, ScoreSettings
 
     with pytest.raises(ValidationError, match="HUBSPOT_CLIENT_SECRET_SECRET"):
         IngestSettings.from_env({"SCORE_QUEUE_URL": "https://q"})

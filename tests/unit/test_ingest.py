@@ -6,6 +6,8 @@ import json
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from leadscore.ingest import (
     ENQUEUE_ATTEMPTS,
     DedupingScoreQueue,
@@ -13,7 +15,6 @@ from leadscore.ingest import (
     ScoreQueue,
     handle_webhook,
 )
-from moto import mock_aws
 
 SECRET_NAME = "leadscore/hubspot-client-secret"
 

@@ -5,6 +5,7 @@ import json
 import textwrap
 
 import pytest
+
 from leadscore_local.event_sources import http_api_event, http_api_response, rate_seconds
 from leadscore_local.resources import Provisioned, Resolver
 from leadscore_local.template import functions, load_template

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from leadscore.features import Vectorizer
 from leadscore.model import ScoreResult, load, score_csv
 from leadscore.synthetic import SYNTHETIC_NOW, generate_contacts

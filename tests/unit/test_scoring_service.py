@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from botocore.exceptions import ClientError
+
 from leadscore.hubspot_client import (
     HubSpotBatchError,
     HubSpotClient,

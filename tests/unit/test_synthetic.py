@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
+
 from leadscore.features import parse_email, parse_timestamp
 from leadscore.synthetic import SYNTHETIC_NOW, generate_contacts
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
+
 from leadscore.features import Vectorizer, load_config, read_csv
 from leadscore.model import load
 from leadscore.synthetic import generate_contacts
@@ -19,7 +21,6 @@ from leadscore.training import (
     stratified_split,
     train_csv,
 )
-from sklearn.metrics import roc_auc_score
 
 FEATURES_TOML = """
 id = "hs_object_id"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from leadscore.webhooks import (
     MAX_TIMESTAMP_SKEW_MS,
     HttpRequest,

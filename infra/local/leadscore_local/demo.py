@@ -15,8 +15,8 @@ from pathlib import Path
 
 from hubspot import HubSpot
 from hubspot.crm.contacts import BatchInputSimplePublicObjectBatchInputForCreate
-from leadscore.synthetic import generate_contacts
 
+from leadscore.synthetic import generate_contacts
 from leadscore_local.process import LocalStackProcess
 
 CONSENT_PROPERTY = "dpdp_consent_purposes"

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from hubspot import HubSpot
-from leadscore.hubspot_setup import ensure_properties
 from moto.server import ThreadedMotoServer
 
+from leadscore.hubspot_setup import ensure_properties
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
 from leadscore_local.hubspot_emulator import HubSpotEmulator

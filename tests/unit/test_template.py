@@ -1,0 +1,431 @@
+"""template.yaml, samconfig.toml and the layer build inputs: lint-clean and shaped as designed.
+
+The logical ids, env var names and settings asserted here are the contracts in
+docs/CONTRACTS.md that the handlers and the local stack code against.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadscore_local.cfn_yaml import load_template, loads_template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FUNCTIONS = {
+    "IngestFunction": "ingest",
+    "ScoreFunction": "score",
+    "EnrichFunction": "enrich",
+    "ScoreApiFunction": "score_api",
+    "ConsentSweepFunction": "consent_sweep",
+    "RetentionPurgeFunction": "retention_purge",
+}
+MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction"}
+GLOBAL_ENV = {
+    "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "STAGE",
+    "HUBSPOT_BASE_URL", "HUBSPOT_TOKEN_SECRET", "CONSENT_PURPOSES_PROPERTY",
+    "CONSENT_UPDATED_AT_PROPERTY", "LEDGER_TABLE", "RETENTION_DAYS",
+}  # fmt: skip
+FUNCTION_ENV = {
+    "IngestFunction": {
+        "HUBSPOT_CLIENT_SECRET_SECRET", "WEBHOOK_PUBLIC_URL", "SCORE_QUEUE_URL",
+        "IDEMPOTENCY_TABLE",
+    },
+    "ScoreFunction": {"MODEL_DIR", "ENRICH_QUEUE_URL", "HOT_LEADS_TOPIC_ARN", "ENRICH_TIERS"},
+    "EnrichFunction": {
+        "LLM_PROVIDER", "LLM_API_KEY_SECRET", "ANTHROPIC_BASE_URL", "BEDROCK_REGION", "LLM_MODEL",
+        "LLM_ESCALATION_MODEL",
+    },
+    "ScoreApiFunction": {"MODEL_DIR", "HUBSPOT_CLIENT_SECRET_SECRET", "SCORE_API_PUBLIC_URL"},
+    "ConsentSweepFunction": set(),
+    "RetentionPurgeFunction": set(),
+}  # fmt: skip
+QUEUES = {
+    "ScoreQueue": ("ScoreDLQ", "ScoreFunction"),
+    "EnrichQueue": ("EnrichDLQ", "EnrichFunction"),
+}
+FOURTEEN_DAYS = 14 * 24 * 3600
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(ROOT / "template.yaml")
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def function_setting(template: dict[str, Any], logical_id: str, name: str) -> Any:
+    """A function property as SAM resolves it: its own value, else the Globals value."""
+    properties = template["Resources"][logical_id]["Properties"]
+    return properties.get(name, template["Globals"]["Function"].get(name))
+
+
+def function_layers(template: dict[str, Any], logical_id: str) -> list[str]:
+    # SAM concatenates list-valued Globals with the function's own list.
+    refs = template["Globals"]["Function"].get("Layers", []) + template["Resources"][logical_id][
+        "Properties"
+    ].get("Layers", [])
+    return [ref["Ref"] for ref in refs]
+
+
+def function_env(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    properties = template["Resources"][logical_id]["Properties"]
+    return {
+        **template["Globals"]["Function"]["Environment"]["Variables"],
+        **properties.get("Environment", {}).get("Variables", {}),
+    }
+
+
+def events_of(resources: dict[str, Any], logical_id: str, kind: str) -> list[dict[str, Any]]:
+    events = resources[logical_id]["Properties"].get("Events", {})
+    return [event["Properties"] for event in events.values() if event["Type"] == kind]
+
+
+def statements(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every IAM-style policy statement anywhere in the template, with where it was found."""
+    if isinstance(node, dict):
+        if "Effect" in node and ("Action" in node or "NotAction" in node):
+            yield path, node
+        for key, value in node.items():
+            yield from statements(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from statements(value, f"{path}/{index}")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# ----------------------------------------------------------------------------- lint
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    from cfnlint.api import lint_file
+
+    matches = lint_file(ROOT / "template.yaml")
+    assert [str(match) for match in matches] == []
+
+
+def test_loader_reads_short_form_tags() -> None:
+    document = loads_template(
+        "A: !Ref X\nB: !GetAtt Q.Arn\nC: !Sub 'a-${X}'\nD: !If [C1, !Ref Y, !Ref AWS::NoValue]\n"
+        "E: !Condition C2\nF: !GetAtt [Q, QueueName]\nVersion: 2012-10-17\n"
+    )
+    assert document == {
+        "A": {"Ref": "X"},
+        "B": {"Fn::GetAtt": ["Q", "Arn"]},
+        "C": {"Fn::Sub": "a-${X}"},
+        "D": {"Fn::If": ["C1", {"Ref": "Y"}, {"Ref": "AWS::NoValue"}]},
+        "E": {"Condition": "C2"},
+        "F": {"Fn::GetAtt": ["Q", "QueueName"]},
+        "Version": "2012-10-17",
+    }
+
+
+# ----------------------------------------------------------------------------- functions
+
+
+def test_transform_and_function_globals(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    globals_function = template["Globals"]["Function"]
+    assert globals_function["Tracing"] == "Active"
+    assert set(globals_function["Environment"]["Variables"]) >= GLOBAL_ENV
+    variables = globals_function["Environment"]["Variables"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "leadscore"
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "LeadScore"
+    assert variables["HUBSPOT_TOKEN_SECRET"] == {"Ref": "HubSpotTokenSecret"}
+    assert variables["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
+
+
+@pytest.mark.parametrize(("logical_id", "directory"), FUNCTIONS.items())
+def test_function_shape(template: dict[str, Any], logical_id: str, directory: str) -> None:
+    resource = template["Resources"][logical_id]
+    assert resource["Type"] == "AWS::Serverless::Function"
+    assert resource["Properties"]["CodeUri"].rstrip("/") == f"functions/{directory}"
+    assert function_setting(template, logical_id, "Runtime") == "python3.12"
+    assert function_setting(template, logical_id, "Architectures") == ["x86_64"]
+    assert function_setting(template, logical_id, "Handler") == "app.lambda_handler"
+    assert FUNCTION_ENV[logical_id] <= set(function_env(template, logical_id))
+    expected_layers = (
+        ["SharedLayer", "ModelLayer"] if logical_id in MODEL_FUNCTIONS else ["SharedLayer"]
+    )
+    assert function_layers(template, logical_id) == expected_layers
+    if logical_id in MODEL_FUNCTIONS:
+        assert function_env(template, logical_id)["MODEL_DIR"] == "/opt/model"
+    # All dependencies come from the layers.
+    requirements = ROOT / "functions" / directory / "requirements.txt"
+    pinned = [
+        line for line in requirements.read_text().splitlines() if line.strip() and line[0] != "#"
+    ]
+    assert pinned == []
+
+
+def test_only_design_functions_exist(resources: dict[str, Any]) -> None:
+    declared = {k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+    assert declared == set(FUNCTIONS)
+
+
+def test_http_routes(resources: dict[str, Any]) -> None:
+    assert resources["HttpApi"]["Type"] == "AWS::Serverless::HttpApi"
+    routes = {
+        (event["Method"], event["Path"], logical_id)
+        for logical_id in FUNCTIONS
+        for event in events_of(resources, logical_id, "HttpApi")
+    }
+    assert routes == {
+        ("POST", "/webhooks/hubspot", "IngestFunction"),
+        ("POST", "/score", "ScoreApiFunction"),
+    }
+    for logical_id in ("IngestFunction", "ScoreApiFunction"):
+        assert all(
+            e["ApiId"] == {"Ref": "HttpApi"} for e in events_of(resources, logical_id, "HttpApi")
+        )
+
+
+@pytest.mark.parametrize("logical_id", ["ConsentSweepFunction", "RetentionPurgeFunction"])
+def test_daily_schedules(resources: dict[str, Any], logical_id: str) -> None:
+    [schedule] = events_of(resources, logical_id, "Schedule")
+    expression = schedule["Schedule"]
+    daily_cron = re.fullmatch(r"cron\(\d+ \d+ \* \* \? \*\)", expression)
+    assert expression == "rate(1 day)" or daily_cron, expression
+
+
+# ----------------------------------------------------------------------------- queues
+
+
+@pytest.mark.parametrize(("queue_id", "consumer"), [(q, c) for q, (_, c) in QUEUES.items()])
+def test_sqs_event_sources_report_partial_failures(
+    template: dict[str, Any], queue_id: str, consumer: str
+) -> None:
+    [source] = events_of(template["Resources"], consumer, "SQS")
+    assert source["Queue"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["ScalingConfig"]["MaximumConcurrency"] >= 2
+    expected_batch = {"ScoreFunction": 100, "EnrichFunction": 5}[consumer]
+    assert source["BatchSize"] == expected_batch
+    if source["BatchSize"] > 10:  # required by SQS for batches above 10
+        assert source["MaximumBatchingWindowInSeconds"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("queue_id", "dlq_id", "consumer"), [(q, d, c) for q, (d, c) in QUEUES.items()]
+)
+def test_queues_have_dlqs_and_safe_visibility(
+    template: dict[str, Any], queue_id: str, dlq_id: str, consumer: str
+) -> None:
+    resources = template["Resources"]
+    queue = resources[queue_id]["Properties"]
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+    assert 1 <= redrive["maxReceiveCount"] <= 10
+    assert queue["SqsManagedSseEnabled"] is True
+    # AWS: visibility timeout >= 6 x the function timeout, so retries do not overlap.
+    assert queue["VisibilityTimeout"] >= 6 * function_setting(template, consumer, "Timeout")
+    dlq = resources[dlq_id]["Properties"]
+    assert dlq["MessageRetentionPeriod"] == FOURTEEN_DAYS
+    assert dlq["SqsManagedSseEnabled"] is True
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert any(
+        a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": [dlq_id, "QueueName"]}
+        and a["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        for a in alarms
+    ), f"no alarm on {dlq_id}"
+
+
+# ----------------------------------------------------------------------------- data stores
+
+
+@pytest.mark.parametrize(
+    ("table_id", "key", "ttl"),
+    [("LedgerTable", "contact_id", "expires_at"), ("IdempotencyTable", "id", "expiration")],
+)
+def test_tables_encrypted_recoverable_expiring(
+    resources: dict[str, Any], table_id: str, key: str, ttl: str
+) -> None:
+    table = resources[table_id]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["KeySchema"] == [{"AttributeName": key, "KeyType": "HASH"}]
+    assert {"AttributeName": key, "AttributeType": "S"} in properties["AttributeDefinitions"]
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": ttl, "Enabled": True}
+
+
+@pytest.mark.parametrize(
+    "secret_id", ["HubSpotTokenSecret", "HubSpotClientSecret", "LlmApiKeySecret"]
+)
+def test_secrets_hold_no_value_in_the_template(resources: dict[str, Any], secret_id: str) -> None:
+    secret = resources[secret_id]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert "SecretString" not in secret["Properties"]
+    assert "GenerateSecretString" in secret["Properties"]
+
+
+def test_topics_encrypted(resources: dict[str, Any]) -> None:
+    assert resources["HotLeadsTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    # CloudWatch alarms cannot use alias/aws/sns: the alarm topic has its own key.
+    assert resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+
+
+# ----------------------------------------------------------------------------- security
+
+
+def test_no_wildcard_actions_or_resources(template: dict[str, Any]) -> None:
+    found = list(statements(template["Resources"]))
+    assert len(found) >= 4  # the walk does find the inline statements
+    for path, statement in found:
+        assert "*" not in as_list(statement.get("Action", [])), path
+        assert "NotAction" not in statement, path
+        if statement["Effect"] == "Allow" and "*" in as_list(statement.get("Resource", [])):
+            # Only key policies, whose Resource must be "*" (it means the key itself).
+            resource_id = path.split("/")[1]
+            assert template["Resources"][resource_id]["Type"] == "AWS::KMS::Key", path
+
+
+def test_function_policies_are_scoped_templates_or_statements(resources: dict[str, Any]) -> None:
+    """SAM policy templates, each bound to one resource of this stack; no managed policies."""
+    scoped_templates = {
+        "AWSSecretsManagerGetSecretValuePolicy", "DynamoDBCrudPolicy", "SQSSendMessagePolicy",
+        "SNSPublishMessagePolicy",
+    }  # fmt: skip
+    for logical_id in FUNCTIONS:
+        for policy in resources[logical_id]["Properties"].get("Policies", []):
+            assert isinstance(policy, dict), f"{logical_id}: managed policy {policy!r}"
+            if "Fn::If" in policy:  # conditional statement (Bedrock), checked by the walk above
+                policy = policy["Fn::If"][1]
+            [(name, arguments)] = policy.items()
+            if name == "Statement":
+                continue
+            assert name in scoped_templates, f"{logical_id}: {name}"
+            for value in arguments.values():
+                assert isinstance(value, dict) and {"Ref", "Fn::GetAtt"} & set(value), (
+                    f"{logical_id}: {name} is not bound to a stack resource: {value!r}"
+                )
+
+
+def test_bedrock_permission_scoped_to_anthropic_models(resources: dict[str, Any]) -> None:
+    found = [s for _, s in statements(resources["EnrichFunction"]) if "bedrock" in str(s["Action"])]
+    assert found, "EnrichFunction has no Bedrock statement"
+    for statement in found:
+        assert {a.split(":")[1] for a in as_list(statement["Action"])} <= {
+            "InvokeModel", "InvokeModelWithResponseStream",
+        }  # fmt: skip
+        for resource in as_list(statement["Resource"]):
+            arn = str(resource)
+            assert (
+                "foundation-model/anthropic." in arn or "inference-profile/apac.anthropic." in arn
+            )
+            assert "global." not in arn
+            if ":bedrock:*:" in arn:  # any region only behind the in-region APAC profiles
+                profile = statement["Condition"]["StringLike"]["bedrock:InferenceProfileArn"]
+                assert ":bedrock:${BedrockRegion}:" in str(profile)
+                assert "inference-profile/apac.anthropic." in str(profile)
+            else:
+                assert ":bedrock:${BedrockRegion}:" in arn
+
+
+def test_region_guard_rule(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["AllowedRegions"]["Type"] == "CommaDelimitedList"
+    assert template["Parameters"]["AllowedRegions"]["Default"] == "ap-south-1"
+    guards = [
+        assertion["Assert"]
+        for rule in template["Rules"].values()
+        for assertion in rule["Assertions"]
+        if "RuleCondition" not in rule
+    ]
+    assert {"Fn::Contains": [{"Ref": "AllowedRegions"}, {"Ref": "AWS::Region"}]} in guards
+
+
+def test_parameter_defaults(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    assert parameters["RetentionDays"]["Default"] == 180
+    assert parameters["LlmProvider"]["Default"] == "off"
+    assert set(parameters["LlmProvider"]["AllowedValues"]) == {"anthropic", "bedrock", "off"}
+    assert parameters["HubSpotBaseUrl"]["Default"] == "https://api.hubapi.com"
+    assert parameters["WebhookPublicUrl"]["Default"] == ""
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    assert {
+        "WebhookUrl", "ScoreApiUrl", "ScoreQueueUrl", "EnrichQueueUrl", "LedgerTableName",
+        "IdempotencyTableName", "HubSpotTokenSecretArn", "HubSpotClientSecretArn",
+        "LlmApiKeySecretArn",
+    } <= set(template["Outputs"])  # fmt: skip
+    assert template["Outputs"]["WebhookUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/hubspot")
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+@pytest.mark.parametrize("layer_id", ["SharedLayer", "ModelLayer"])
+def test_layers_build_with_their_makefiles(resources: dict[str, Any], layer_id: str) -> None:
+    layer = resources[layer_id]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    makefile = ROOT / layer["Properties"]["ContentUri"] / "Makefile"
+    assert re.search(rf"^build-{layer_id}:", makefile.read_text(), re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    "lock",
+    [
+        "layers/shared/requirements.txt",
+        "layers/model/requirements.txt",
+        "layers/model/libgomp-requirements.txt",
+    ],
+)
+def test_layer_locks_are_pinned_and_hashed(lock: str) -> None:
+    text = (ROOT / lock).read_text()
+    entries = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\\n\s+--hash=sha256:[0-9a-f]{64}", text, re.M)
+    requirement_lines = [line for line in text.splitlines() if line and line[0] not in "# "]
+    assert entries and len(entries) == len(requirement_lines)
+    names = {name.lower() for name, _ in entries}
+    # The runtime provides boto3 & co.; shipping them would shadow its versions.
+    assert not names & {"boto3", "botocore", "s3transfer"}
+    assert not names & {"moto", "pandas", "scikit-learn", "pytest"} or lock.endswith(
+        "libgomp-requirements.txt"
+    )
+
+
+def test_model_layer_pins_match_training_environment() -> None:
+    """The layer must run the LightGBM/numpy the model was trained and tested with."""
+    from importlib.metadata import version
+
+    text = (ROOT / "layers/model/requirements.txt").read_text()
+    for project in ("lightgbm", "numpy"):
+        assert f"{project}=={version(project)} " in text, f"{project} differs from .venv"
+
+
+def test_shared_layer_excludes_emulators() -> None:
+    makefile = (ROOT / "layers/shared/Makefile").read_text()
+    assert "shared/leadscore" in makefile
+    assert "leadscore_local" not in re.sub(r"#.*", "", makefile)
+
+
+# ----------------------------------------------------------------------------- samconfig
+
+
+def test_samconfig_deploys_to_mumbai() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]
+    deploy = config["deploy"]["parameters"]
+    assert deploy["region"] == "ap-south-1"
+    assert config["global"]["parameters"]["stack_name"] == "leadscore"
+    assert "CAPABILITY_IAM" in deploy["capabilities"]
+    assert deploy["resolve_s3"] is True
+    assert deploy["confirm_changeset"] is True
+    assert config["build"]["parameters"]["cached"] is False
