@@ -15,11 +15,11 @@ SAM       := $(SAM_VENV)/bin/sam
 SAM_ENV   := PATH="$(dir $(PYTHON312)):$$PATH" SAM_CLI_TELEMETRY=0
 PYTEST    := $(PY) -m pytest
 
-.PHONY: help setup demo test test-fast lint model build bench clean
+.PHONY: help setup demo test test-fast lint model events build clean
 
 help:
 	@echo "make demo   - set up, start the local stack, score ~200 synthetic contacts"
-	@echo "make test   - set up and run lint, unit, integration and end-to-end tests"
+	@echo "make test   - set up; lint, sam build + artifact checks, all tests"
 	@echo "make build  - sam build + artifact checks (sizes, glibc, bare imports)"
 	@echo "make model  - retrain the default model shipped in the model layer"
 	@echo "make setup  - create .venv (Python 3.12) with the project and dev tools"
@@ -42,7 +42,8 @@ lint: setup
 	$(PY) -m ruff check .
 	$(VENV)/bin/cfn-lint template.yaml
 
-test: setup lint
+# The build is part of the test: the artifact checks and build-marked tests run on its output.
+test: setup lint build
 	$(PYTEST)
 
 test-fast: setup
@@ -54,8 +55,11 @@ demo: setup
 model: setup
 	$(PY) infra/build/train_default_model.py
 
+events: setup
+	$(PY) -m leadscore_local.sample_events --out events
+
 build: setup $(SAM_VENV)/.installed
-	$(SAM_ENV) $(SAM) build --parallel
+	$(SAM_ENV) $(SAM) build
 	$(PY) infra/build/check_artifacts.py .aws-sam/build
 
 clean:
