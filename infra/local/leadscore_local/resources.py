@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets as secrets_module
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,14 +84,21 @@ class Resolver:
 
 
 def provision(
-    template: dict[str, Any], endpoint_url: str, secret_values: dict[str, str], prefix: str
+    template: dict[str, Any], endpoint_url: str, secret_values: dict[str, str], prefix: str,
+    parameters: dict[str, str] | None = None,
 ) -> Provisioned:
     """Create queues (DLQs first), tables, secrets and topics; return their identifiers."""
     sqs = local_client("sqs", endpoint_url)
     dynamodb = local_client("dynamodb", endpoint_url)
     secrets = local_client("secretsmanager", endpoint_url)
     sns = local_client("sns", endpoint_url)
+    ssm = local_client("ssm", endpoint_url)
     out = Provisioned()
+    resolve_names = Resolver(out, {"Stage": "local", **(parameters or {})})
+
+    def resolve_name(value: Any) -> str | None:
+        return resolve_names(value) if value is not None else None
+
     resources = template.get("Resources", {})
 
     queues = {k: v for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
@@ -144,13 +152,18 @@ def provision(
                 f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
             )
         elif kind == "AWS::SecretsManager::Secret":
-            if logical_id not in secret_values:
-                raise ValueError(f"the local stack has no value for secret {logical_id}")
-            arn = secrets.create_secret(
-                Name=f"{prefix}/{logical_id}", SecretString=secret_values[logical_id]
-            )["ARN"]
+            # Secrets the local stack has no meaningful value for (e.g. hashing keys) get a
+            # random one, as GenerateSecretString would give in AWS.
+            value = secret_values.get(logical_id) or secrets_module.token_urlsafe(32)
+            arn = secrets.create_secret(Name=f"{prefix}/{logical_id}", SecretString=value)["ARN"]
             out.refs[logical_id] = arn
             out.attributes[(logical_id, "Id")] = arn
+        elif kind == "AWS::SSM::Parameter":
+            name = resolve_name(props.get("Name")) or f"/{prefix}/{logical_id}"
+            ssm.put_parameter(Name=name, Value=str(props["Value"]),
+                              Type=props.get("Type", "String"), Overwrite=True)
+            out.refs[logical_id] = name
+            out.attributes[(logical_id, "Value")] = str(props["Value"])
         elif kind == "AWS::SNS::Topic":
             arn = sns.create_topic(Name=f"{prefix}-{logical_id}")["TopicArn"]
             out.refs[logical_id] = arn

@@ -87,15 +87,20 @@ class LocalStack:
         webhook_url = self._route_url("IngestFunction")
         score_api_url = self._route_url("ScoreApiFunction")
 
+        parameters = parameter_defaults(template) | {
+            "HubSpotBaseUrl": self.hubspot.url,
+            "LlmProvider": "anthropic",
+            "WebhookPublicUrl": webhook_url,
+        }
         self.provisioned = provision(
-            template, self.aws_endpoint_url, prefix="leadscore-local",
+            template, self.aws_endpoint_url, prefix="leadscore-local", parameters=parameters,
             secret_values={
                 "HubSpotTokenSecret": self.functions_token,
                 "HubSpotClientSecret": self.client_secret,
                 "LlmApiKeySecret": "sk-ant-local-" + secrets.token_hex(8),
             },
         )
-        self._configure_environment(template, specs, webhook_url, score_api_url)
+        self._configure_environment(specs, parameters, webhook_url, score_api_url)
         self.runtime.load_all()
 
         ensure_properties(HubSpot(access_token=self.outside_token, host=self.hubspot.url))
@@ -150,7 +155,7 @@ class LocalStack:
         spec = self.runtime.specs[logical_id]
         return self.front.url + spec.http_routes[0].path
 
-    def _configure_environment(self, template: dict, specs: list, webhook_url: str,
+    def _configure_environment(self, specs: list, parameters: dict[str, str], webhook_url: str,
                                score_api_url: str) -> None:
         """Set every function's environment in this process, resolved against local resources.
 
@@ -158,11 +163,6 @@ class LocalStack:
         clash is a template bug and stops the stack rather than giving one function the
         other's value.
         """
-        parameters = parameter_defaults(template) | {
-            "HubSpotBaseUrl": self.hubspot.url,
-            "LlmProvider": "anthropic",
-            "WebhookPublicUrl": webhook_url,
-        }
         resolve = Resolver(self.provisioned, parameters)
         local_overrides = {
             "HUBSPOT_BASE_URL": self.hubspot.url,
