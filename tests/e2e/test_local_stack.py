@@ -176,3 +176,12 @@ def test_admin_runs_schedules_and_rejects_unknown_ones(stack):
     stats = stack.stats()
     assert stats["invocations"]["RetentionPurgeFunction"] >= 1
     assert {"hubspot_requests", "queues", "dlqs", "invocations", "errors"} <= stats.keys()
+
+
+def test_schedule_run_accepts_a_simulated_time(stack):
+    result = stack.admin("POST", "/schedules/ConsentSweepFunction/run",
+                         {"time": "2030-01-01T03:00:00+00:00"})
+    assert "result" in result
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        stack.admin("POST", "/schedules/ConsentSweepFunction/run", {"time": "not a time"})
+    assert bad.value.code == 400

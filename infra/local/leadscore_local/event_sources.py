@@ -260,14 +260,15 @@ class SqsPoller:
 # ------------------------------------------------------------------------------ schedules
 
 
-def scheduled_event(rule_name: str) -> dict[str, Any]:
+def scheduled_event(rule_name: str, at: datetime | None = None) -> dict[str, Any]:
+    """EventBridge's scheduled event; `time` is when the rule fired (`at`, default now)."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": ACCOUNT,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": REGION,
         "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule_name}"],
         "detail": {},
@@ -298,11 +299,15 @@ class Scheduler:
         }
         self._thread = threading.Thread(target=self._run, daemon=True, name="scheduler")
 
-    def run_now(self, logical_id: str) -> Any:
-        """Invoke a scheduled function by its logical id (or its schedule event's name)."""
+    def run_now(self, logical_id: str, at: datetime | None = None) -> Any:
+        """Invoke a scheduled function by its logical id (or its schedule event's name).
+
+        `at` sets the event's `time`, which lets tests simulate the clock for functions
+        that take "now" from the schedule (as the retention purge does).
+        """
         for function_id, schedule in self.schedules.items():
             if logical_id in (function_id, schedule.name):
-                return self.runtime.invoke(function_id, scheduled_event(schedule.name))
+                return self.runtime.invoke(function_id, scheduled_event(schedule.name, at))
         raise KeyError(logical_id)
 
     def start(self) -> None:

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ class LocalStack:
 
 
 class _AdminServer:
-    """POST /schedules/<LogicalId>/run, GET /stats, POST /faults."""
+    """POST /schedules/<LogicalId>/run [{"time": ISO-8601}], GET /stats, POST /faults."""
 
     def __init__(self, stack: LocalStack):
         class Handler(BaseHTTPRequestHandler):
@@ -255,7 +256,9 @@ class _AdminServer:
                 parts = self.path.strip("/").split("/")
                 try:
                     if len(parts) == 3 and parts[0] == "schedules" and parts[2] == "run":
-                        self._json(200, {"result": stack.scheduler.run_now(parts[1])})
+                        at = json.loads(raw or b"{}").get("time")
+                        at = datetime.fromisoformat(at).astimezone(UTC) if at else None
+                        self._json(200, {"result": stack.scheduler.run_now(parts[1], at)})
                     elif self.path == "/faults":
                         fault = json.loads(raw or b"{}")
                         status = fault["status"]
