@@ -83,6 +83,39 @@ def cmd_hubspot_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sqs_client(args: argparse.Namespace):
+    import boto3
+
+    return boto3.client("sqs", region_name=args.region, endpoint_url=args.endpoint_url)
+
+
+def cmd_dlq_inspect(args: argparse.Namespace) -> int:
+    from leadscore.dlq import inspect
+
+    report = inspect(_sqs_client(args), args.queue, limit=args.limit)
+    print(f"{report.queue_url}: about {report.approximate_messages} messages, "
+          f"{report.inspected} inspected")
+    for reason, count in report.reasons.most_common():
+        print(f"{count:>7}  {reason}")
+    if report.samples:
+        print("samples (bodies not shown: they name contacts):")
+        for sample in report.samples:
+            print(f"  {sample.message_id}  sent {sample.sent_at}  "
+                  f"received {sample.receive_count}x  {sample.reason}")
+    return 0
+
+
+def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    from leadscore.dlq import redrive
+
+    result = redrive(_sqs_client(args), args.queue, to=args.to, copy=args.copy)
+    if result.method == "copy":
+        print(f"moved {result.moved} messages to {result.destination}")
+    else:
+        print(f"SQS message move task {result.task_handle} started → {result.destination}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadscore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--consent-property", default="dpdp_consent_purposes")
     setup.add_argument("--consent-updated-property", default="dpdp_consent_updated_at")
     setup.set_defaults(func=cmd_hubspot_setup)
+    dlq = commands.add_parser("dlq", help="dead-letter queue operations")
+    dlq.add_argument("--region", default="ap-south-1")
+    dlq.add_argument("--endpoint-url", help="e.g. the local stack's aws_endpoint_url")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_inspect = dlq_commands.add_parser("inspect", help="counts by reason and a sample")
+    dlq_inspect.add_argument("queue", help="queue name or URL")
+    dlq_inspect.add_argument("--limit", type=int, default=1000)
+    dlq_inspect.set_defaults(func=cmd_dlq_inspect)
+    dlq_redrive = dlq_commands.add_parser("redrive", help="send messages back to their queue")
+    dlq_redrive.add_argument("queue", help="queue name or URL")
+    dlq_redrive.add_argument("--to", help="destination queue (default: the DLQ's source queue)")
+    dlq_redrive.add_argument("--copy", action="store_true",
+                             help="move by receive/send/delete, for endpoints without SQS's "
+                                  "message move (the local stack)")
+    dlq_redrive.set_defaults(func=cmd_dlq_redrive)
     return parser
 
 

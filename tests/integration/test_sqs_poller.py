@@ -4,6 +4,7 @@ import json
 import textwrap
 import threading
 import time
+import urllib.request
 
 import boto3
 import pytest
@@ -30,7 +31,9 @@ def moto_url():
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
-    server.stop()
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset",
+                                                  method="POST"))
+    server.stop()  # moto's state is per process, not per server: reset it for the next test
 
 
 def test_poller_batches_deletes_successes_and_redrives_poison_to_dlq(tmp_path, moto_url):
