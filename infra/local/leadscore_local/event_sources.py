@@ -20,11 +20,11 @@ import time
 import traceback
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from leadscore_local.lambda_runtime import FunctionRuntime
+from leadscore_local.loopback import LoopbackServer, QuietHandler
 from leadscore_local.resources import ACCOUNT, REGION, local_client
 from leadscore_local.template import SqsSource
 
@@ -84,7 +84,7 @@ def http_api_response(result: Any) -> tuple[int, dict[str, str], bytes]:
     return 200, {"content-type": "application/json"}, json.dumps(result).encode()
 
 
-class HttpFront:
+class HttpFront(LoopbackServer):
     """Serves the template's HttpApi routes on 127.0.0.1 and invokes their functions."""
 
     def __init__(self, runtime: FunctionRuntime, max_body_bytes: int = 10 * 1024 * 1024):
@@ -95,56 +95,31 @@ class HttpFront:
         }
         front = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # keep stderr for function logs
-                pass
-
+        class Handler(QuietHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 if length > max_body_bytes:  # API Gateway's own payload limit
-                    self._reply(413, {"content-type": "application/json"},
+                    self.reply(413, {"content-type": "application/json"},
                                 b'{"message":"Request Entity Too Large"}')
                     return
                 body = self.rfile.read(length) if length else b""
                 logical_id = front.routes.get((self.command, urlsplit(self.path).path))
                 if logical_id is None:
-                    self._reply(404, {"content-type": "application/json"},
+                    self.reply(404, {"content-type": "application/json"},
                                 b'{"message":"Not Found"}')
                     return
                 event = http_api_event(self.command, self.path, dict(self.headers), body)
                 try:
                     result = runtime.invoke(logical_id, event)
                 except Exception:
-                    self._reply(500, {"content-type": "application/json"},
+                    self.reply(500, {"content-type": "application/json"},
                                 b'{"message":"Internal Server Error"}')
                     return
-                self._reply(*http_api_response(result))
-
-            def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    if name.lower() != "content-length":
-                        self.send_header(name, value)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(*http_api_response(result))
 
             do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                        name="http-front")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, name="http-front")
 
 
 # ---------------------------------------------------------------------------- SQS pollers

@@ -16,7 +16,6 @@ import sys
 import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from leadscore_local.anthropic_emulator import AnthropicEmulator
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
 from leadscore_local.hubspot_emulator import HubSpotEmulator
 from leadscore_local.lambda_runtime import FunctionRuntime
+from leadscore_local.loopback import LoopbackServer, QuietHandler
 from leadscore_local.resources import REGION, Resolver, local_client, provision
 from leadscore_local.template import functions, load_template, parameter_defaults
 
@@ -226,23 +226,14 @@ class LocalStack:
             raise ValueError(f"unknown fault target {target!r}: use 'hubspot' or 'anthropic'")
 
 
-class _AdminServer:
+class _AdminServer(LoopbackServer):
     """POST /schedules/<LogicalId>/run [{"time": ISO-8601}], GET /stats, POST /faults."""
 
     def __init__(self, stack: LocalStack):
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _json(self, status: int, payload: Any) -> None:
-                body = json.dumps(payload, default=str).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, {"content-type": "application/json"},
+                           json.dumps(payload, default=str).encode())
 
             def do_GET(self) -> None:
                 if self.path == "/stats":
@@ -276,18 +267,7 @@ class _AdminServer:
                 except Exception as exc:  # the function failed: report, keep serving
                     self._json(500, {"message": f"{type(exc).__name__}: {exc}"})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                        name="admin")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, name="admin")
 
 
 def run_foreground(project_root: Path) -> int:
