@@ -15,12 +15,13 @@ SAM       := $(SAM_VENV)/bin/sam
 SAM_ENV   := PATH="$(dir $(PYTHON312)):$$PATH" SAM_CLI_TELEMETRY=0
 PYTEST    := $(PY) -m pytest
 
-.PHONY: help setup demo test test-fast lint model events build clean
+.PHONY: help setup demo test test-fast lint model events build bench clean
 
 help:
 	@echo "make demo   - set up, start the local stack, score ~200 synthetic contacts"
 	@echo "make test   - set up; lint, sam build + artifact checks, all tests"
 	@echo "make build  - sam build + artifact checks (sizes, glibc, bare imports)"
+	@echo "make bench  - every benchmark: a markdown table, JSON in \$$BENCH_OUT"
 	@echo "make model  - retrain the default model shipped in the model layer"
 	@echo "make setup  - create .venv (Python 3.12) with the project and dev tools"
 
@@ -61,6 +62,11 @@ events: setup
 build: setup $(SAM_VENV)/.installed
 	$(SAM_ENV) $(SAM) build
 	$(PY) infra/build/check_artifacts.py .aws-sam/build
+
+# Every benchmark; one markdown table on stdout, the same figures as JSON in $(BENCH_OUT).
+BENCH_OUT ?= bench-results.json
+bench: build
+	BENCH_OUT=$(BENCH_OUT) $(PY) infra/bench/run_all.py
 
 clean:
 	rm -rf .aws-sam build .pytest_cache .ruff_cache

@@ -1,0 +1,109 @@
+"""`make bench`: runs every benchmark, prints one markdown table, writes the figures as JSON.
+
+Each step runs one script in its own process (so timings do not share a warm interpreter)
+and turns that script's JSON into rows: figure, value, unit, target, met.
+Usage: python infra/bench/run_all.py [--out bench-results.json] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+@dataclass
+class Row:
+    step: str
+    figure: str
+    value: float | str
+    unit: str = ""
+    target: str = ""
+    met: bool | None = None
+
+
+def run_script(args: list[str], timeout: float) -> dict[str, Any]:
+    """Run a bench script that writes JSON to the path given after --out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "figures.json"
+        subprocess.run([PYTHON, *args, "--out", str(out)], cwd=ROOT, check=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL, stdout=sys.stderr)
+        return json.loads(out.read_text())
+
+
+def artifacts() -> list[Row]:
+    build = ROOT / ".aws-sam" / "build"
+    if not build.is_dir():
+        raise RuntimeError("no .aws-sam/build: run `make build` first (make bench does)")
+    data = _check_artifacts(build)
+    rows = []
+    for name, function in data["functions"].items():
+        init_ms = function["import_ms"] + (function["model_ms"] or 0)
+        target = 150 if function["carries_model"] else 250
+        rows.append(Row("artifacts", f"{name} size (function + layers, unzipped)",
+                        round(function["size_bytes"] / 2**20, 1), "MiB", f"≤ {target} MiB",
+                        function["size_bytes"] / 2**20 <= target))
+        rows.append(Row("artifacts", f"{name} cold init (imports + model load), this machine",
+                        round(init_ms), "ms"))
+    return rows
+
+
+def _check_artifacts(build: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "artifacts.json"
+        subprocess.run([PYTHON, "infra/build/check_artifacts.py", str(build), "--json", str(out)],
+                       cwd=ROOT, check=True, timeout=300, stdin=subprocess.DEVNULL,
+                       stdout=sys.stderr)
+        return json.loads(out.read_text())
+
+
+STEPS: dict[str, Callable[[], list[Row]]] = {
+    "artifacts": artifacts,
+}
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| figure | value | target | met |", "|---|---|---|---|"]
+    for row in rows:
+        value = f"{row.value:,}" if isinstance(row.value, (int, float)) else row.value
+        met = {True: "yes", False: "**no**", None: ""}[row.met]
+        lines.append(f"| {row.figure} | {value} {row.unit} | {row.target} | {met} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path,
+                        default=Path(os.environ.get("BENCH_OUT", "bench-results.json")))
+    parser.add_argument("--only", nargs="*", choices=sorted(STEPS), help="run only these steps")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    started = time.monotonic()
+    for name in args.only or STEPS:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        rows += STEPS[name]()
+    table = markdown(rows)
+    print(table)
+    args.out.write_text(json.dumps({
+        "seconds": round(time.monotonic() - started, 1),
+        "machine": {"cpus": os.cpu_count()},
+        "rows": [asdict(row) for row in rows],
+    }, indent=2) + "\n")
+    print(f"\n{len(rows)} figures in {time.monotonic() - started:.0f} s → {args.out}",
+          file=sys.stderr)
+    return 0 if all(row.met is not False for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
