@@ -19,6 +19,16 @@ Conventions, per kind of column in features.toml:
 - email: 1.0 for a free-mail domain (gmail, yahoo, rediffmail...), 0.0 for a business
   domain, missing when there is no valid address. The address itself is never a feature.
 
+Any column can also declare sentinel values that mean "missing" (`[missing]` in
+features.toml, e.g. `pdays = ["999"]`): a cell equal to one (compared like categories, and
+numerically for numeric columns, so "999.0" matches 999) is treated exactly like an empty
+cell. Sentinels are part of the feature schema, so a model refuses a features.toml that
+declares different ones.
+
+features.toml keys: `id` (optional: the column identifying a row, e.g. `hs_object_id`;
+without it, rows are identified by their 1-based row number in the CSV), `[label]`,
+`[features]`, `[tiers]` (optional) and `[missing]` (optional).
+
 This module also renders a feature's value as words a sales rep understands
 (`describe`), which the model uses for its reasons.
 """
@@ -33,7 +43,7 @@ import re
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -82,12 +92,17 @@ class TierConfig(_Strict):
 
 
 class FeatureConfig(_Strict):
-    """features.toml: which CSV columns (HubSpot internal property names) feed the model."""
+    """features.toml: which CSV columns (HubSpot internal property names) feed the model.
 
-    id: str = Field(min_length=1)
+    `id` is optional: without it a row is identified by its 1-based row number.
+    `missing` maps a feature column to the cell values that mean "missing" there.
+    """
+
+    id: str | None = Field(default=None, min_length=1)
     label: LabelConfig
     features: FeatureColumns
     tiers: TierConfig | None = None
+    missing: dict[str, list[str | int | float]] = {}
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> FeatureConfig:
@@ -100,6 +115,9 @@ class FeatureConfig(_Strict):
         for role, column in (("id", self.id), ("label.column", self.label.column)):
             if column in columns:
                 raise ValueError(f"{role} column {column!r} must not also be a feature")
+        strays = sorted(set(self.missing) - set(columns))
+        if strays:
+            raise ValueError(f"[missing] names column(s) that are not features: {strays}")
         return self
 
     @property
@@ -117,8 +135,14 @@ class FeatureConfig(_Strict):
 
     @property
     def properties(self) -> list[str]:
-        """HubSpot properties needed to score a contact: the id and every feature column."""
-        return [self.id, *(column for column, _ in self.feature_columns)]
+        """HubSpot properties needed to score a contact: the id (if any) and every feature
+        column."""
+        return [*([self.id] if self.id else []), *(column for column, _ in self.feature_columns)]
+
+    def missing_values(self, column: str) -> tuple[str, ...]:
+        """The sentinels `[missing]` declares for `column`, normalised like categories."""
+        keys = (normalize_category(_text(v)) for v in self.missing.get(column, ()))
+        return tuple(sorted({key for key in keys if key is not None}))
 
     def is_positive(self, value: str | None) -> bool:
         wanted = {p.strip().casefold() for p in self.label.positive}
@@ -168,7 +192,7 @@ def require_columns(header: Sequence[str], columns: Iterable[tuple[str, str]], s
 
 def config_columns(config: FeatureConfig, *, with_label: bool) -> list[tuple[str, str]]:
     """(column, role) pairs for `require_columns`."""
-    pairs = [(config.id, "id")]
+    pairs = [(config.id, "id")] if config.id else []
     if with_label:
         pairs.append((config.label.column, "label.column"))
     pairs += [(c, f"features.{kind}") for c, kind in config.feature_columns]
@@ -286,12 +310,14 @@ def parse_email(value: PropertyValue) -> float:
 @dataclass(frozen=True, slots=True)
 class FeatureSpec:
     """One model input. `vocabulary` (categorical only) lists the normalised values that
-    get their own code (= index); every other non-empty value gets `other_code`."""
+    get their own code (= index); every other non-empty value gets `other_code`.
+    `missing` lists the normalised sentinel values that count as an empty cell."""
 
     name: str
     column: str
     kind: Kind
     vocabulary: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
 
     @property
     def other_code(self) -> int:
@@ -301,7 +327,29 @@ class FeatureSpec:
         out: dict = {"name": self.name, "column": self.column, "kind": self.kind}
         if self.kind == "categorical":
             out["vocabulary"] = list(self.vocabulary)
+        if self.missing:  # absent when unused, so older schemas keep their hash
+            out["missing"] = list(self.missing)
         return out
+
+    def is_missing(self, value: PropertyValue) -> bool:
+        """True for an empty cell or a declared sentinel."""
+        key = normalize_category(value)
+        return key is None or _sentinel_test(self)(key)
+
+
+@lru_cache(maxsize=256)
+def _sentinel_test(spec: FeatureSpec) -> Callable[[str], bool]:
+    """Tests a normalised, non-empty cell against the spec's sentinels (numerically too for
+    numeric features, so "999.0" matches a declared "999")."""
+    texts = frozenset(spec.missing)
+    numbers = frozenset(
+        n for n in (parse_number(t) for t in spec.missing) if not math.isnan(n)
+    ) if spec.kind == "numeric" else frozenset()
+    if not texts:
+        return lambda _key: False
+    if not numbers:
+        return texts.__contains__
+    return lambda key: key in texts or parse_number(key) in numbers
 
 
 def _feature_name(column: str, kind: Kind) -> str:
@@ -311,16 +359,17 @@ def _feature_name(column: str, kind: Kind) -> str:
     return base + suffix
 
 
-def layout(config: FeatureConfig) -> list[tuple[str, str, Kind]]:
-    """(name, column, kind) of every feature a config defines, in model order."""
-    out: list[tuple[str, str, Kind]] = []
+def layout(config: FeatureConfig) -> list[FeatureSpec]:
+    """Every feature a config defines, in model order, before any vocabulary is learnt."""
+    out: list[FeatureSpec] = []
     seen: set[str] = set()
     for column, kind in config.feature_columns:
         name = _feature_name(column, kind)
         while name in seen:  # two columns differing only in punctuation
             name += "_"
         seen.add(name)
-        out.append((name, column, kind))
+        out.append(FeatureSpec(name=name, column=column, kind=kind,
+                               missing=config.missing_values(column)))
     return out
 
 
@@ -350,6 +399,7 @@ class FeatureSchema:
                     column=f["column"],
                     kind=f["kind"],
                     vocabulary=tuple(f.get("vocabulary", ())),
+                    missing=tuple(f.get("missing", ())),
                 )
                 for f in data["features"]
             )
@@ -358,8 +408,9 @@ class FeatureSchema:
     def sha256(self) -> str:
         return schema_hash(self.to_dict())
 
-    def layout(self) -> list[tuple[str, str, Kind]]:
-        return [(f.name, f.column, f.kind) for f in self.features]
+    def layout(self) -> list[FeatureSpec]:
+        """The features without their learnt vocabularies: what a features.toml defines."""
+        return [replace(f, vocabulary=()) for f in self.features]
 
 
 def schema_hash(schema_dict: Mapping) -> str:
@@ -378,18 +429,31 @@ def learn_schema(
     at least `min_count` times, most frequent first (ties alphabetical), at most
     `max_categories` of them."""
     specs = []
-    for name, column, kind in layout(config):
-        vocabulary: tuple[str, ...] = ()
-        if kind == "categorical":
-            counts = Counter(normalize_category(row.get(column)) for row in rows)
-            counts.pop(None, None)
+    for spec in layout(config):
+        if spec.kind == "categorical":
+            counts: Counter[str] = Counter()
+            for value, n in Counter(row.get(spec.column) for row in rows).items():
+                if not spec.is_missing(value):
+                    counts[normalize_category(value)] += n
             frequent = sorted(
                 ((key, n) for key, n in counts.items() if n >= min_count),
                 key=lambda item: (-item[1], item[0]),
             )
-            vocabulary = tuple(key for key, _ in frequent[:max_categories])
-        specs.append(FeatureSpec(name=name, column=column, kind=kind, vocabulary=vocabulary))
+            spec = replace(spec, vocabulary=tuple(key for key, _ in frequent[:max_categories]))
+        specs.append(spec)
     return FeatureSchema(tuple(specs))
+
+
+def reference_time(config: FeatureConfig, rows: Iterable[Properties]) -> datetime | None:
+    """The latest timestamp in the rows' datetime features: roughly when an export was
+    taken, and the moment its datetime ages are measured from."""
+    latest = None
+    for row in rows:
+        for column in config.features.datetime:
+            seconds = parse_timestamp(row.get(column))
+            if seconds is not None and (latest is None or seconds > latest):
+                latest = seconds
+    return datetime.fromtimestamp(latest, UTC) if latest is not None else None
 
 
 # --------------------------------------------------------------------------- vectorizer
@@ -423,7 +487,55 @@ def _age_days(value: PropertyValue, now: float) -> float:
     return max(0.0, (now - seconds) / SECONDS_PER_DAY)
 
 
+# Parsed values of the most recent distinct strings, per feature (see `_memoized`).
+MEMO_LIMIT = 4096
+
+
 def _parser(spec: FeatureSpec) -> Callable[[PropertyValue, float], float]:
+    parse = _kind_parser(spec)
+    if spec.missing:
+        parse = _unless_sentinel(spec, parse)
+    # Numbers, categories and booleans repeat a lot and do not depend on `now`: remember
+    # them. E-mail addresses are unique and datetimes depend on `now`: never.
+    return _memoized(parse) if spec.kind in ("numeric", "categorical", "boolean") else parse
+
+
+def _unless_sentinel(
+    spec: FeatureSpec, parse: Callable[[PropertyValue, float], float]
+) -> Callable[[PropertyValue, float], float]:
+    sentinel = _sentinel_test(spec)
+
+    def parse_unless_sentinel(value: PropertyValue, now: float) -> float:
+        key = normalize_category(value)
+        if key is None or sentinel(key):
+            return _NAN
+        return parse(value, now)
+
+    return parse_unless_sentinel
+
+
+def _memoized(
+    parse: Callable[[PropertyValue, float], float]
+) -> Callable[[PropertyValue, float], float]:
+    """`parse` with the results for up to `MEMO_LIMIT` distinct strings kept (first come;
+    for a value that ignores `now`). Same numbers, fewer string operations."""
+    memo: dict[str, float] = {}
+
+    def parse_remembered(value: PropertyValue, now: float) -> float:
+        if type(value) is not str:
+            return parse(value, now)
+        known = memo.get(value)
+        if known is not None:
+            return known
+        result = parse(value, now)
+        if len(memo) < MEMO_LIMIT:
+            memo[value] = result
+        return result
+
+    return parse_remembered
+
+
+def _kind_parser(spec: FeatureSpec) -> Callable[[PropertyValue, float], float]:
     if spec.kind == "numeric":
         return lambda value, _now: parse_number(value)
     if spec.kind == "categorical":

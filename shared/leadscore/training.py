@@ -1,14 +1,29 @@
 """Training: a labelled CSV export + features.toml → a model directory (see `leadscore.model`).
 
 Steps: read and check the CSV, learn the feature schema (categorical vocabularies), turn
-rows into features with the same `Vectorizer` scoring uses, split 80/20 stratified, train
-LightGBM with early stopping on the validation AUC (positives up-weighted by
-neg/pos), then on the validation split fit Platt calibration, the percentile score scale
-and the per-tier conversion figures.
+rows into features with the same `Vectorizer` scoring uses, then:
 
-Deterministic: the same CSV and features.toml give byte-identical files (fixed seeds, one
-thread, `deterministic=True`, no wall-clock anywhere). Datetime ages are measured from the
-latest timestamp in the export, recorded as `reference_time`.
+1. hold back a stratified 20 % validation split; LightGBM (native categorical features)
+   learns on the other 80 % with early stopping on the validation AUC, which picks the
+   number of trees;
+2. on that model's validation predictions (held-back data): Platt calibration, the
+   percentile score scale, the per-tier conversion figures and the reported metrics (AUC,
+   Brier, log loss);
+3. the shipped model is retrained on all rows with the same parameters and number of
+   trees, so the validation rows are not lost to it (its outputs are distributed like the
+   80 % model's; the backtest on unseen data shows how well calibration carries over).
+
+Class imbalance: the split is stratified, so validation holds its share of the rare class;
+trees are chosen by AUC, which does not depend on the base rate; probabilities are
+calibrated on held-back predictions; and the score is a percentile, so tiers keep their
+meaning at 2 % or 40 % conversion. Positives are deliberately not up-weighted:
+`scale_pos_weight = negatives/positives` lowered held-out AUC on both the synthetic and the
+bank-marketing data (see `lightgbm_params`) and distorts raw outputs that calibration then
+has to undo.
+
+Deterministic: the same CSV and features.toml give byte-identical files (fixed seeds and
+split, one thread, `deterministic=True`, no wall-clock anywhere). Datetime ages are measured
+from the latest timestamp in the export, recorded as `reference_time`.
 """
 
 from __future__ import annotations
@@ -17,22 +32,24 @@ import hashlib
 import json
 import math
 import platform
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 
+from leadscore.backtest import brier, log_loss, roc_auc, tier_table
 from leadscore.features import (
-    FeatureConfig,
     FeatureSchema,
     Vectorizer,
     config_columns,
     learn_schema,
     parse_config,
-    parse_timestamp,
     read_csv,
+    reference_time,
     require_columns,
 )
 from leadscore.model import (
@@ -50,32 +67,38 @@ from leadscore.model import (
 SEED = 42
 VALIDATION_SHARE = 0.2
 MAX_ROUNDS = 1000
-EARLY_STOPPING_ROUNDS = 50
+EARLY_STOPPING_ROUNDS = 30
 MIN_PER_CLASS = 10
 SCORE_KNOTS = 201
 # Default tiers as shares of the lead population, best first; the rest is disqualified.
 DEFAULT_TIER_SHARES = {"hot": 0.10, "warm": 0.20, "cold": 0.50}
 
 
-def lightgbm_params(positives: int, negatives: int) -> dict:
+def lightgbm_params(rows: int) -> dict:
+    """LightGBM parameters for `rows` training rows (only `min_data_in_leaf` depends on it:
+    1 % of the rows, between 10 and 50, so small exports can still split).
+
+    Chosen on two unrelated data sets (synthetic contacts, bank-marketing) over four 80/20
+    splits, not tuned to either. No `scale_pos_weight`: up-weighting positives by
+    negatives/positives cost 0.002 AUC on both (means 0.7786 → 0.7764 and 0.7743 → 0.7719).
+    """
     return {
         "objective": "binary",
         "metric": "auc",
         "learning_rate": 0.05,
-        "num_leaves": 15,
-        "min_data_in_leaf": 20,
-        "feature_fraction": 0.9,
+        "num_leaves": 31,
+        "min_data_in_leaf": min(50, max(10, rows // 100)),
+        "feature_fraction": 0.7,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
         "lambda_l2": 1.0,
-        "max_cat_to_onehot": 4,
+        # Categorical features: one-vs-rest splits up to 32 categories, LightGBM's sorted
+        # many-vs-many splits above (smoothed, and only for categories with enough rows).
+        "max_cat_to_onehot": 32,
         "min_data_per_group": 20,
         "cat_smooth": 10.0,
         "cat_l2": 10.0,
         "max_bin": 255,
-        # Imbalance: up-weight positives so trees look at them; calibration restores
-        # honest probabilities afterwards.
-        "scale_pos_weight": round(negatives / positives, 6),
         "deterministic": True,
         "force_col_wise": True,
         "num_threads": 1,
@@ -88,30 +111,16 @@ def lightgbm_params(positives: int, negatives: int) -> dict:
 
 
 def stratified_split(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) row indices with the label ratio kept in both."""
+    """(train, held-out) row indices with the label ratio kept in both; `share` of each
+    class is held out."""
     rng = np.random.default_rng(seed)
-    validation = []
+    held_out = []
     for cls in (0, 1):
         members = rng.permutation(np.flatnonzero(labels == cls))
-        validation.append(members[: max(1, round(len(members) * share))])
-    valid = np.sort(np.concatenate(validation))
+        held_out.append(members[: max(1, round(len(members) * share))])
+    valid = np.sort(np.concatenate(held_out))
     train = np.setdiff1d(np.arange(len(labels)), valid)
     return train, valid
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Mann-Whitney AUC with average ranks for ties."""
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(average, counts)
-    positives = labels == 1
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def fit_platt(raw: np.ndarray, labels: np.ndarray, iterations: int = 100) -> PlattCalibration:
@@ -170,36 +179,6 @@ def default_tiers() -> Tiers:
     return Tiers.model_validate(thresholds)
 
 
-def tier_table(tiers: Tiers, scores: np.ndarray, labels: np.ndarray) -> list[dict]:
-    """Share and conversion rate of each tier on the validation split."""
-    base = float(labels.mean())
-    names = np.array([tiers.tier_for(int(s)) for s in scores])
-    table = []
-    for name in ("hot", "warm", "cold", "disqualified"):
-        members = names == name
-        count = int(members.sum())
-        rate = float(labels[members].mean()) if count else 0.0
-        table.append({
-            "tier": name,
-            "leads": count,
-            "share": round(count / len(scores), 4),
-            "conversion_rate": round(rate, 4),
-            "lift": round(rate / base, 3) if base else 0.0,
-        })
-    return table
-
-
-def _reference_time(config: FeatureConfig, rows: list[dict[str, str]]) -> datetime | None:
-    """The latest timestamp in the export's datetime features: roughly when it was taken."""
-    latest = None
-    for column in config.features.datetime:
-        for row in rows:
-            seconds = parse_timestamp(row.get(column))
-            if seconds is not None and (latest is None or seconds > latest):
-                latest = seconds
-    return datetime.fromtimestamp(latest, UTC) if latest is not None else None
-
-
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -214,9 +193,10 @@ def _quality_report(
     matrix: np.ndarray,
 ) -> tuple[dict, list[str]]:
     """Missing/unparsable share per feature and vocabulary sizes, plus lines to echo."""
-    report, lines = {}, ["missing share per feature:"]
+    report, lines = {}, ["missing share per feature (empty, declared missing or unparsable):"]
     for j, spec in enumerate(schema.features):
-        empty = sum(1 for row in rows if not (row.get(spec.column) or "").strip())
+        cells = Counter(row.get(spec.column) for row in rows)
+        empty = sum(n for value, n in cells.items() if spec.is_missing(value))
         missing = int(np.isnan(matrix[:, j]).sum())
         entry = {"kind": spec.kind, "missing_share": round(missing / len(rows), 4),
                  "unparsable": missing - empty}
@@ -263,16 +243,8 @@ def train_csv(
     header, all_rows = read_csv(data)
     require_columns(header, config_columns(config, with_label=True), str(data))
 
-    seen_ids: set[str] = set()
-    rows: list[dict[str, str]] = []
-    for row in all_rows:
-        row_id = (row.get(config.id) or "").strip()
-        if row_id and row_id in seen_ids:
-            continue  # HubSpot exports can repeat a contact; keep its first row
-        seen_ids.add(row_id)
-        rows.append(row)
+    rows = _first_of_each_id(all_rows, config.id)
     duplicates = len(all_rows) - len(rows)
-
     labels = np.array([config.is_positive(r.get(config.label.column)) for r in rows], np.int8)
     positives, negatives = int(labels.sum()), int(len(labels) - labels.sum())
     if positives < MIN_PER_CLASS or negatives < MIN_PER_CLASS:
@@ -282,7 +254,7 @@ def train_csv(
             f"{negatives} without"
         )
 
-    reference = now.astimezone(UTC) if now else _reference_time(config, rows)
+    reference = now.astimezone(UTC) if now else reference_time(config, rows)
     schema = learn_schema(config, rows)
     matrix = Vectorizer(schema).transform(rows, reference.timestamp() if reference else 0.0)
 
@@ -304,51 +276,31 @@ def train_csv(
     if reference and config.features.datetime:
         echo(f"datetime ages measured from {reference.isoformat().replace('+00:00', 'Z')}")
 
-    train_idx, valid_idx = stratified_split(labels, VALIDATION_SHARE, SEED)
-    params = lightgbm_params(int(labels[train_idx].sum()), int(len(train_idx) -
-                                                               labels[train_idx].sum()))
-    train_set = lgb.Dataset(
-        matrix[train_idx], label=labels[train_idx], feature_name=schema.names,
-        categorical_feature=schema.categorical_indices, params=params, free_raw_data=False,
-    )
-    valid_set = lgb.Dataset(
-        matrix[valid_idx], label=labels[valid_idx], reference=train_set, params=params,
-        free_raw_data=False,
-    )
-    booster = lgb.train(
-        params, train_set, num_boost_round=MAX_ROUNDS, valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
-    )
-    best_iteration = booster.best_iteration or booster.current_iteration()
-    model_text = booster.model_to_string(num_iteration=best_iteration)
+    fit = fit_model(matrix, labels, schema)
+    model_text = fit.model_text
     model_bytes = model_text.encode("utf-8")
 
-    # Everything below is computed with the serving code path on the saved model.
-    native = NativeBooster(model_text, len(schema.features))
-    raw_valid = native.raw_many(matrix[valid_idx])
-    y_valid = labels[valid_idx].astype(np.float64)
-    calibration = fit_platt(raw_valid, labels[valid_idx])
-    probability = calibration(raw_valid)
-    scale = fit_percentile_scale(raw_valid)
-    data_tiers = default_tiers()
-    tiers = merge_tiers(data_tiers, config.tiers)
-    tier_rows = tier_table(tiers, scale(raw_valid), labels[valid_idx])
-
+    # Fitted on the held-back validation split, scored by the model that never saw it.
+    held_back = labels[fit.validation_rows]
+    calibration = fit_platt(fit.validation_raw, held_back)
+    probability = calibration(fit.validation_raw)
+    scale = fit_percentile_scale(fit.validation_raw)
+    tiers = merge_tiers(default_tiers(), config.tiers)
+    tier_rows = tier_table(tiers, scale(fit.validation_raw), held_back)
+    y = held_back.astype(np.float64)
+    native = NativeBooster(model_text, len(schema.features))  # the serving code path
     metrics = {
         "rows": len(rows),
         "positives": positives,
         "positive_rate": round(positives / len(rows), 6),
-        "train_rows": len(train_idx),
-        "validation_rows": len(valid_idx),
-        "validation_positives": int(y_valid.sum()),
-        "best_iteration": best_iteration,
-        "auc": round(roc_auc(labels[valid_idx], raw_valid), 6),
-        "brier": round(float(np.mean((probability - y_valid) ** 2)), 6),
-        "brier_base_rate": round(float(np.mean((y_valid.mean() - y_valid) ** 2)), 6),
-        "log_loss": round(float(-np.mean(
-            y_valid * np.log(np.clip(probability, 1e-12, 1)) +
-            (1 - y_valid) * np.log(np.clip(1 - probability, 1e-12, 1)))), 6),
-        "train_auc": round(roc_auc(labels[train_idx], native.raw_many(matrix[train_idx])), 6),
+        "validation_rows": len(fit.validation_rows),
+        "validation_positives": int(held_back.sum()),
+        "best_iteration": fit.best_iteration,
+        "auc": round(roc_auc(held_back, fit.validation_raw), 6),
+        "brier": round(brier(y, probability), 6),
+        "brier_base_rate": round(brier(y, np.full(len(y), y.mean())), 6),
+        "log_loss": round(log_loss(y, probability), 6),
+        "train_auc": round(roc_auc(labels, native.raw_many(matrix)), 6),
     }
     schema_dict = schema.to_dict()
     schema_sha = schema.sha256()
@@ -370,7 +322,8 @@ def train_csv(
         "reference_time": reference.isoformat().replace("+00:00", "Z") if reference else None,
         "calibration": calibration.to_dict(),
         "score_scale": scale.to_dict(),
-        "score_definition": "percentile of the raw model output among validation leads",
+        "score_definition": "percentile of the raw model output among the held-back "
+                            "validation leads",
         "tiers": {
             "thresholds": tiers.model_dump(),
             "source": "features.toml" if config.tiers else "data",
@@ -382,8 +335,9 @@ def train_csv(
                          "features": quality},
         "data": {"file": data.name, "sha256": _file_sha256(data), "rows": len(all_rows)},
         "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
-        "training": {"params": params, "seed": SEED, "validation_share": VALIDATION_SHARE,
-                     "early_stopping_rounds": EARLY_STOPPING_ROUNDS},
+        "training": {"params": fit.params, "seed": SEED, "validation_share": VALIDATION_SHARE,
+                     "early_stopping_rounds": EARLY_STOPPING_ROUNDS,
+                     "final_model": "retrained on all rows with best_iteration trees"},
         "libraries": {"lightgbm": lgb.__version__, "numpy": np.__version__,
                       "python": platform.python_version()},
     }
@@ -395,8 +349,57 @@ def train_csv(
         json.dumps(metadata, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
         encoding="utf-8",
     )
-    echo(f"validation: AUC {metrics['auc']:.3f}, Brier {metrics['brier']:.4f} "
-         f"(base rate {metrics['brier_base_rate']:.4f}), {len(valid_idx):,} rows, "
-         f"best iteration {best_iteration}")
+    echo(f"validation (held-back {100 * VALIDATION_SHARE:.0f}%, {len(fit.validation_rows):,} "
+         f"rows): AUC {metrics['auc']:.3f}, Brier {metrics['brier']:.4f} (base rate "
+         f"{metrics['brier_base_rate']:.4f}); {fit.best_iteration} trees, retrained on all rows")
     echo("tiers: " + ", ".join(_tier_line(tiers, row) for row in tier_rows))
     return metadata
+
+
+def _first_of_each_id(rows: list[dict[str, str]], id_column: str | None) -> list[dict[str, str]]:
+    """HubSpot exports can repeat a contact: keep its first row (rows without an id, or all
+    rows when there is no id column, are kept)."""
+    if not id_column:
+        return rows
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        row_id = (row.get(id_column) or "").strip()
+        if row_id and row_id in seen:
+            continue
+        seen.add(row_id)
+        kept.append(row)
+    return kept
+
+
+@dataclass(frozen=True)
+class Fit:
+    model_text: str  # the shipped model, retrained on every row
+    params: dict
+    best_iteration: int
+    validation_rows: np.ndarray  # indices of the held-back split
+    validation_raw: np.ndarray  # its raw outputs from the model that did not see it
+
+
+def fit_model(matrix: np.ndarray, labels: np.ndarray, schema: FeatureSchema) -> Fit:
+    """Early stopping on a held-back validation split picks the number of trees; the
+    shipped model is then retrained on all rows with that many."""
+    train, valid = stratified_split(labels, VALIDATION_SHARE, SEED)
+    params = lightgbm_params(len(train))
+
+    def dataset(rows: np.ndarray, **kwargs) -> lgb.Dataset:
+        return lgb.Dataset(matrix[rows], label=labels[rows], params=params, free_raw_data=False,
+                           **kwargs)
+
+    features = {"feature_name": schema.names, "categorical_feature": schema.categorical_indices}
+    train_set = dataset(train, **features)
+    booster = lgb.train(
+        params, train_set, num_boost_round=MAX_ROUNDS,
+        valid_sets=[dataset(valid, reference=train_set)],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    validation_raw = booster.predict(matrix[valid], raw_score=True, num_iteration=best)
+    final = lgb.train(params, dataset(np.arange(len(labels)), **features), num_boost_round=best)
+    return Fit(model_text=final.model_to_string(), params=params, best_iteration=best,
+               validation_rows=valid, validation_raw=validation_raw)

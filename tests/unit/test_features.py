@@ -76,7 +76,7 @@ def test_config_parses_design_format(config):
         "hs_email_optout", "hs_analytics_last_visit_timestamp", "email",
     ]
     assert config.tiers.hot == 85 and config.tiers.warm is None
-    assert [kind for _, _, kind in layout(config)] == [
+    assert [spec.kind for spec in layout(config)] == [
         "numeric", "categorical", "categorical", "boolean", "datetime", "email"]
 
 
@@ -88,6 +88,8 @@ def test_config_parses_design_format(config):
         (CONFIG.replace('email       = "email"', 'email = "hs_object_id"'), "must not also"),
         (CONFIG.replace("hot = 85", "hot = 150"), "tiers.hot"),
         (CONFIG.replace("[label]", "[label"), "not valid TOML"),
+        (CONFIG + '[missing]\nfirstname = ["n/a"]\n', r"\[missing\] names .*firstname"),
+        (CONFIG + '[missing]\njobtitle = "n/a"\n', "missing.jobtitle"),
     ],
 )
 def test_config_errors_are_clear(text, message):
@@ -239,3 +241,42 @@ def test_unknown_columns_get_a_humanised_label():
     assert describe(spec["webinar_attended_count"], 4.0, "4") == "Webinar attended count: 4"
     assert describe(spec["industry"], 0.0, "COMPUTER_SOFTWARE") == "Industry: Computer software"
     assert describe(spec["industry"], float("nan"), None) == "No industry"
+
+
+def test_id_is_optional_and_rows_are_then_numbered():
+    config = parse_config(CONFIG.replace('id = "hs_object_id"\n', ""))
+    assert config.id is None
+    assert config.properties[0] == "hs_analytics_num_visits"
+    assert [column for column, _ in config_columns(config, with_label=True)][:2] == [
+        "lifecyclestage", "hs_analytics_num_visits"]
+
+
+SENTINELS = CONFIG + """
+[missing]
+hs_analytics_num_visits = ["999", -1]
+jobtitle = ["Unknown", "N/A"]
+"""
+
+
+def test_declared_sentinels_are_missing_values():
+    config = parse_config(SENTINELS)
+    rows = _rows() + [{"jobtitle": "unknown"}] * 9 + [{"jobtitle": " N/A "}] * 6
+    schema = learn_schema(config, rows)
+    assert config.missing_values("jobtitle") == ("n/a", "unknown")
+    assert schema.features[1].vocabulary == ("ceo", "student")  # sentinels never a category
+    vectorizer = Vectorizer(schema)
+    for cell in ("999", "999.0", " 999 ", "-1", "-1.00"):
+        assert math.isnan(vectorizer.transform_one({"hs_analytics_num_visits": cell}, NOW)[0])
+    assert vectorizer.transform_one({"hs_analytics_num_visits": "998"}, NOW)[0] == 998.0
+    assert math.isnan(vectorizer.transform_one({"jobtitle": "UNKNOWN"}, NOW)[1])
+    spec = schema.features[0]
+    assert spec.is_missing("999") and spec.is_missing("") and not spec.is_missing("3")
+
+
+def test_sentinels_are_part_of_the_schema(config):
+    plain = learn_schema(config, _rows())
+    with_sentinels = learn_schema(parse_config(SENTINELS), _rows())
+    assert "missing" not in plain.to_dict()["features"][0]  # older schemas keep their hash
+    assert with_sentinels.to_dict()["features"][0]["missing"] == ["-1", "999"]
+    assert with_sentinels.sha256() != plain.sha256()
+    assert FeatureSchema.from_dict(with_sentinels.to_dict()) == with_sentinels

@@ -6,13 +6,18 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import leadscore.features
+import leadscore.model
+from leadscore.cli import main
 from leadscore.features import Vectorizer
 from leadscore.model import ScoreResult, load, score_csv
+from leadscore.scoring_service import request_properties, score_one
 from leadscore.synthetic import SYNTHETIC_NOW, generate_contacts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +63,8 @@ def test_engaged_business_lead_beats_idle_free_mail_student(model):
     assert buyer.score >= student.score + 50
     assert buyer.probability > 3 * student.probability
     assert buyer.tier in ("hot", "warm") and student.tier == "disqualified"
-    assert "Job title: CTO (+)" in buyer.reasons
+    assert "Visited 25 times (+)" in buyer.reasons
+    assert all(reason.endswith("(+)") for reason in buyer.reasons)
     assert "Job title: Student (−)" in student.reasons
 
 
@@ -74,6 +80,89 @@ def test_every_path_sees_the_same_numbers(model, contacts):
         (r.score, r.probability, r.tier) for r in singles]
     assert all(r.reasons == [] for r in quick)
     assert model.score_many([], now=NOW) == []
+    probability, scores = model.predict(contacts, now=NOW)  # what backtests rank by
+    assert scores.tolist() == [r.score for r in singles]
+    assert np.round(probability, 4).tolist() == [r.probability for r in singles]
+
+
+def _as_json_value(value: str):
+    """How a HubSpot workflow may send a property: numbers and booleans typed, not strings."""
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return int(value)
+    except ValueError:
+        return value or None
+
+
+def test_training_cli_lambda_and_api_build_the_same_vectors(tmp_path, monkeypatch):
+    """One contact, four ways in: the matrix `leadscore train` learnt from, `leadscore score`
+    on the CSV, the score Lambda (HubSpot batch-read dicts: absent properties are None, as the
+    pipeline passes them to `score_many`) and `POST /score` (typed JSON values through
+    `request_properties` and `score_one`). Every path must build the same feature row."""
+    contacts = generate_contacts(400, seed=21)
+    data = tmp_path / "contacts.csv"
+    with data.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(contacts[0]))
+        writer.writeheader()
+        writer.writerows(contacts)
+    config = tmp_path / "features.toml"
+    config.write_text((DEFAULT_MODEL / "features.toml").read_text())
+
+    matrices: list[np.ndarray] = []
+    transform, transform_one = Vectorizer.transform, Vectorizer.transform_one
+
+    def record_many(self, rows, now=None):
+        matrices.append(transform(self, rows, now))
+        return matrices[-1]
+
+    def record_one(self, properties, now=None):
+        matrices.append(transform_one(self, properties, now)[np.newaxis, :])
+        return matrices[-1][0]
+
+    monkeypatch.setattr(Vectorizer, "transform", record_many)
+    monkeypatch.setattr(Vectorizer, "transform_one", record_one)
+
+    assert main(["train", "--data", str(data), "--config", str(config),
+                 "--out", str(tmp_path / "model")]) == 0
+    trained = matrices.pop()
+    assert trained.shape[0] == len(contacts) and not matrices
+    model_dir = tmp_path / "model"
+    reference = json.loads((model_dir / "metadata.json").read_text())["reference_time"]
+    # Serving measures datetime ages from "now": pin it to the export's reference time.
+    to_epoch_seconds = leadscore.features.to_epoch_seconds
+    at = to_epoch_seconds(datetime.fromisoformat(reference))
+
+    def pinned(now=None):
+        return at if now is None else to_epoch_seconds(now)
+
+    monkeypatch.setattr(leadscore.features, "to_epoch_seconds", pinned)
+    monkeypatch.setattr(leadscore.model, "to_epoch_seconds", pinned)
+
+    assert main(["score", "--model", str(model_dir), "--data", str(data),
+                 "--out", str(tmp_path / "scores.csv")]) == 0
+    cli = matrices.pop()
+
+    model = load(model_dir)
+    wanted = [*model.properties, "dpdp_consent_purposes"]
+    batch_read = [{p: (c.get(p) or None) for p in wanted} for c in contacts]
+    lambda_results = model.score_many(batch_read, with_reasons=True)
+    lambda_path = matrices.pop()
+
+    api_answers = [
+        score_one(request_properties(
+            json.loads(json.dumps({"properties": {k: _as_json_value(v) for k, v in c.items()}})),
+            wanted), model, "dpdp_consent_purposes")
+        for c in contacts
+    ]
+    api_path = np.vstack(matrices)
+    scored = [a["scored"] for a in api_answers]
+    assert sum(scored) > 0.5 * len(contacts)  # those without lead_scoring consent are not
+    np.testing.assert_array_equal(cli, trained)
+    np.testing.assert_array_equal(lambda_path, trained)
+    np.testing.assert_array_equal(api_path, trained[np.flatnonzero(scored)])
+    assert [a["score"] for a in api_answers if a["scored"]] == [
+        r.score for r, ok in zip(lambda_results, scored, strict=True) if ok]
 
 
 def test_reasons_are_words_a_rep_understands(model, contacts):
