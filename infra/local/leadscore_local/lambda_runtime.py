@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from leadscore_local.faults import Faults, InjectedCrash
 from leadscore_local.resources import ACCOUNT, REGION
 from leadscore_local.template import FunctionSpec
 
@@ -42,8 +43,9 @@ class LambdaContext:
 class FunctionRuntime:
     """Loaded handlers plus the invocation and error counters /stats reports."""
 
-    def __init__(self, specs: list[FunctionSpec]):
+    def __init__(self, specs: list[FunctionSpec], faults: Faults | None = None):
         self.specs = {spec.logical_id: spec for spec in specs}
+        self.faults = faults or Faults()
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
         self._lock = threading.Lock()
         self.invocations: Counter[str] = Counter()
@@ -85,7 +87,10 @@ class FunctionRuntime:
         with self._lock:
             self.invocations[logical_id] += 1
         try:
-            return handler(event, context)
+            result = handler(event, context)
+            if self.faults.take_crash(logical_id):
+                raise InjectedCrash(f"{logical_id} crashed after its handler ran (injected)")
+            return result
         except Exception:
             with self._lock:
                 self.errors[logical_id] += 1

@@ -14,15 +14,20 @@ from typing import Any
 
 import boto3
 
+from leadscore_local.faults import STACK_CLIENT
+
 REGION = "ap-south-1"
 ACCOUNT = "123456789012"  # moto's default account
 
 
 def local_client(service: str, endpoint_url: str):
-    """A boto3 client for moto's server; moto accepts any credentials."""
-    return boto3.session.Session(
+    """A boto3 client for moto's server; moto accepts any credentials. Marked as the stack's
+    own, so injected AWS faults (faults.py) never hit the plumbing."""
+    client = boto3.session.Session(
         region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
     ).client(service, endpoint_url=endpoint_url)
+    setattr(client, STACK_CLIENT, True)
+    return client
 
 
 @dataclass
