@@ -1,38 +1,36 @@
-"""RetentionPurgeFunction — daily: erase scores older than RETENTION_DAYS.
+"""RetentionPurgeFunction — daily: erase derived data older than RETENTION_DAYS, taking "now"
+from the schedule event's `time`; optionally report or GDPR-delete contacts with no consent and
+no activity for the period (PURGE_INACTIVE_CONTACTS=off|report|delete). Logic:
+leadscore.retention; wiring: leadscore.dpdp_jobs.
 
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, LEDGER_TABLE, RETENTION_DAYS,
-plus the Powertools variables.
+CONSENT_PURPOSES_PROPERTY, PURGE_INACTIVE_CONTACTS, ERASURE_RECEIPTS_TABLE,
+ERASURE_RECEIPT_KEY_SECRET, AUDIT_RETENTION_DAYS, plus Powertools.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from leadscore.dpdp_jobs import run_retention_purge
 from leadscore.hubspot_client import HubSpotClient
-from leadscore.ledger import DynamoDBLedger, purge_expired_scores
 from leadscore.observability import logger, metrics, tracer
-from leadscore.settings import RetentionPurgeSettings
+from leadscore.retention import GdprDeleter
 
-hubspot_client_factory = HubSpotClient  # seam for tests
+# Seams for tests.
+hubspot_client_factory = HubSpotClient
+gdpr_deleter_factory = GdprDeleter
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE,
                               clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = RetentionPurgeSettings.from_env()
-    token = parameters.get_secret(settings.hubspot_token_secret)
-    result = purge_expired_scores(
-        ledger=DynamoDBLedger(settings.ledger_table),
-        hubspot=hubspot_client_factory(token, settings.hubspot_base_url),
-        retention_days=settings.retention_days,
-        now=datetime.now(UTC),
-    )
-    logger.info("Retention purge done", extra=result.model_dump())
-    return result.model_dump()
+    return run_retention_purge(
+        event, lambda: context.get_remaining_time_in_millis() / 1000,
+        hubspot_client_factory=hubspot_client_factory, gdpr_deleter_factory=gdpr_deleter_factory,
+    ).model_dump()

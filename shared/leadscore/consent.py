@@ -10,7 +10,7 @@ No numpy/lightgbm here: the ingest and sweep functions import this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,19 +18,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from leadscore.hubspot_client import (
-    AI_PROPERTIES,
-    ENRICHMENT_PROPERTIES,
-    Contact,
-    HubSpotBatchError,
-)
-from leadscore.ledger import iso_millis
+from leadscore.erasure import ErasureReason, ErasureResult, Scope
+from leadscore.hubspot_client import BATCH_LIMIT, ENRICHMENT_PROPERTIES, Contact
 from leadscore.observability import count, logger
 
 DEFAULT_PURPOSES_PROPERTY = "dpdp_consent_purposes"
 SEPARATOR = ";"
-# HubSpot's search refuses to page past 10,000 results of one query.
-SEARCH_WINDOW = 10_000
 
 
 class Purpose(StrEnum):
@@ -91,105 +84,169 @@ def consent_for(
 
 # --- the sweep -----------------------------------------------------------------------------
 
+SEARCH_PAGE = 200  # HubSpot's largest search page
+# One filter group per property (HubSpot allows five groups, OR-ed): a contact carrying any of
+# these holds something leadscore wrote. Every score write sets the first three together, every
+# enrichment write the last two.
+AI_MARKERS = ("ai_lead_score", "ai_lead_scored_at", "ai_lead_tier", "ai_lead_summary",
+              "ai_lead_next_action")
+# Stop this long before the Lambda timeout; the next daily run starts over.
+TIME_MARGIN_SECONDS = 60.0
+
 
 class ContactSearch(Protocol):
+    """`leadscore.hubspot_client.HubSpotClient`'s search and batch read."""
+
     def search(self, filter_groups: Sequence[Mapping[str, Any]], properties: Sequence[str],
-               after: str | None = None, limit: int = 100) -> tuple[list[Contact], str | None]: ...
+               after: str | None = None, limit: int = BATCH_LIMIT,
+               sorts: Sequence[str] = ()) -> tuple[list[Contact], str | None]: ...
 
-    def batch_update(self, updates: Mapping[str, Mapping[str, str]]) -> None: ...
+    def batch_read(self, ids: Iterable[str],
+                   properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
 
 
-class LedgerEraser(Protocol):
-    def delete_many(self, contact_ids: Sequence[str]) -> None: ...
+class ScoredContacts(Protocol):
+    """`leadscore.ledger.DynamoDBLedger`: the contacts it holds an item for."""
+
+    def scored_before(self, cutoff: datetime) -> Iterator[str]: ...
+
+
+class ContactEraser(Protocol):
+    """`leadscore.erasure.Eraser`."""
+
+    def erase(self, contact_ids: Sequence[str], reason: ErasureReason, *, scope: Scope = "all",
+              clear_hubspot: bool = True, now: datetime | None = None) -> ErasureResult: ...
 
 
 class SweepResult(BaseModel):
-    examined: int = 0
-    erased: int = 0  # consent for lead_scoring gone: every ai_* property and the ledger item
-    enrichment_cleared: int = 0  # ai_enrichment gone: LLM-derived properties only
+    examined: int = 0  # contacts carrying ai_* properties in HubSpot
+    ledger_checked: int = 0  # ledger items whose contacts carry none (checked by id)
+    erased: int = 0  # `lead_scoring` consent gone: every ai_* property and the ledger item
+    enrichment_cleared: int = 0  # `ai_enrichment` gone: the LLM-written properties only
+    deleted_contacts: int = 0  # ledger items of contacts HubSpot no longer has
+    malformed: int = 0  # consent values that could not be read (treated as withdrawn)
     failed: int = 0  # HubSpot refused the clear; retried by the next sweep
-    truncated: bool = False  # more than SEARCH_WINDOW scored contacts: the rest next run
+    complete: bool = True  # False: stopped before the Lambda timeout; the rest next run
 
 
-SCORED_CONTACTS = ({"filters": [{"propertyName": "ai_lead_score", "operator": "HAS_PROPERTY"}]},)
+def carrying_ai_properties(after_id: int) -> list[dict[str, Any]]:
+    """Search filter: contacts with any AI_MARKERS property and an id above `after_id`.
+    Keyset paging on `hs_object_id` instead of the search cursor: HubSpot's search stops at
+    10,000 results per query, and clearing contacts would shift cursor pages under us."""
+    return [{"filters": [
+        {"propertyName": name, "operator": "HAS_PROPERTY"},
+        {"propertyName": "hs_object_id", "operator": "GT", "value": str(after_id)},
+    ]} for name in AI_MARKERS]
 
 
-def _clear(hubspot: ContactSearch, contact_ids: Sequence[str],
-           properties: Sequence[str]) -> set[str]:
-    """Sets `properties` to "" (HubSpot's way to clear); returns the ids that failed."""
-    if not contact_ids:
-        return set()
-    try:
-        hubspot.batch_update({cid: dict.fromkeys(properties, "") for cid in contact_ids})
-    except HubSpotBatchError as error:
-        return set(error.failed_ids)
-    return set()
+@dataclass
+class _Sweep:
+    hubspot: ContactSearch
+    eraser: ContactEraser
+    purposes_property: str
+    now: datetime
+    result: SweepResult
+
+    def decide(self, contacts: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+        """(contacts to erase entirely, contacts whose LLM-written properties to clear)."""
+        erase, clear_enrichment = [], []
+        for contact_id, properties in contacts.items():
+            decision = consent_for(properties, self.purposes_property)
+            self.result.malformed += decision.malformed
+            if not decision.may_score:  # fail closed: malformed counts as withdrawn
+                erase.append(contact_id)
+            elif not decision.may_enrich and any(properties.get(name)
+                                                 for name in ENRICHMENT_PROPERTIES):
+                clear_enrichment.append(contact_id)
+        return erase, clear_enrichment
+
+    def erase(self, contact_ids: list[str], scope: Scope = "all",
+              reason: ErasureReason = ErasureReason.CONSENT_SWEEP,
+              clear_hubspot: bool = True) -> None:
+        if not contact_ids:
+            return
+        outcome = self.eraser.erase(contact_ids, reason, scope=scope,
+                                    clear_hubspot=clear_hubspot, now=self.now)
+        done = len(outcome.erased)
+        if reason is ErasureReason.CONTACT_DELETED:
+            self.result.deleted_contacts += done
+        elif scope == "enrichment":
+            self.result.enrichment_cleared += done
+        else:
+            self.result.erased += done
+        self.result.failed += len(outcome.failed)
 
 
 def sweep_withdrawn_consent(
     *,
     hubspot: ContactSearch,
-    ledger: LedgerEraser,
+    ledger: ScoredContacts,
+    eraser: ContactEraser,
     purposes_property: str,
     now: datetime,
+    seconds_left: Callable[[], float] | None = None,
 ) -> SweepResult:
-    """Finds scored contacts (those with `ai_lead_score`) whose consent no longer covers what
-    we hold, and erases it. Malformed consent counts as withdrawn (fail closed).
+    """Erases what consent no longer covers, for withdrawals whose webhook never arrived.
 
-    The whole result set is read before anything is cleared, because clearing `ai_lead_score`
-    removes contacts from the search and would shift the pages still to be read. Ledger items
-    are deleted before the HubSpot clear: if the clear fails, the contact still matches the
-    search and the next sweep retries both.
+    1. Every contact carrying an ai_* property (HubSpot search, keyset-paged by id): consent
+       without `lead_scoring` (or unreadable) → erase everything; without `ai_enrichment` but
+       with LLM-written properties → clear those.
+    2. Every ledger item whose contact step 1 did not see (batch read by id): contact gone
+       from HubSpot → erase the item; consent not covering it → erase.
+    Each page is erased as it is read. `seconds_left` (the Lambda's remaining time) stops the
+    sweep early, reported as `complete=False`.
     """
     result = SweepResult()
-    erase: list[str] = []
-    clear_enrichment: list[str] = []
-    after: str | None = None
+    sweep = _Sweep(hubspot, eraser, purposes_property, now, result)
+    deadline = seconds_left or (lambda: float("inf"))
+    seen: set[str] = set()
+
+    last_id = 0
     while True:
-        contacts, after = hubspot.search(
-            SCORED_CONTACTS, [purposes_property, *ENRICHMENT_PROPERTIES], after=after
-        )
-        for contact in contacts:
-            decision = consent_for(contact.properties, purposes_property)
-            if not decision.may_score:
-                erase.append(contact.id)
-            elif not decision.may_enrich and any(
-                contact.properties.get(name) for name in ENRICHMENT_PROPERTIES
-            ):
-                clear_enrichment.append(contact.id)
+        if deadline() < TIME_MARGIN_SECONDS:
+            result.complete = False
+            break
+        contacts, _ = hubspot.search(
+            carrying_ai_properties(last_id), [purposes_property, *ENRICHMENT_PROPERTIES],
+            limit=SEARCH_PAGE, sorts=["hs_object_id"])
+        if not contacts:
+            break
+        last_id = max(int(contact.id) for contact in contacts)
+        seen.update(contact.id for contact in contacts)
         result.examined += len(contacts)
-        if after is None:
-            break
-        if result.examined >= SEARCH_WINDOW:
-            result.truncated = True
-            logger.warning("Consent sweep stopped at HubSpot's search window",
-                           extra={"examined": result.examined})
-            break
+        erase, clear_enrichment = sweep.decide({c.id: c.properties for c in contacts})
+        sweep.erase(erase)
+        sweep.erase(clear_enrichment, scope="enrichment")
 
-    ledger.delete_many(erase)
-    failed = _clear(hubspot, erase, AI_PROPERTIES)
-    failed |= _clear(hubspot, clear_enrichment, ENRICHMENT_PROPERTIES)
+    pending: list[str] = []
+    unseen = (cid for cid in ledger.scored_before(now) if cid not in seen)
+    for contact_id in [] if not result.complete else unseen:
+        pending.append(contact_id)
+        if len(pending) == BATCH_LIMIT:
+            _sweep_ledger_chunk(sweep, pending)
+            pending = []
+            if deadline() < TIME_MARGIN_SECONDS:
+                result.complete = False
+                break
+    if pending and result.complete:
+        _sweep_ledger_chunk(sweep, pending)
 
-    erased_at = iso_millis(now)
-    for contact_id in erase:
-        if contact_id not in failed:
-            # The erasure receipt: ids and what was erased, never the data itself.
-            logger.info("Erasure receipt", extra={
-                "contact_id": contact_id, "reason": "consent_withdrawn", "erased_at": erased_at,
-                "erased": ["hubspot:" + ",".join(AI_PROPERTIES), "ledger"],
-            })
-    for contact_id in clear_enrichment:
-        if contact_id not in failed:
-            logger.info("Erasure receipt", extra={
-                "contact_id": contact_id, "reason": "enrichment_consent_withdrawn",
-                "erased_at": erased_at, "erased": ["hubspot:" + ",".join(ENRICHMENT_PROPERTIES)],
-            })
-    result.erased = len([c for c in erase if c not in failed])
-    result.enrichment_cleared = len([c for c in clear_enrichment if c not in failed])
-    result.failed = len(failed)
-    count("ConsentErasures", result.erased)
-    count("EnrichmentErasures", result.enrichment_cleared)
-    count("ErasureFailures", result.failed)
-    if result.truncated:
-        count("ConsentSweepTruncated")
+    count("ConsentSweepErasures", result.erased)
+    count("ConsentSweepEnrichmentErasures", result.enrichment_cleared)
+    count("ConsentSweepDeletedContacts", result.deleted_contacts)
+    count("MalformedConsent", result.malformed)
+    if not result.complete:
+        count("ConsentSweepIncomplete")
+        logger.warning("Consent sweep stopped before the Lambda timeout; the next run continues",
+                       extra={"examined": result.examined})
     return result
+
+
+def _sweep_ledger_chunk(sweep: _Sweep, contact_ids: list[str]) -> None:
+    sweep.result.ledger_checked += len(contact_ids)
+    found = sweep.hubspot.batch_read(contact_ids, [sweep.purposes_property])
+    sweep.erase([cid for cid in contact_ids if cid not in found],
+                reason=ErasureReason.CONTACT_DELETED, clear_hubspot=False)
+    erase, _ = sweep.decide(found)
+    sweep.erase(erase)
+

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 
 from leadscore.consent import (
     ConsentDecision,
@@ -13,6 +14,7 @@ from leadscore.consent import (
     parse_purposes,
     sweep_withdrawn_consent,
 )
+from leadscore.erasure import Eraser, ErasureReason
 from leadscore.hubspot_client import (
     AI_PROPERTIES,
     ENRICHMENT_PROPERTIES,
@@ -91,21 +93,11 @@ def test_ai_properties_match_what_setup_creates():
 # --- sweep --------------------------------------------------------------------------------
 
 
-class RecordingLedger:
-    def __init__(self, contact_ids):
-        self.items = set(contact_ids)
-        self.deleted: list[str] = []
-
-    def delete_many(self, contact_ids):
-        contact_ids = list(contact_ids)
-        self.deleted.extend(contact_ids)
-        self.items.difference_update(contact_ids)
-
-
 def _scored(consent, **extra):
     props = dict.fromkeys(AI_PROPERTIES, "")
     props.update({"ai_lead_score": "87", "ai_lead_tier": "hot", "ai_lead_summary": "Fits ICP",
-                  "ai_lead_next_action": "Call", PROP: consent, "email": "x@y.in"})
+                  "ai_lead_scored_at": "2025-01-10T00:00:00Z", "ai_lead_next_action": "Call",
+                  PROP: consent, "email": "x@y.in"})
     props.update(extra)
     return props
 
@@ -121,52 +113,96 @@ def _contacts():
     }
 
 
-def test_sweep_erases_withdrawn_and_malformed_consent(kit):
-    hubspot = kit.FakeHubSpot(_contacts())
-    ledger = RecordingLedger(["1", "2", "3", "4", "6"])
-    result = sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, purposes_property=PROP,
-                                     now=NOW)
+def _sweep(hubspot, ledger, seconds_left=None):
+    receipts = MemoryReceipts()
+    eraser = Eraser(hubspot=hubspot, ledger=ledger, receipts=receipts, receipt_key=b"k" * 32)
+    result = sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, eraser=eraser,
+                                     purposes_property=PROP, now=NOW, seconds_left=seconds_left)
+    return result, receipts, eraser
+
+
+def _ledger(ids):
+    return MemoryLedger(dict.fromkeys(ids, NOW - timedelta(days=5)))
+
+
+def test_sweep_erases_withdrawn_and_malformed_consent():
+    hubspot = SearchableHubSpot(_contacts())
+    ledger = _ledger(["1", "2", "3", "4", "6"])
+    result, receipts, eraser = _sweep(hubspot, ledger)
 
     assert result.examined == 5
     assert (result.erased, result.enrichment_cleared, result.failed) == (2, 1, 0)
+    assert result.malformed == 1
+    assert result.complete
     assert sorted(ledger.deleted) == ["1", "4"]
     for cid in ("1", "4"):
         assert all(hubspot.contacts[cid][p] == "" for p in AI_PROPERTIES)
         assert hubspot.contacts[cid]["email"] == "x@y.in"  # only what we derived is erased
+        [receipt] = receipts.by_subject(eraser, cid)
+        assert (receipt.reason, receipt.scope, receipt.records) == (
+            ErasureReason.CONSENT_SWEEP, "all", ("ledger",))
     assert all(hubspot.contacts["2"][p] == "" for p in ENRICHMENT_PROPERTIES)
     assert hubspot.contacts["2"]["ai_lead_score"] == "87"  # score consent still holds
+    [receipt] = receipts.by_subject(eraser, "2")
+    assert receipt.scope == "enrichment"
+    assert set(receipt.hubspot_properties) == {"ai_lead_summary", "ai_lead_next_action"}
     assert hubspot.contacts["3"]["ai_lead_summary"] == "Fits ICP"
     updated = {cid for batch in hubspot.updates for cid in batch}
     assert updated == {"1", "2", "4"}
+    assert len(receipts.receipts) == 3
 
 
-def test_sweep_reads_every_page_before_clearing(kit):
+def test_sweep_pages_by_id_so_clearing_does_not_skip_contacts():
     contacts = {str(i): _scored("" if i % 2 else "lead_scoring;ai_enrichment")
-                for i in range(1, 251)}
-    hubspot = kit.FakeHubSpot(contacts)
-    ledger = RecordingLedger(contacts)
-    result = sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, purposes_property=PROP,
-                                     now=NOW)
-    # Clearing during paging would shift the pages and skip contacts; all 125 must go.
-    assert hubspot.searches == 3
-    assert result.examined == 250
-    assert result.erased == 125
+                for i in range(1, 451)}
+    hubspot = SearchableHubSpot(contacts)
+    result, _, _ = _sweep(hubspot, _ledger(contacts))
+    # Pages of 200 erased as read: cursor paging would now skip the contacts that moved up.
+    assert result.examined == 450
+    assert result.erased == 225
     assert not [cid for cid, props in hubspot.contacts.items()
                 if props["ai_lead_score"] and int(cid) % 2]
+    after_ids = [group[0]["filters"][1]["value"] for group in hubspot.searches]
+    assert after_ids == ["0", "200", "400", "450"]
 
 
-def test_sweep_reports_contacts_hubspot_did_not_clear(kit):
-    hubspot = kit.FakeHubSpot(_contacts())
+def test_sweep_erases_ledger_items_the_search_cannot_see():
+    hubspot = SearchableHubSpot({
+        "7": {PROP: "", "email": "a@b.in"},  # withdrew; someone cleared ai_* by hand
+        "8": {PROP: "lead_scoring", "email": "c@d.in"},  # consented, properties lost: keep
+    })
+    ledger = _ledger(["7", "8", "9"])  # "9" was deleted in HubSpot
+    result, receipts, eraser = _sweep(hubspot, ledger)
+    assert (result.examined, result.ledger_checked) == (0, 3)
+    assert (result.erased, result.deleted_contacts) == (1, 1)
+    assert set(ledger.scored) == {"8"}
+    assert receipts.by_subject(eraser, "9")[0].reason == ErasureReason.CONTACT_DELETED
+    assert receipts.by_subject(eraser, "7")[0].reason == ErasureReason.CONSENT_SWEEP
+    assert not hubspot.updates  # nothing held in HubSpot: no writes
+
+
+def test_sweep_reports_contacts_hubspot_did_not_clear():
+    hubspot = SearchableHubSpot(_contacts())
     hubspot.update_error = HubSpotBatchError("batch update", ["4"])
-    result = sweep_withdrawn_consent(hubspot=hubspot, ledger=RecordingLedger([]),
-                                     purposes_property=PROP, now=NOW)
+    ledger = _ledger(["1", "4"])
+    result, receipts, eraser = _sweep(hubspot, ledger)
     assert result.failed == 1
     assert result.erased == 1  # "1"; "4" still matches the search and is retried next run
+    assert "4" in ledger.scored  # kept until HubSpot is cleared
+    assert not receipts.by_subject(eraser, "4")
 
 
-def test_sweep_fails_loudly_when_hubspot_is_down(kit):
-    hubspot = kit.FakeHubSpot(_contacts())
+def test_sweep_fails_loudly_when_hubspot_is_down():
+    hubspot = SearchableHubSpot(_contacts())
     hubspot.update_error = HubSpotUnavailable("batch update", 503)
     with pytest.raises(HubSpotUnavailable):
-        sweep_withdrawn_consent(hubspot=hubspot, ledger=RecordingLedger([]),
-                                purposes_property=PROP, now=NOW)
+        _sweep(hubspot, _ledger([]))
+
+
+def test_sweep_stops_before_the_lambda_timeout():
+    hubspot = SearchableHubSpot(_contacts())
+    left = iter([600.0, 30.0])
+    result, _, _ = _sweep(hubspot, _ledger(["1", "9"]), seconds_left=lambda: next(left))
+    assert not result.complete
+    assert result.examined == 5  # one page read, then out of time
+    assert result.ledger_checked == 0  # the ledger pass is left for the next run

@@ -1,0 +1,272 @@
+"""Erasure of what leadscore derived about a contact, with a receipt that proves it.
+
+What leadscore holds about a contact, and where:
+- the `ai_lead_*` properties it wrote on the contact in HubSpot;
+- the contact's ledger item (`LedgerTable`): score, tier, event bookkeeping;
+- queued work (ScoreQueue/EnrichQueue messages): ids and numbers only, and never acted on
+  without consent, because the score and enrich functions re-read consent from HubSpot right
+  before they process; pending enrichment is therefore dropped, not deleted.
+
+`Eraser.erase` clears the HubSpot properties (all of them, or only the LLM-written ones when
+only `ai_enrichment` was withdrawn), deletes the ledger item, and writes one receipt per contact
+to `ErasureReceiptsTable`. A receipt names the contact only by a keyed hash (HMAC-SHA256 with a
+key from Secrets Manager, so nobody without the key can test a guessed id), and says what was
+erased, why and when. Receipts expire (DynamoDB TTL) after the audit period.
+
+HubSpot is cleared before the ledger item is deleted: a contact HubSpot refused to clear keeps
+its ledger item and no receipt, is reported in `ErasureResult.failed`, and is retried by the
+caller (SQS redelivery, the next sweep or purge).
+
+No numpy/lightgbm here: the score, sweep and purge functions import this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+import boto3
+from boto3.dynamodb.conditions import Attr, Key
+from pydantic import BaseModel, ConfigDict
+
+from leadscore.hubspot_client import AI_PROPERTIES, ENRICHMENT_PROPERTIES, HubSpotBatchError
+from leadscore.ledger import LedgerState, iso_millis
+from leadscore.observability import count, logger
+
+Scope = Literal["all", "enrichment"]
+LEDGER = "ledger"  # the store name a receipt lists when the contact's ledger item was deleted
+# Rule 8(3) and Rule 6(1)(e) of the DPDP Rules, 2025 ask for logs of processing to be kept for
+# at least a year; erasure evidence is kept longer by default (AuditRetentionDays).
+DEFAULT_AUDIT_RETENTION_DAYS = 1095
+SECRET_MAX_AGE_SECONDS = 300
+
+
+class ErasureReason(StrEnum):
+    CONSENT_WITHDRAWN = "consent_withdrawn"  # webhook: `lead_scoring` no longer consented
+    ENRICHMENT_CONSENT_WITHDRAWN = "enrichment_consent_withdrawn"  # webhook: `ai_enrichment` gone
+    CONTACT_DELETED = "contact_deleted"  # deleted (or merged away) in HubSpot
+    PRIVACY_DELETION = "privacy_deletion"  # HubSpot GDPR/privacy deletion
+    RETENTION_EXPIRED = "retention_expired"  # not re-scored within RETENTION_DAYS
+    CONSENT_SWEEP = "consent_sweep"  # daily sweep: consent no longer covers what is held
+
+
+class ErasureReceipt(BaseModel):
+    """One DynamoDB item of `ErasureReceiptsTable`; nothing in it is personal data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str  # HMAC-SHA256(receipt key, contact id), hex (partition key)
+    receipt: str  # "<erased_at>#<reason>" (sort key): one contact's receipts sort in time order
+    reason: ErasureReason
+    scope: Scope
+    hubspot_properties: tuple[str, ...] = ()  # properties that held a value and were cleared
+    records: tuple[str, ...] = ()  # stores whose record of the contact was deleted ("ledger")
+    erased_at: str  # iso_millis, UTC
+    expires_at: int  # epoch seconds (DynamoDB TTL): end of the audit period
+    key_id: str  # which receipt key hashed `subject` (survives key rotation)
+
+    def item(self) -> dict[str, Any]:
+        item = self.model_dump(mode="json")
+        # DynamoDB has no empty sets; lists may be empty.
+        item["hubspot_properties"] = list(self.hubspot_properties)
+        item["records"] = list(self.records)
+        return item
+
+
+class ErasureResult(BaseModel):
+    """Contact ids by outcome. `failed` ones were not (fully) erased and must be retried."""
+
+    erased: list[str] = []
+    failed: list[str] = []
+    hubspot_cleared: int = 0  # contacts whose HubSpot properties held something and were cleared
+    ledger_deleted: int = 0  # ledger items that existed and were deleted
+
+
+def subject_hash(key: bytes, contact_id: str) -> str:
+    """The receipt's name for a contact: only a holder of the key can link it to the id."""
+    return hmac.new(key, str(contact_id).encode(), hashlib.sha256).hexdigest()
+
+
+def key_id(key: bytes) -> str:
+    """A short fingerprint of the receipt key (a hash of a random secret reveals nothing)."""
+    return hashlib.sha256(b"leadscore-receipt-key:" + key).hexdigest()[:12]
+
+
+class ContactProperties(Protocol):
+    """`leadscore.hubspot_client.HubSpotClient`'s batch calls."""
+
+    def batch_read(self, ids: Iterable[str],
+                   properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
+
+    def batch_update(self, updates: Mapping[str, Mapping[str, str]]) -> None: ...
+
+
+class ErasableLedger(Protocol):
+    """`leadscore.ledger.DynamoDBLedger`: which contacts it holds, and deleting them."""
+
+    def states(self, contact_ids: Sequence[str]) -> dict[str, LedgerState]: ...
+
+    def delete_many(self, contact_ids: Iterable[str]) -> None: ...
+
+
+class ReceiptStore(Protocol):
+    def put_many(self, receipts: Sequence[ErasureReceipt]) -> None: ...
+
+
+class DynamoDBReceipts:
+    """`ErasureReceiptsTable`: pk `subject`, sk `receipt`, TTL attribute `expires_at`."""
+
+    def __init__(self, table_name: str, dynamodb: Any | None = None):
+        self._table = (dynamodb or boto3.resource("dynamodb")).Table(table_name)
+
+    def put_many(self, receipts: Sequence[ErasureReceipt]) -> None:
+        with self._table.batch_writer(overwrite_by_pkeys=["subject", "receipt"]) as batch:
+            for receipt in receipts:
+                batch.put_item(Item=receipt.item())
+
+    def scan(self, since: datetime | None = None,
+             until: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Every receipt erased in [since, until) (both optional)."""
+        condition = None
+        if since is not None:
+            condition = Attr("erased_at").gte(iso_millis(since))
+        if until is not None:
+            before = Attr("erased_at").lt(iso_millis(until))
+            condition = before if condition is None else condition & before
+        kwargs: dict[str, Any] = {"FilterExpression": condition} if condition is not None else {}
+        while True:
+            page = self._table.scan(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def for_subject(self, subject: str) -> list[dict[str, Any]]:
+        """One contact's receipts, oldest first (the caller hashes the id with the key)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("subject").eq(subject)}
+        while True:
+            page = self._table.query(**kwargs)
+            items += page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class Eraser:
+    """Erases derived data and writes receipts (docs/CONTRACTS.md, "Erasure").
+
+    Built from what the score function already has (its HubSpot client and ledger) plus the
+    receipts table and key: see `eraser_from_env`.
+    """
+
+    def __init__(self, *, hubspot: ContactProperties, ledger: ErasableLedger,
+                 receipts: ReceiptStore, receipt_key: bytes,
+                 audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS):
+        if not receipt_key:
+            raise ValueError("receipt_key must not be empty")
+        self.hubspot = hubspot
+        self.ledger = ledger
+        self.receipts = receipts
+        self._key = receipt_key
+        self._key_id = key_id(receipt_key)
+        self.audit_retention_days = audit_retention_days
+
+    def subject(self, contact_id: str) -> str:
+        return subject_hash(self._key, contact_id)
+
+    def erase(self, contact_ids: Sequence[str], reason: ErasureReason, *,
+              scope: Scope = "all", clear_hubspot: bool = True,
+              now: datetime | None = None, extra_records: Sequence[str] = ()) -> ErasureResult:
+        """Erases what was derived about these contacts (see the module docstring).
+
+        `scope="enrichment"` clears only the LLM-written properties (the score stays; the
+        ledger holds nothing LLM-derived). `clear_hubspot=False` skips HubSpot, for contacts
+        that no longer exist there. `extra_records` names stores the caller has already erased
+        the contacts from, for the receipt (e.g. the HubSpot contact itself). HubSpot being
+        unavailable raises (nothing was erased for the contacts of the failed call; the caller
+        retries).
+        """
+        ids = list(dict.fromkeys(str(cid) for cid in contact_ids if str(cid)))
+        result = ErasureResult()
+        if not ids:
+            return result
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        reason = ErasureReason(reason)
+        properties = AI_PROPERTIES if scope == "all" else ENRICHMENT_PROPERTIES
+
+        cleared: dict[str, tuple[str, ...]] = {}
+        failed: set[str] = set()
+        if clear_hubspot:
+            cleared, failed = self._clear_hubspot(ids, properties)
+        done = [cid for cid in ids if cid not in failed]
+
+        held: set[str] = set()
+        if scope == "all" and done:
+            held = set(self.ledger.states(done))
+            self.ledger.delete_many(sorted(held))
+
+        erased_at = iso_millis(now)
+        expires_at = int((now + timedelta(days=self.audit_retention_days)).timestamp())
+        self.receipts.put_many([ErasureReceipt(
+            subject=self.subject(cid), receipt=f"{erased_at}#{reason.value}", reason=reason,
+            scope=scope, hubspot_properties=cleared.get(cid, ()),
+            records=((LEDGER,) if cid in held else ()) + tuple(extra_records),
+            erased_at=erased_at,
+            expires_at=expires_at, key_id=self._key_id,
+        ) for cid in done])
+
+        result.erased = done
+        result.failed = sorted(failed)
+        result.hubspot_cleared = len(cleared)
+        result.ledger_deleted = len(held)
+        count("ErasureReceipts", len(done))
+        count("ErasureFailures", len(failed))
+        # Counts only: an erased contact is named nowhere but in its receipt's keyed hash.
+        logger.info("Erasure done", extra={
+            "reason": reason.value, "scope": scope, "erased": len(done),
+            "hubspot_cleared": len(cleared), "ledger_deleted": len(held),
+            "failed_contact_ids": result.failed,
+        })
+        return result
+
+    def _clear_hubspot(self, ids: Sequence[str], properties: Sequence[str]
+                       ) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+        """Clears the properties that hold a value; returns (cleared per contact, failed ids).
+        Reading first spares HubSpot writes (and property-change events) for contacts that hold
+        nothing, and tells contacts HubSpot no longer has (nothing to clear) from failures."""
+        current = self.hubspot.batch_read(ids, properties)
+        to_clear = {cid: names for cid, values in current.items()
+                    if (names := tuple(p for p in properties if values.get(p) not in (None, "")))}
+        failed: set[str] = set()
+        if to_clear:
+            try:
+                # An empty string is how the HubSpot API clears a property.
+                self.hubspot.batch_update({cid: dict.fromkeys(names, "")
+                                           for cid, names in to_clear.items()})
+            except HubSpotBatchError as error:
+                failed = set(error.failed_ids) & set(to_clear)
+        return {cid: names for cid, names in to_clear.items() if cid not in failed}, failed
+
+
+def eraser_from_env(*, hubspot: ContactProperties, ledger: ErasableLedger,
+                    environ: Mapping[str, str] | None = None) -> Eraser:
+    """An Eraser from the function's environment: `ERASURE_RECEIPTS_TABLE`,
+    `ERASURE_RECEIPT_KEY_SECRET` (Secrets Manager id of the hashing key; cached five minutes)
+    and `AUDIT_RETENTION_DAYS`."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from leadscore.settings import ErasureSettings
+
+    settings = ErasureSettings.from_env(os.environ if environ is None else environ)
+    key = parameters.get_secret(settings.erasure_receipt_key_secret,
+                                max_age=SECRET_MAX_AGE_SECONDS)
+    return Eraser(hubspot=hubspot, ledger=ledger,
+                  receipts=DynamoDBReceipts(settings.erasure_receipts_table),
+                  receipt_key=key.encode() if isinstance(key, str) else bytes(key),
+                  audit_retention_days=settings.audit_retention_days)
