@@ -1,16 +1,20 @@
 """EnrichQueue consumer: re-read each scored contact, re-check consent, enrich it with an LLM
-and write the `ai_lead_*` enrichment properties back to HubSpot.
+and write the `ai_lead_*` enrichment properties back to HubSpot
+(`leadscore.enrichment_queue.EnrichmentWorker`; partial batch failures are redelivered).
 
-A record that fails (HubSpot or LLM unavailable, no valid LLM answer) is reported as a partial
-batch failure; SQS retries it and finally moves it to EnrichDLQ.
+Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, CONSENT_PURPOSES_PROPERTY, the LLM_* variables,
+ANTHROPIC_BASE_URL, BEDROCK_REGION, ENRICHMENT_PROMPT_PARAMETER,
+QUALIFICATION_CRITERIA_PARAMETER, ENRICHMENT_CONFIG_MAX_AGE_SECONDS, ENRICH_BUDGET_TABLE,
+LLM_DAILY_BUDGET_USD, LLM_COST_RESERVATION_USD, ENRICH_QUEUE_URL, ENRICH_DLQ_URL,
+ENRICH_QUEUE_MAX_RECEIVE_COUNT, IDEMPOTENCY_TABLE (see leadscore.enrichment.EnrichSettings),
+plus Powertools.
 """
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -21,12 +25,20 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadscore.enrichment import (
-    EnrichmentError,
-    EnrichRequest,
+    EnrichmentPrompt,
     EnrichSettings,
-    LlmCall,
-    enrich_contact,
-    read_properties,
+    ModelPrice,
+    PromptConfigError,
+    default_prompt,
+    load_prompt,
+    parse_prices,
+)
+from leadscore.enrichment_queue import (
+    DailyBudget,
+    DeadLetters,
+    DeferredEnrichments,
+    EnrichmentWorker,
+    EnrichOnce,
 )
 from leadscore.hubspot_client import HubSpotClient
 from leadscore.observability import count, logger, metrics, tracer
@@ -41,6 +53,25 @@ def settings() -> EnrichSettings:
     return EnrichSettings.from_env()
 
 
+@cache
+def prices() -> dict[str, ModelPrice]:
+    return parse_prices(settings().llm_prices)
+
+
+@cache
+def outputs() -> tuple[DailyBudget | None, DeferredEnrichments | None, DeadLetters | None,
+                       EnrichOnce | None]:
+    config = settings()
+    return (
+        DailyBudget(config.enrich_budget_table, config.llm_daily_budget_usd)
+        if config.enrich_budget_table and config.llm_daily_budget_usd > 0 else None,
+        DeferredEnrichments(config.enrich_queue_url) if config.enrich_queue_url else None,
+        DeadLetters(config.enrich_dlq_url, config.enrich_queue_max_receive_count)
+        if config.enrich_dlq_url else None,
+        EnrichOnce(config.idempotency_table) if config.idempotency_table else None,
+    )
+
+
 @lru_cache(maxsize=1)
 def hubspot_client(token: str, base_url: str) -> HubSpotClient:
     return HubSpotClient(token, base_url)
@@ -50,65 +81,47 @@ def _secret(name: str | None) -> str | None:
     return parameters.get_secret(name, max_age=SECRET_MAX_AGE_SECONDS) if name else None
 
 
-def _record_usage(calls: list[LlmCall]) -> None:
-    for call in calls:
-        count("LlmCalls")
-        if call.outcome == "invalid":
-            count("LlmInvalidAnswers")
-        count("LlmInputTokens", call.usage.input_tokens)
-        count("LlmOutputTokens", call.usage.output_tokens)
-        count("LlmCacheReadTokens", call.usage.cache_read_input_tokens)
-        count("LlmCacheCreationTokens", call.usage.cache_creation_input_tokens)
-        if call.cost_usd:
-            metrics.add_metric(name="LlmCostUSD", unit=MetricUnit.NoUnit, value=call.cost_usd)
+def prompt() -> EnrichmentPrompt:
+    """The prompt from SSM (Powertools caches each parameter for the configured TTL)."""
+    config = settings()
+    try:
+        return load_prompt(
+            config.enrichment_prompt_parameter, config.qualification_criteria_parameter,
+            partial(parameters.get_parameter, max_age=config.enrichment_config_max_age_seconds))
+    except PromptConfigError as error:
+        # A broken edit must not stop enrichment: the shipped default stands in, loudly.
+        count("EnrichmentPromptInvalid")
+        logger.error("Enrichment prompt in SSM is not usable; using the default",
+                     extra={"problem": str(error)})
+        return default_prompt()
+
+
+def worker() -> EnrichmentWorker:
+    config = settings()
+    budget, deferrals, dead_letters, once = outputs()
+    api_key = _secret(config.llm_api_key_secret) if config.llm_provider == "anthropic" else None
+    return EnrichmentWorker(
+        hubspot=hubspot_client(_secret(config.hubspot_token_secret), config.hubspot_base_url),
+        llm=config.llm(api_key), prompt=prompt(), prices=prices(),
+        purposes_property=config.consent_purposes_property,
+        reservation_usd=config.llm_cost_reservation_usd, budget=budget, deferrals=deferrals,
+        dead_letters=dead_letters, once=once,
+    )
 
 
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
-    config = settings()
-    request = EnrichRequest.model_validate_json(record.body)
-    hubspot = hubspot_client(_secret(config.hubspot_token_secret), config.hubspot_base_url)
-    contact = hubspot.batch_read([request.contact_id],
-                                 read_properties(config.consent_purposes_property))
-    properties = contact.get(request.contact_id)
-    if properties is None:  # deleted since it was scored
-        logger.info("Contact not found; nothing to enrich",
-                    extra={"contact_id": request.contact_id})
-        count("EnrichmentContactMissing")
-        return
-    api_key = _secret(config.llm_api_key_secret) if config.llm_provider == "anthropic" else None
-    try:
-        result = enrich_contact(properties, request, config.llm(api_key),
-                                purposes_property=config.consent_purposes_property)
-    except EnrichmentError as error:
-        _record_usage(error.calls)
-        count("EnrichmentFailures")
-        logger.warning("Enrichment failed", extra={"contact_id": request.contact_id,
-                                                   "reason": error.reason})
-        raise
-    _record_usage(result.calls)
-    if result.properties:
-        hubspot.batch_update({request.contact_id: result.properties})
-    count({"enriched": "ContactsEnriched", "auto_summary": "EnrichmentAutoSummaries",
-           "skipped_no_consent": "EnrichmentSkippedNoConsent"}[result.status])
-    count("EnrichmentEscalations", int(result.escalated))
-    count("EnrichmentNeedsReview", int(result.needs_review))
-    usage = result.usage
-    logger.info("Contact enrichment done", extra={
-        "contact_id": request.contact_id, "status": result.status,
-        "answered_by": result.answered_by, "prompt_version": result.prompt_version,
-        "escalated": result.escalated, "needs_review": result.needs_review,
-        "llm_calls": len(result.calls), "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        "estimated_cost_usd": result.estimated_cost_usd,
-    })
+def record_handler(record: SQSRecord, enrichment: EnrichmentWorker) -> None:
+    enrichment.handle(record.body, record.message_id,
+                      int(record.attributes.approximate_receive_count or 1))
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@logger.inject_lambda_context(correlation_id_path="Records[*].messageId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler,
-                                    processor=processor, context=context)
+    once = outputs()[3]
+    if once:
+        once.config.register_lambda_context(context)
+    return process_partial_response(
+        event=event, record_handler=partial(record_handler, enrichment=worker()),
+        processor=processor, context=context)

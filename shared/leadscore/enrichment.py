@@ -3,23 +3,30 @@
 The flow for one contact (`enrich_contact`):
 
 1. Consent, re-checked on the freshly read contact: without `ai_enrichment` (or with a value
-   we cannot parse) nothing is sent anywhere and nothing is written (fail closed).
+   we cannot parse) nothing is sent anywhere and nothing is written (fail closed). A message
+   older than the contact's latest score (`ai_lead_scored_at`) is skipped: the newer score
+   queued its own enrichment, which will read the fresh data.
 2. Provider `off`, or no API key: a deterministic summary from the model's reasons, labelled
    as not written by an LLM.
-3. Otherwise only allow-listed, non-identifying properties are sent, with e-mail addresses,
+3. The daily budget is asked (`reserve_budget`); refused → `BudgetExhausted` (wait, not fail).
+   Otherwise only allow-listed, non-identifying properties are sent, with e-mail addresses,
    phone and ID numbers redacted from every value, inside a delimited `<lead_data>` block the
-   versioned system prompt declares to be data. The system prompt carries `cache_control`;
-   the cached prefix is the tool definition plus the system prompt.
+   system prompt declares to be data. The system prompt (a template plus the qualification
+   criteria, each versioned, from SSM Parameter Store or `defaults/`: `load_prompt`) carries
+   `cache_control`; the cached prefix is the tool definition plus the system prompt.
 4. The answer is requested through a forced tool call whose `input_schema` is
    `LeadAssessment`'s JSON schema and validated with pydantic. Invalid output gets one retry
-   that quotes the validation error, then the escalation model; after that `EnrichmentError`
-   (the SQS layer retries and finally dead-letters the message). A valid but low-confidence
-   answer, or any hot lead, is also escalated.
+   that quotes the validation error, then the escalation model; after that a final
+   `EnrichmentError` (dead-lettered at once with the reason; API errors that outlast the
+   SDK's retries are not final: SQS redelivers first). A valid but low-confidence answer, or
+   any hot lead, is also escalated.
 5. What the LLM wrote is cleaned (markup, links, control characters and personal data
    removed, lengths capped) before it becomes HubSpot properties; the LLM can only ever set
    the four `ai_lead_*` enrichment properties, never the score.
 
 Company name is not sent: for small companies it identifies the person as surely as a name.
+The SQS side (budget counter, deferral, dead-lettering, once-per-score) is in
+`leadscore.enrichment_queue`.
 """
 
 from __future__ import annotations
@@ -28,11 +35,11 @@ import html
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import anthropic
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -41,6 +48,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
 )
@@ -48,12 +56,17 @@ from pydantic import (
 from leadscore.consent import DEFAULT_PURPOSES_PROPERTY, consent_for
 from leadscore.settings import CommonSettings, NonEmpty
 
+if TYPE_CHECKING:  # imported on the first LLM call: init and provider "off" never load it
+    import anthropic
+
 Tier = Literal["hot", "warm", "cold", "disqualified"]
 Level = Literal["low", "medium", "high", "unknown"]
 Confidence = Literal["low", "medium", "high"]
 Provider = Literal["anthropic", "bedrock", "off"]
 
-PROMPT_FILE = Path(__file__).parent / "defaults" / "enrichment_prompt.md"
+DEFAULTS_DIR = Path(__file__).parent / "defaults"
+PROMPT_FILE = DEFAULTS_DIR / "enrichment_prompt.md"
+CRITERIA_FILE = DEFAULTS_DIR / "qualification_criteria.md"
 TOOL_NAME = "record_lead_assessment"
 AUTO_SUMMARY_LABEL = "[Auto-summary, not AI-written]"
 AUTO_ACTION_LABEL = "[Rule-based]"
@@ -70,6 +83,7 @@ ALLOWED_PROPERTIES: dict[str, str] = {
 }
 MESSAGE_PROPERTY = "message"  # free text from the lead's form submission
 REASONS_PROPERTY = "ai_lead_reasons"  # written by the score function
+SCORED_AT_PROPERTY = "ai_lead_scored_at"  # written by the score function, with each score
 
 SUMMARY_PROPERTY = "ai_lead_summary"
 NEXT_ACTION_PROPERTY = "ai_lead_next_action"
@@ -97,18 +111,20 @@ DEFAULT_MODELS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class ModelPrice:
-    """USD per million tokens (Anthropic list prices; 5-minute cache writes)."""
+class ModelPrice(BaseModel):
+    """USD per million tokens (5-minute cache writes)."""
 
-    input: float
-    output: float
-    cache_write: float
-    cache_read: float
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write: float = Field(ge=0)
+    cache_read: float = Field(ge=0)
 
 
 # Keyed by model family (see `price_key`); a model not listed has no cost estimate. Anthropic
 # API list prices; Bedrock's geographic profiles can cost more than these (about 10%).
+# LLM_PRICES (JSON, same shape) overrides or extends them without a code change.
 MODEL_PRICES: dict[str, ModelPrice] = {
     "claude-haiku-4-5": ModelPrice(input=1.00, output=5.00, cache_write=1.25, cache_read=0.10),
     "claude-sonnet-4-5": ModelPrice(input=3.00, output=15.00, cache_write=3.75, cache_read=0.30),
@@ -231,6 +247,25 @@ class EnrichSettings(CommonSettings):
     llm_timeout_seconds: PositiveFloat = 20.0
     llm_max_retries: NonNegativeInt = 2
     llm_force_tool_choice: bool = True
+    llm_prices: str | None = None  # JSON laid over MODEL_PRICES (see `parse_prices`)
+    # SSM parameters holding the prompt template and the qualification criteria ("default" or
+    # unset: the versioned texts in leadscore/defaults/), re-read after this many seconds.
+    enrichment_prompt_parameter: str | None = None
+    qualification_criteria_parameter: str | None = None
+    enrichment_config_max_age_seconds: PositiveInt = 300
+    # Daily LLM spend limit (UTC days) kept in ENRICH_BUDGET_TABLE; 0 or no table: no limit.
+    enrich_budget_table: str | None = None
+    llm_daily_budget_usd: float = Field(default=0.0, ge=0)
+    # Reserved before a contact's calls and settled to the real cost after them.
+    llm_cost_reservation_usd: PositiveFloat = 0.02
+    # Messages waiting for the next day's budget are queued again here, with a delay.
+    enrich_queue_url: str | None = None
+    # Records that finally fail go to this DLQ with a `reason` attribute; keep the count equal
+    # to EnrichQueue's maxReceiveCount.
+    enrich_dlq_url: str | None = None
+    enrich_queue_max_receive_count: PositiveInt = 5
+    # Powertools idempotency: one enrichment per (contact, scored_at); unset: no dedupe.
+    idempotency_table: str | None = None
 
     def llm(self, api_key: str | None) -> LlmSettings:
         return LlmSettings(
@@ -244,23 +279,106 @@ class EnrichSettings(CommonSettings):
 
 def read_properties(purposes_property: str = DEFAULT_PURPOSES_PROPERTY) -> list[str]:
     """The HubSpot properties `enrich_contact` needs on the contact."""
-    return [purposes_property, *ALLOWED_PROPERTIES, MESSAGE_PROPERTY, REASONS_PROPERTY]
+    return [purposes_property, *ALLOWED_PROPERTIES, MESSAGE_PROPERTY, REASONS_PROPERTY,
+            SCORED_AT_PROPERTY]
+
+
+def parse_prices(overrides: str | None) -> dict[str, ModelPrice]:
+    """`MODEL_PRICES` with LLM_PRICES' JSON (`{"claude-haiku-4-5": {"input": 1.0, ...}}`)
+    laid over it."""
+    prices = dict(MODEL_PRICES)
+    if overrides and overrides.strip():
+        for family, price in TypeAdapter(dict[str, ModelPrice]).validate_json(overrides).items():
+            prices[price_key(family)] = price
+    return prices
+
+
+def _instant(value: str | None) -> datetime | None:
+    """An ISO-8601 or epoch-milliseconds timestamp (HubSpot uses both), or None."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+        parsed = datetime.fromisoformat(text)
+    except (ValueError, OverflowError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def is_stale(properties: Mapping[str, str | None], scored: EnrichRequest) -> bool:
+    """The contact was scored again after this message was queued: the newer score queued its
+    own enrichment (or, in a tier not enriched, none), so this one must not run."""
+    current, queued = _instant(properties.get(SCORED_AT_PROPERTY)), _instant(scored.scored_at)
+    return current is not None and queued is not None and current > queued
 
 
 @dataclass(frozen=True)
 class EnrichmentPrompt:
-    version: str
+    version: str  # "<template version>+<criteria version>": logged with every enrichment
     text: str
+
+
+class PromptConfigError(ValueError):
+    """A prompt template or criteria text that cannot be used (no version header, ...)."""
+
+
+DEFAULT_SETTING = "default"  # an SSM parameter with this value means "the repo's default"
+CRITERIA_PLACEHOLDER = "{{qualification_criteria}}"
+_VERSION_HEADER = re.compile(r"\s*<!--\s*(prompt|criteria)-version:\s*(\S+)\s*-->[ \t]*\n")
+
+
+def _versioned(text: str, kind: str) -> tuple[str, str]:
+    """(version, body) of a prompt template or criteria text with its version header."""
+    match = _VERSION_HEADER.match(text)
+    if match is None or match.group(1) != kind:
+        raise PromptConfigError(f"the {kind} text must start with <!-- {kind}-version: ... -->")
+    return match.group(2), text[match.end():].strip()
+
+
+def compose_prompt(template: str, criteria: str) -> EnrichmentPrompt:
+    """The system prompt: the template with the qualification criteria in its placeholder."""
+    template_version, template_body = _versioned(template, "prompt")
+    criteria_version, criteria_body = _versioned(criteria, "criteria")
+    if template_body.count(CRITERIA_PLACEHOLDER) != 1:
+        raise PromptConfigError(f"the prompt template must contain the placeholder "
+                                f"{CRITERIA_PLACEHOLDER} once")
+    if not criteria_body:
+        raise PromptConfigError("the qualification criteria are empty")
+    return EnrichmentPrompt(version=f"{template_version}+{criteria_version}",
+                            text=template_body.replace(CRITERIA_PLACEHOLDER, criteria_body))
+
+
+@cache
+def default_texts() -> tuple[str, str]:
+    """The versioned template and criteria shipped with the package."""
+    return (PROMPT_FILE.read_text(encoding="utf-8"),
+            CRITERIA_FILE.read_text(encoding="utf-8"))
 
 
 @cache
 def default_prompt() -> EnrichmentPrompt:
-    """The versioned system prompt shipped with the package (first line names the version)."""
-    text = PROMPT_FILE.read_text(encoding="utf-8")
-    match = re.match(r"<!--\s*prompt-version:\s*(\S+)\s*-->\s*\n", text)
-    if match is None:
-        raise ValueError(f"{PROMPT_FILE} must start with <!-- prompt-version: ... -->")
-    return EnrichmentPrompt(version=match.group(1), text=text[match.end():].strip())
+    return compose_prompt(*default_texts())
+
+
+ParameterFetcher = Callable[[str], str]
+
+
+def load_prompt(template_parameter: str | None, criteria_parameter: str | None,
+                fetch: ParameterFetcher) -> EnrichmentPrompt:
+    """The prompt from SSM Parameter Store (`fetch` caches with a TTL), where a parameter
+    unset or set to "default" means the repo's versioned default. RevOps edit the parameters
+    to change the criteria or wording without a deploy; a text that is not usable raises
+    `PromptConfigError` (the handler then falls back to the default and alarms)."""
+    template, criteria = default_texts()
+    if template_parameter:
+        value = fetch(template_parameter)
+        template = template if value.strip() == DEFAULT_SETTING else value
+    if criteria_parameter:
+        value = fetch(criteria_parameter)
+        criteria = criteria if value.strip() == DEFAULT_SETTING else value
+    return compose_prompt(template, criteria)
 
 
 # -------------------------------------------------------------------- outputs
@@ -289,7 +407,7 @@ class LlmCall(BaseModel):
 
 class EnrichmentResult(BaseModel):
     contact_id: str
-    status: Literal["enriched", "auto_summary", "skipped_no_consent"]
+    status: Literal["enriched", "auto_summary", "skipped_no_consent", "skipped_stale"]
     properties: dict[str, str]  # the HubSpot properties to write; empty when skipped
     prompt_version: str | None = None
     assessment: LeadAssessment | None = None
@@ -310,15 +428,21 @@ class EnrichmentResult(BaseModel):
 
 
 class EnrichmentError(Exception):
-    """No usable answer: the message should be retried and finally dead-lettered.
+    """No usable answer. `final`: no model produced a valid one (dead-letter now, a retry
+    would only spend more); otherwise the API kept failing (SQS retries, then dead-letters).
 
     `reason` never contains lead data; `calls` carries the tokens spent on the way.
     """
 
-    def __init__(self, reason: str, calls: Sequence[LlmCall] = ()):
+    def __init__(self, reason: str, calls: Sequence[LlmCall] = (), *, final: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.calls = list(calls)
+        self.final = final
+
+
+class BudgetExhausted(Exception):
+    """Today's LLM budget is spent: the message must wait for the next day, not fail."""
 
 
 # --------------------------------------------------------- personal data and markup
@@ -413,8 +537,9 @@ def price_key(model_id: str) -> str:
     return re.sub(r"(?:-|@)\d{8}$", "", key)
 
 
-def cost_usd(model_id: str, usage: TokenUsage) -> float | None:
-    price = MODEL_PRICES.get(price_key(model_id))
+def cost_usd(model_id: str, usage: TokenUsage,
+             prices: Mapping[str, ModelPrice] = MODEL_PRICES) -> float | None:
+    price = prices.get(price_key(model_id))
     if price is None:
         return None
     return round((usage.input_tokens * price.input + usage.output_tokens * price.output
@@ -425,6 +550,8 @@ def cost_usd(model_id: str, usage: TokenUsage) -> float | None:
 @lru_cache(maxsize=4)
 def build_client(llm: LlmSettings) -> anthropic.Anthropic | anthropic.AnthropicBedrock:
     """The SDK client for `llm` (cached: warm Lambda invocations reuse its connections)."""
+    import anthropic
+
     if llm.provider == "bedrock":
         return anthropic.AnthropicBedrock(aws_region=llm.bedrock_region,
                                           max_retries=llm.max_retries,
@@ -458,8 +585,9 @@ def _problem(error: ValidationError) -> str:
 class _Conversation:
     """Asks models for a `LeadAssessment` about one lead, recording every call."""
 
-    def __init__(self, client: Any, llm: LlmSettings, prompt: EnrichmentPrompt, data: str):
-        self.client, self.llm = client, llm
+    def __init__(self, client: Any, llm: LlmSettings, prompt: EnrichmentPrompt, data: str,
+                 prices: Mapping[str, ModelPrice]):
+        self.client, self.llm, self.prices = client, llm, prices
         # The API caches a prefix only above a per-model minimum (4,096 tokens on Haiku 4.5,
         # 1,024-2,048 on Sonnet); today's prompt and tool are ~1,200 tokens, so the marker
         # pays off once the qualification criteria grow, and costs nothing until then.
@@ -481,7 +609,7 @@ class _Conversation:
             assessment, problem = self._parse(response)
             usage = _usage_of(response)
             self.calls.append(LlmCall(model=model, outcome="valid" if assessment else "invalid",
-                                      usage=usage, cost_usd=cost_usd(model, usage),
+                                      usage=usage, cost_usd=cost_usd(model, usage, self.prices),
                                       problem=problem))
             if assessment is not None:
                 return assessment
@@ -491,6 +619,8 @@ class _Conversation:
         return None
 
     def _create(self, model: str, messages: list[dict[str, Any]]) -> Any:
+        import anthropic  # loaded by build_client already; a dict lookup here
+
         try:
             # No temperature: newer models reject sampling parameters with a 400.
             return self.client.messages.create(
@@ -500,7 +630,9 @@ class _Conversation:
         except anthropic.APIError as error:
             status = getattr(error, "status_code", None)
             reason = f"llm_api_error: {type(error).__name__}" + (f" ({status})" if status else "")
-            self.calls.append(LlmCall(model=model, outcome="api_error", problem=reason))
+            # Rejected requests are not billed; a timed-out one may be, but reports no usage.
+            self.calls.append(LlmCall(model=model, outcome="api_error", problem=reason,
+                                      cost_usd=0.0))
             raise EnrichmentError(reason, self.calls) from error
 
     @staticmethod
@@ -604,21 +736,29 @@ def enrich_contact(
     *,
     purposes_property: str = DEFAULT_PURPOSES_PROPERTY,
     prompt: EnrichmentPrompt | None = None,
+    prices: Mapping[str, ModelPrice] = MODEL_PRICES,
+    reserve_budget: Callable[[], bool] | None = None,
 ) -> EnrichmentResult:
     """Enrich one scored contact; `properties` must be freshly read (see `read_properties`).
 
+    `reserve_budget` is asked right before the first LLM call; False raises `BudgetExhausted`.
     Raises `EnrichmentError` when no model produced a valid answer or the API kept failing.
     """
     if not consent_for(properties, purposes_property).may_enrich:
         return EnrichmentResult(contact_id=scored.contact_id, status="skipped_no_consent",
                                 properties={})
+    if is_stale(properties, scored):
+        return EnrichmentResult(contact_id=scored.contact_id, status="skipped_stale",
+                                properties={})
     if not llm.enabled:
         return EnrichmentResult(contact_id=scored.contact_id, status="auto_summary",
                                 properties=auto_summary(properties, scored))
 
+    if reserve_budget is not None and not reserve_budget():
+        raise BudgetExhausted()
     prompt = prompt or default_prompt()
     conversation = _Conversation(client_factory(llm), llm, prompt,
-                                 lead_data_block(properties, scored))
+                                 lead_data_block(properties, scored), prices)
     primary, escalation = llm.primary_model, llm.escalation_model_id
     assessment = conversation.ask(primary, retries=1)
     answered_by = primary if assessment else None
@@ -635,7 +775,8 @@ def enrich_contact(
         if better is not None:
             assessment, answered_by, escalated = better, escalation, True
     if assessment is None:
-        raise EnrichmentError(f"invalid_output: {conversation.last_problem}", conversation.calls)
+        raise EnrichmentError(f"invalid_output: {conversation.last_problem}", conversation.calls,
+                              final=True)
 
     reasons = review_reasons(assessment, scored.tier)
     return EnrichmentResult(

@@ -406,6 +406,23 @@ def test_stats_sum_token_usage(emulator):
     assert tokens["cache_read_input_tokens"] == messages[1].usage.cache_read_input_tokens
 
 
+def test_stats_split_token_usage_by_model_for_cost_estimates(emulator):
+    sdk = client(emulator)
+
+    def create(model: str, text: str) -> Message:
+        return sdk.messages.create(model=model, max_tokens=256,
+                                   messages=[{"role": "user", "content": text}])
+
+    small = create("claude-haiku-4-5", "zero")
+    large = [create("claude-sonnet-4-6", "one"), create("claude-sonnet-4-6", "two")]
+    by_model = emulator.stats()["tokens_by_model"]
+
+    assert set(by_model) == {"claude-haiku-4-5", "claude-sonnet-4-6"}
+    assert by_model["claude-haiku-4-5"]["output_tokens"] == small.usage.output_tokens
+    assert by_model["claude-sonnet-4-6"]["input_tokens"] == sum(
+        m.usage.input_tokens for m in large)
+
+
 def test_requests_are_recorded_with_the_key_masked(emulator):
     ask(client(emulator), "recorded text")
     (record,) = emulator.requests

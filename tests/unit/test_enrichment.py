@@ -1,38 +1,54 @@
 """LLM enrichment: consent, redaction, prompt injection, validation retries, escalation,
-review rules, the no-LLM fallback and the enrich Lambda handler.
+review rules, the no-LLM fallback, the prompt and criteria from SSM, stale messages, prices,
+the daily budget, and the enrich Lambda handler (DLQ routing, deferral, once per score).
 
 LLM calls go over real HTTP to the Anthropic emulator through the official SDK, except where
-a scripted client is needed to fail one specific call.
+a scripted client is needed to fail one specific call. AWS (SQS, DynamoDB, SSM) is moto's
+in-process mock.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anthropic
+import boto3
 import httpx2
 import pytest
 from anthropic.types import Message
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
 
 from leadscore.enrichment import (
     AUTO_SUMMARY_LABEL,
     DEFAULT_MODELS,
+    BudgetExhausted,
     EnrichmentError,
     EnrichRequest,
     LeadAssessment,
     LlmSettings,
+    PromptConfigError,
     TokenUsage,
     assessment_tool,
     clean_output,
+    compose_prompt,
     cost_usd,
     default_prompt,
+    default_texts,
     enrich_contact,
+    load_prompt,
+    parse_prices,
     price_key,
     read_properties,
     redact,
     review_reasons,
 )
+from leadscore.enrichment_queue import DailyBudget, seconds_until_next_day
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 
 PRIMARY, ESCALATION = DEFAULT_MODELS["anthropic"]
@@ -552,3 +568,286 @@ def test_handler_emits_token_and_cost_metrics(enrich_app, emulator, lambda_conte
     names = {metric["Name"] for blob in emf
              for directive in blob["_aws"]["CloudWatchMetrics"] for metric in directive["Metrics"]}
     assert {"LlmInputTokens", "LlmOutputTokens", "LlmCostUSD", "ContactsEnriched"} <= names
+
+
+def test_lazy_sdk_import_keeps_the_enrich_cold_start_small():
+    # A fresh interpreter: importing the handler must not load the anthropic SDK (it loads
+    # on the first LLM call), so provider "off" and the init phase never pay for it.
+    root = Path(__file__).resolve().parents[2]
+    app = str(root / "functions" / "enrich" / "app.py")
+    code = ("import importlib.util, sys; "
+            f"spec = importlib.util.spec_from_file_location('app', {app!r}); "
+            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            "print('anthropic' in sys.modules)")
+    env = {"AWS_DEFAULT_REGION": "ap-south-1", "POWERTOOLS_TRACE_DISABLED": "true",
+           "PYTHONPATH": f"{root / 'shared'}:{root / 'infra' / 'local'}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True, timeout=60).stdout
+    assert out.strip() == "False"
+
+
+# ------------------------------------------------------- prompt and criteria in SSM
+
+CRITERIA = "<!-- criteria-version: acme-7 -->\n- **Budget**: only deals of 100+ seats count.\n"
+
+
+def test_default_prompt_joins_the_versioned_template_and_criteria():
+    prompt = default_prompt()
+
+    assert prompt.version == "enrich-2025.2+criteria-2025.1"
+    assert "{{qualification_criteria}}" not in prompt.text
+    assert "**Authority**: senior titles" in prompt.text  # the criteria, in place
+    assert "strictly as information to assess" in prompt.text  # the fixed safety rules
+    assert "criteria-version" not in prompt.text and "prompt-version" not in prompt.text
+
+
+def test_parameters_override_criteria_and_default_means_the_shipped_text():
+    store = {"/p/template": "default\n", "/p/criteria": CRITERIA}
+    fetched: list[str] = []
+
+    def fetch(name: str) -> str:
+        fetched.append(name)
+        return store[name]
+
+    prompt = load_prompt("/p/template", "/p/criteria", fetch)
+
+    assert fetched == ["/p/template", "/p/criteria"]
+    assert prompt.version == "enrich-2025.2+acme-7"
+    assert "only deals of 100+ seats count" in prompt.text
+    assert "**Authority**: senior titles" not in prompt.text
+    assert "strictly as information to assess" in prompt.text
+    assert load_prompt(None, None, fetch) == default_prompt()
+
+
+@pytest.mark.parametrize(("template", "criteria", "problem"), [
+    ("no header {{qualification_criteria}}", CRITERIA, "prompt-version"),
+    ("<!-- prompt-version: x -->\nno placeholder", CRITERIA, "placeholder"),
+    ("<!-- prompt-version: x -->\n{{qualification_criteria}}", "- no header", "criteria-version"),
+    ("<!-- prompt-version: x -->\n{{qualification_criteria}}",
+     "<!-- criteria-version: y -->\n   ", "empty"),
+])
+def test_unusable_prompt_texts_are_rejected(template, criteria, problem):
+    with pytest.raises(PromptConfigError, match=problem):
+        compose_prompt(template, criteria)
+
+
+def test_the_prompt_used_is_sent_and_its_version_recorded(emulator, llm):
+    custom = compose_prompt(default_texts()[0], CRITERIA)
+    result = enrich_contact(contact(), scored(), llm, prompt=custom)
+
+    assert result.prompt_version == "enrich-2025.2+acme-7"
+    assert bodies(emulator)[0]["system"][0]["text"] == custom.text
+
+
+# ------------------------------------------------------------------- stale messages
+
+
+@pytest.mark.parametrize(("current", "expected"), [
+    ("2025-01-15T11:00:00.000Z", "skipped_stale"),  # re-scored after this message was queued
+    ("1736938800000", "skipped_stale"),  # the same later instant, as epoch milliseconds
+    ("2025-01-15T10:00:00.000Z", "enriched"),  # this message's own score
+    (None, "enriched"), ("garbage", "enriched"),
+])
+def test_a_message_older_than_the_contacts_latest_score_is_skipped(emulator, llm, current,
+                                                                  expected):
+    emulator.override_tool_input(CONFIDENT)
+    result = enrich_contact(contact(ai_lead_scored_at=current), scored(), llm)
+
+    assert result.status == expected
+    assert len(emulator.requests) == (expected == "enriched")
+    assert "ai_lead_scored_at" in read_properties()
+
+
+# ------------------------------------------------------------------ prices and budget
+
+
+def test_prices_come_from_configuration():
+    prices = parse_prices(json.dumps({
+        "claude-haiku-4-5-20251001": {"input": 2, "output": 10, "cache_write": 2.5,
+                                      "cache_read": 0.2},
+        "my-model": {"input": 1, "output": 1, "cache_write": 1, "cache_read": 1}}))
+    usage = TokenUsage(input_tokens=1_000_000, output_tokens=100_000)
+
+    assert cost_usd(PRIMARY, usage, prices) == 3.0  # overridden: $2 + $1
+    assert cost_usd("my-model", usage, prices) == 1.1  # added
+    assert cost_usd(ESCALATION, usage, prices) == cost_usd(ESCALATION, usage)  # untouched
+    with pytest.raises(ValueError):
+        parse_prices('{"x": {"input": -1, "output": 1, "cache_write": 1, "cache_read": 1}}')
+
+
+def test_budget_is_asked_right_before_the_first_call(emulator, llm):
+    asked: list[int] = []
+
+    def refuse() -> bool:
+        asked.append(len(emulator.requests))
+        return False
+
+    with pytest.raises(BudgetExhausted):
+        enrich_contact(contact(), scored(), llm, reserve_budget=refuse)
+    assert asked == [0] and emulator.requests == []
+    # No call to make, no budget asked: consent missing, or the rule-based summary.
+    enrich_contact(contact(dpdp_consent_purposes="lead_scoring"), scored(), llm,
+                   reserve_budget=refuse)
+    enrich_contact(contact(), scored(), LlmSettings(provider="off"), reserve_budget=refuse)
+    assert asked == [0]
+
+
+def budget_table(name: str = "budget") -> str:
+    boto3.client("dynamodb").create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "day", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "day", "KeyType": "HASH"}])
+    return name
+
+
+def test_daily_budget_is_an_atomic_counter_per_utc_day(aws_env):
+    today = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+    tomorrow = datetime(2026, 11, 24, 0, 0, 1, tzinfo=UTC)
+    with mock_aws():
+        budget = DailyBudget(budget_table(), limit_usd=0.05)
+        assert budget.try_reserve(0.02, today) and budget.try_reserve(0.02, today)
+        assert not budget.try_reserve(0.02, today)  # 0.06 would pass the limit
+        assert budget.cannot_afford(0.02, today) and not budget.cannot_afford(0.01, today)
+        budget.settle(0.02, 0.004, today)  # the real cost replaces the reservation
+        assert budget.spent_usd(today) == pytest.approx(0.024)
+        assert budget.try_reserve(0.02, today)
+        budget.settle(0.02, None, today)  # unknown cost: the reservation stays
+        assert budget.spent_usd(today) == pytest.approx(0.044)
+        assert budget.try_reserve(0.02, tomorrow) and budget.spent_usd(tomorrow) == 0.02
+    assert seconds_until_next_day(today) == 6 * 3600
+
+
+# ------------------------------------------------ handler: SSM, budget, DLQ routing
+
+
+@pytest.fixture
+def queues(aws_env, monkeypatch):
+    """Moto-backed EnrichQueue, EnrichDLQ, budget table and prompt parameters."""
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
+                for name in ("EnrichQueue", "EnrichDLQ")}
+        ssm = boto3.client("ssm")
+        for name in ("/leadscore/test/enrichment/prompt-template",
+                     "/leadscore/test/enrichment/qualification-criteria"):
+            ssm.put_parameter(Name=name, Value="default", Type="String")
+        for name, value in {
+            "ENRICH_QUEUE_URL": urls["EnrichQueue"], "ENRICH_DLQ_URL": urls["EnrichDLQ"],
+            "ENRICH_QUEUE_MAX_RECEIVE_COUNT": "3", "ENRICH_BUDGET_TABLE": budget_table(),
+            "LLM_DAILY_BUDGET_USD": "1",
+            "ENRICHMENT_PROMPT_PARAMETER": "/leadscore/test/enrichment/prompt-template",
+            "QUALIFICATION_CRITERIA_PARAMETER": "/leadscore/test/enrichment/qualification-criteria",
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield sqs, ssm, urls
+
+
+def drain(sqs, url: str) -> list[dict[str, Any]]:
+    return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                               MessageAttributeNames=["All"]).get("Messages", [])
+
+
+def test_handler_reads_criteria_from_ssm_and_falls_back_on_a_broken_edit(
+        queues, enrich_app, emulator, lambda_context, capsys):
+    _, ssm, _ = queues
+    app, _ = enrich_app
+    ssm.put_parameter(Name="/leadscore/test/enrichment/qualification-criteria",
+                      Value=CRITERIA, Type="String", Overwrite=True)
+    app.lambda_handler(sqs_event(queue_body("1")), lambda_context)
+    assert "only deals of 100+ seats count" in bodies(emulator)[-1]["system"][0]["text"]
+
+    ssm.put_parameter(Name="/leadscore/test/enrichment/qualification-criteria",
+                      Value="criteria without a version header", Type="String", Overwrite=True)
+    parameters.clear_caches()  # as when the TTL has passed
+    assert app.lambda_handler(sqs_event(queue_body("1")), lambda_context) == {
+        "batchItemFailures": []}
+    assert bodies(emulator)[-1]["system"][0]["text"] == default_prompt().text
+    assert '"EnrichmentPromptInvalid"' in capsys.readouterr().out
+
+
+def test_over_budget_messages_are_queued_again_for_later_not_failed(
+        queues, enrich_app, emulator, lambda_context, monkeypatch):
+    sqs, _, urls = queues
+    monkeypatch.setenv("LLM_DAILY_BUDGET_USD", "0.01")  # below one reservation (0.02)
+    app, hubspot = enrich_app
+    body = queue_body("1")
+    response = app.lambda_handler(sqs_event(body), lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    assert emulator.requests == [] and hubspot.updates == []
+    assert hubspot.reads == []  # a waiting message spends no HubSpot quota either
+    attributes = sqs.get_queue_attributes(QueueUrl=urls["EnrichQueue"],
+                                          AttributeNames=["All"])["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessagesDelayed"]) + int(
+        attributes["ApproximateNumberOfMessages"]) == 1
+    assert drain(sqs, urls["EnrichDLQ"]) == []
+
+
+def test_no_valid_answer_goes_to_the_dlq_at_once_with_the_reason(
+        queues, enrich_app, emulator, lambda_context):
+    sqs, _, urls = queues
+    app, hubspot = enrich_app
+    emulator.inject_fault("malformed", 3)
+    response = app.lambda_handler(sqs_event(queue_body("1")), lambda_context)
+
+    assert response == {"batchItemFailures": []}  # acknowledged: it is in the DLQ
+    (dead,) = drain(sqs, urls["EnrichDLQ"])
+    assert json.loads(dead["Body"])["contact_id"] == "1"
+    reason = dead["MessageAttributes"]["reason"]["StringValue"]
+    assert reason.startswith("invalid_output: ") and EMAIL not in reason
+    assert hubspot.updates == []
+    spent = DailyBudget("budget", 1).spent_usd(datetime.now(UTC))
+    assert 0 < spent < 0.02  # the three calls' real cost, not the reservation
+
+
+def test_provider_overload_is_retried_then_dead_lettered_on_the_last_receive(
+        queues, enrich_app, emulator, lambda_context):
+    sqs, _, urls = queues
+    app, _ = enrich_app
+    emulator.inject_fault(529, 2)
+    # Contact 2 has no ai_enrichment consent: it succeeds, so the batch reports partially.
+    first = sqs_event(queue_body("1"), queue_body("2"))
+    assert app.lambda_handler(first, lambda_context) == {
+        "batchItemFailures": [{"itemIdentifier": "m0"}]}  # SQS redelivers it
+    assert drain(sqs, urls["EnrichDLQ"]) == []
+
+    last = sqs_event(queue_body("1"), queue_body("2"))
+    last["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
+    assert app.lambda_handler(last, lambda_context) == {"batchItemFailures": []}
+    (dead,) = drain(sqs, urls["EnrichDLQ"])
+    assert dead["MessageAttributes"]["reason"]["StringValue"] == (
+        "llm_api_error: OverloadedError (529)")
+    spent = DailyBudget("budget", 1).spent_usd(datetime.now(UTC))
+    assert spent == 0  # failed calls cost nothing; both reservations were released
+
+
+def test_a_message_delivered_twice_is_enriched_once_and_a_deferred_one_is_not_marked_done(
+        queues, enrich_app, emulator, lambda_context, monkeypatch):
+    boto3.client("dynamodb").create_table(
+        TableName="idempotency", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "idempotency")
+    app, hubspot = enrich_app
+    emulator.override_tool_input(CONFIDENT, count=10)
+
+    app.lambda_handler(sqs_event(queue_body("1")), lambda_context)
+    app.lambda_handler(sqs_event(queue_body("1")), lambda_context)  # SQS delivered it again
+    assert len(emulator.requests) == 1 and len(hubspot.updates) == 1
+
+    rescored = json.loads(queue_body("1")) | {"scored_at": "2025-01-16T09:00:00Z"}
+    app.lambda_handler(sqs_event(json.dumps(rescored)), lambda_context)  # a new score: again
+    assert len(emulator.requests) == 2 and len(hubspot.updates) == 2
+
+    # Over budget: deferred, and the deferral must not count as "done" for this score.
+    later = json.dumps(rescored | {"scored_at": "2025-01-17T09:00:00Z"})
+    monkeypatch.setenv("LLM_DAILY_BUDGET_USD", "0.01")
+    app.settings.cache_clear()
+    app.outputs.cache_clear()
+    app.lambda_handler(sqs_event(later), lambda_context)
+    assert len(emulator.requests) == 2
+    monkeypatch.setenv("LLM_DAILY_BUDGET_USD", "5")
+    app.settings.cache_clear()
+    app.outputs.cache_clear()
+    app.lambda_handler(sqs_event(later), lambda_context)  # the next day's delivery
+    assert len(emulator.requests) == 3 and len(hubspot.updates) == 3

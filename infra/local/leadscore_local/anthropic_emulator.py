@@ -520,6 +520,8 @@ class AnthropicEmulator:
                 "by_model": dict(self._by_model),
                 "by_status": {str(code): n for code, n in self._by_status.items()},
                 "tokens": dict(self._tokens),
+                "tokens_by_model": {model: dict(tokens)
+                                    for model, tokens in self._tokens_by_model.items()},
                 "faults_pending": len(self._faults),
                 "faults_served": {str(kind): n for kind, n in self._faults_served.items()},
             }
@@ -531,6 +533,7 @@ class AnthropicEmulator:
         self._faults_served: Counter[int | str] = Counter()
         self._tokens = {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
                         "cache_read_input_tokens": 0}
+        self._tokens_by_model: dict[str, Counter[str]] = {}  # for per-model cost estimates
 
     # --------------------------------------------------------------- the API itself
     def handle_messages(self, headers: dict[str, str], raw: bytes) -> tuple[int, dict, dict]:
@@ -689,8 +692,10 @@ class AnthropicEmulator:
             "service_tier": "standard",
         }
         with self._lock:
+            by_model = self._tokens_by_model.setdefault(body["model"], Counter())
             for key in self._tokens:
                 self._tokens[key] += usage[key]
+                by_model[key] += usage[key]
         return usage
 
     # ------------------------------------------------------------------ HTTP plumbing
