@@ -41,7 +41,7 @@ from leadscore.enrichment_queue import (
     EnrichOnce,
 )
 from leadscore.hubspot_client import HubSpotClient
-from leadscore.observability import count, logger, metrics, tracer
+from leadscore.observability import count, hubspot_usage, logger, metrics, tracer
 
 SECRET_MAX_AGE_SECONDS = 300  # rotated secrets are picked up within five minutes
 
@@ -122,6 +122,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     once = outputs()[3]
     if once:
         once.config.register_lambda_context(context)
-    return process_partial_response(
-        event=event, record_handler=partial(record_handler, enrichment=worker()),
-        processor=processor, context=context)
+    enrichment = worker()
+    with hubspot_usage(enrichment.hubspot):
+        return process_partial_response(
+            event=event, record_handler=partial(record_handler, enrichment=enrichment),
+            processor=processor, context=context)

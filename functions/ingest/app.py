@@ -1,7 +1,9 @@
 """IngestFunction — `POST /webhooks/hubspot`: verify HubSpot's signature, queue, answer fast.
 
 Env: HUBSPOT_CLIENT_SECRET_SECRET, SCORE_QUEUE_URL, WEBHOOK_PUBLIC_URL (optional),
-IDEMPOTENCY_TABLE (optional: eventId dedupe), plus the Powertools variables.
+IDEMPOTENCY_TABLE (optional: eventId dedupe), WATCHED_PROPERTIES (the model's input properties:
+their changes re-score), CONSENT_PURPOSES_PROPERTY, CONSENT_UPDATED_AT_PROPERTY, plus the
+Powertools variables.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     queue = _queue()
     if isinstance(queue, DedupingScoreQueue):
         queue.config.register_lambda_context(context)  # in-progress records expire with us
+    settings = _settings()
     response = handle_webhook(event, client_secret=_client_secret,
-                              public_url=_settings().webhook_public_url, queue=queue)
+                              public_url=settings.webhook_public_url, queue=queue,
+                              watched=settings.watched)
     return response.to_http_api()

@@ -1,7 +1,10 @@
 """ScoreApiFunction — `POST /score`: synchronous score for one lead (HubSpot workflow webhook).
 
-Env: HUBSPOT_CLIENT_SECRET_SECRET, SCORE_API_PUBLIC_URL (optional), MODEL_DIR,
-CONSENT_PURPOSES_PROPERTY, plus the Powertools variables.
+Authenticated by HubSpot's v3 signature (workflow "send a webhook" actions sign requests like
+app webhooks) or by an `x-api-key` header holding the key in Secrets Manager (other callers).
+
+Env: HUBSPOT_CLIENT_SECRET_SECRET, SCORE_API_KEY_SECRET (optional), SCORE_API_PUBLIC_URL
+(optional), MODEL_DIR, CONSENT_PURPOSES_PROPERTY, plus the Powertools variables.
 """
 
 from __future__ import annotations
@@ -43,13 +46,20 @@ def _client_secret() -> str:
                                  max_age=SECRET_MAX_AGE_SECONDS)
 
 
+def _api_key() -> str | None:
+    secret_id = _settings().score_api_key_secret
+    if not secret_id:
+        return None
+    return parameters.get_secret(secret_id, max_age=SECRET_MAX_AGE_SECONDS)
+
+
 @app.post("/score")
 def score() -> Response:
     settings = _settings()
     answer = answer_score_request(
         app.current_event.raw_event, client_secret=_client_secret,
         public_url=settings.score_api_public_url, model=_model(),
-        purposes_property=settings.consent_purposes_property,
+        purposes_property=settings.consent_purposes_property, api_key=_api_key,
     )
     return Response(status_code=answer.status_code, content_type=content_types.APPLICATION_JSON,
                     body=answer.body)

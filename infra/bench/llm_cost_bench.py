@@ -7,16 +7,25 @@ Synthetic leads (realistic job titles, sources, engagement and free-text message
 `leadscore.synthetic`, consent as it is distributed there) are created in the HubSpot emulator;
 the stack scores them, queues hot and warm leads with `ai_enrichment` consent (the default
 EnrichTiers) and the enrich function calls the emulator with the real prompt, tool schema and
-lead data, with the default models (fast first, escalation for hot or low-confidence leads).
+lead data, with the default models (warm leads on the fast model, its invalid or
+low-confidence answers escalated; hot leads straight on the escalation model).
 Token counts come from the emulator (characters / 4, not the real tokenizer) and are priced
 per model with `leadscore.enrichment.MODEL_PRICES`.
 
-Two figures per 1,000 scored leads:
-- `usd_per_1000_scored` prices tokens as the emulator reports them, including prompt-cache
-  reads of the fixed prompt part;
-- `usd_per_1000_scored_uncached` prices every cache write and read as plain input. The real
-  API caches a prefix only above a per-model minimum (4,096 tokens on Haiku 4.5) and today's
-  fixed prompt is shorter, so this conservative figure is the one checked against the target.
+Three figures per 1,000 scored leads, all from the same run:
+- `usd_per_1000_scored`: tokens as the emulator reports them, prompt-cache reads of the fixed
+  prefix (tool definition + system prompt) at the cache-read price. This is the honest
+  steady-state estimate, and the one checked against the target: the prefix (~1,200 tokens
+  by the emulator's estimate, more on the 5.x tokenizer) is above Claude Haiku 5.5's and
+  Sonnet 5.5's 512-token caching minimum (`prefix_reaches_cache_minimum`; below it the
+  uncached figure is checked instead), and the 5-minute cache stays warm while each model is
+  called at least once every 5 minutes (~290 enrichments a day per model). A thinner flow
+  pays between this figure and the cold-cache one;
+- `usd_per_1000_scored_uncached`: every cached token priced as plain input (no caching at all);
+- `usd_per_1000_scored_cold_cache`: every call writes the prefix again (cache-write price),
+  the worst case when leads trickle in less than once per 5 minutes per model.
+The breakdown by route (fast model; escalation model for hot leads; escalation model after an
+invalid or low-confidence fast answer) comes from the emulator's request log.
 
 Loopback only; the stack stops when the script ends; every wait has a deadline. Prints a
 summary; writes a flat JSON object of figures (and `target_usd_per_1000_scored`) to --out.
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import urllib.request
@@ -34,7 +44,7 @@ from typing import Any
 
 from hubspot import HubSpot
 
-from leadscore.enrichment import DEFAULT_MODELS, TokenUsage, cost_usd
+from leadscore.enrichment import DEFAULT_MODELS, TokenUsage, capabilities, cost_usd
 from leadscore_local.demo import create_contacts, new_leads, wait_until_settled
 from leadscore_local.process import LocalStackProcess
 
@@ -43,8 +53,8 @@ TARGET_USD_PER_1000 = 0.50
 READ_PROPERTIES = ["ai_lead_score", "ai_lead_tier", "ai_lead_summary", "dpdp_consent_purposes"]
 
 
-def emulator_stats(anthropic_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(anthropic_url + "/_emulator/stats", timeout=10) as response:
+def emulator_get(anthropic_url: str, path: str) -> dict[str, Any]:
+    with urllib.request.urlopen(anthropic_url + path, timeout=30) as response:
         return json.loads(response.read())
 
 
@@ -59,15 +69,44 @@ def read_back(client: HubSpot, ids: list[str]) -> dict[str, dict[str, str | None
     return found
 
 
-def price(tokens: dict[str, int], model: str) -> tuple[float, float]:
-    """(USD as reported, USD with every cached token priced as plain input)."""
-    usage = TokenUsage(**tokens)
-    plain = TokenUsage(input_tokens=usage.input_tokens + usage.cache_creation_input_tokens
-                       + usage.cache_read_input_tokens, output_tokens=usage.output_tokens)
-    reported, uncached = cost_usd(model, usage), cost_usd(model, plain)
-    if reported is None or uncached is None:
+def price(tokens: dict[str, int], model: str) -> tuple[float, float, float]:
+    """USD (as reported; every cached token as plain input; every cached token re-written)."""
+    usage = TokenUsage(**{name: tokens.get(name, 0) for name in TokenUsage.model_fields})
+    cached = usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+    plain = TokenUsage(input_tokens=usage.input_tokens + cached, output_tokens=usage.output_tokens)
+    cold = TokenUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                      cache_creation_input_tokens=cached)
+    figures = cost_usd(model, usage), cost_usd(model, plain), cost_usd(model, cold)
+    if any(figure is None for figure in figures):
         raise SystemExit(f"no price for model {model!r}: add it to MODEL_PRICES / LLM_PRICES")
-    return reported, uncached
+    return figures  # type: ignore[return-value]
+
+
+TIER_RE = re.compile(r'<model_score [^>]*tier="(\w+)"')
+
+
+def route_of(body: dict[str, Any], fast: str) -> str:
+    """Which path through the escalation chain an answered request was on."""
+    if body["model"] == fast:
+        return "fast_model"
+    tier = TIER_RE.search(body["messages"][0]["content"][0]["text"])
+    return "escalation_model_hot" if tier and tier.group(1) == "hot" \
+        else "escalation_model_after_fast"
+
+
+def by_route(requests: list[dict[str, Any]], fast: str) -> dict[str, dict[str, Any]]:
+    routes: dict[str, dict[str, Any]] = {}
+    for request in requests:
+        if request["status"] != 200 or not request.get("usage"):
+            continue
+        body = request["body"]
+        route = routes.setdefault(route_of(body, fast), {"calls": 0, "retries": 0, "usd": 0.0,
+                                                         "output_tokens": 0})
+        route["calls"] += 1
+        route["retries"] += len(body["messages"]) > 1
+        route["usd"] += price(request["usage"], body["model"])[0]
+        route["output_tokens"] += request["usage"]["output_tokens"]
+    return routes
 
 
 def run(contacts: int, seed: int, timeout: float) -> dict[str, Any]:
@@ -78,7 +117,8 @@ def run(contacts: int, seed: int, timeout: float) -> dict[str, Any]:
         ids = create_contacts(client, new_leads(contacts, seed))
         stats = wait_until_settled(stack, timeout=timeout)
         results = read_back(client, ids)
-        llm = emulator_stats(stack.info["anthropic_url"])
+        llm = emulator_get(stack.info["anthropic_url"], "/_emulator/stats")
+        requests = emulator_get(stack.info["anthropic_url"], "/_emulator/requests")["requests"]
     elapsed = time.monotonic() - started
 
     scored = [p for p in results.values() if p.get("ai_lead_score")]
@@ -89,9 +129,15 @@ def run(contacts: int, seed: int, timeout: float) -> dict[str, Any]:
     per_1000 = 1000 / max(1, len(scored))
     fast, strong = DEFAULT_MODELS["anthropic"]
     priced = {model: price(counts, model) for model, counts in llm["tokens_by_model"].items()}
-    usd = sum(reported for reported, _ in priced.values())
-    usd_uncached = sum(uncached for _, uncached in priced.values())
-    return {
+    usd, usd_uncached, usd_cold = (sum(figures[i] for figures in priced.values())
+                                   for i in range(3))
+    routes = by_route(requests, fast)
+    answered = [r["usage"] for r in requests if r["status"] == 200 and r.get("usage")]
+    prefix = max((u["cache_read_input_tokens"] + u["cache_creation_input_tokens"]
+                  for u in answered), default=0)
+    minimum = max(capabilities(fast).min_cacheable_tokens,
+                  capabilities(strong).min_cacheable_tokens)
+    figures: dict[str, Any] = {
         "contacts_created": len(ids),
         "leads_scored": len(scored),
         "leads_enriched": len(enriched),
@@ -105,17 +151,32 @@ def run(contacts: int, seed: int, timeout: float) -> dict[str, Any]:
         "cache_write_tokens_per_1000_scored": round(
             tokens["cache_creation_input_tokens"] * per_1000),
         "cache_read_tokens_per_1000_scored": round(tokens["cache_read_input_tokens"] * per_1000),
+        "cached_prefix_tokens": prefix,
+        "min_cacheable_tokens": minimum,
+        "prefix_reaches_cache_minimum": prefix >= minimum,
         "usd_per_1000_scored": round(usd * per_1000, 4),
         "usd_per_1000_scored_uncached": round(usd_uncached * per_1000, 4),
-        "usd_per_1000_scored_uncached_fast_model": round(
-            priced.get(fast, (0.0, 0.0))[1] * per_1000, 4),
-        "usd_per_1000_scored_uncached_escalation_model": round(
-            priced.get(strong, (0.0, 0.0))[1] * per_1000, 4),
+        "usd_per_1000_scored_cold_cache": round(usd_cold * per_1000, 4),
+        "usd_per_1000_scored_fast_model": round(priced.get(fast, (0.0,))[0] * per_1000, 4),
+        "usd_per_1000_scored_escalation_model": round(
+            priced.get(strong, (0.0,))[0] * per_1000, 4),
         "usd_per_enriched_lead": round(usd / max(1, len(enriched)), 6),
         "target_usd_per_1000_scored": TARGET_USD_PER_1000,
-        "target_met": usd_uncached * per_1000 <= TARGET_USD_PER_1000,
+        # Checked against the steady-state figure (see the module docstring): cache reads
+        # count only if the real API would cache a prefix this long.
+        "target_met": (usd if prefix >= minimum else usd_uncached) * per_1000
+        <= TARGET_USD_PER_1000,
+        "target_met_uncached": usd_uncached * per_1000 <= TARGET_USD_PER_1000,
         "elapsed_seconds": round(elapsed, 1),
     }
+    for name in ("fast_model", "escalation_model_hot", "escalation_model_after_fast"):
+        route = routes.get(name, {"calls": 0, "retries": 0, "usd": 0.0, "output_tokens": 0})
+        figures[f"calls_{name}"] = route["calls"]
+        figures[f"retries_{name}"] = route["retries"]
+        figures[f"usd_per_1000_scored_{name}"] = round(route["usd"] * per_1000, 4)
+        figures[f"output_tokens_per_call_{name}"] = round(
+            route["output_tokens"] / max(1, route["calls"]))
+    return figures
 
 
 def main() -> int:
@@ -136,13 +197,21 @@ def main() -> int:
           f"{figures['llm_calls_escalation_model']} escalation)")
     print(f"  per 1,000 scored leads: {figures['input_tokens_per_1000_scored']:,} input, "
           f"{figures['output_tokens_per_1000_scored']:,} output, "
-          f"{figures['cache_read_tokens_per_1000_scored']:,} cache-read tokens")
-    print(f"  USD per 1,000 scored leads: {figures['usd_per_1000_scored']:.4f} with caching, "
-          f"{figures['usd_per_1000_scored_uncached']:.4f} without "
-          f"(target <= {TARGET_USD_PER_1000:.2f}: "
-          f"{'met' if figures['target_met'] else 'NOT met'})")
-    print(f"  of which fast model {figures['usd_per_1000_scored_uncached_fast_model']:.4f}, "
-          f"escalation model {figures['usd_per_1000_scored_uncached_escalation_model']:.4f}")
+          f"{figures['cache_read_tokens_per_1000_scored']:,} cache-read tokens; cached prefix "
+          f"{figures['cached_prefix_tokens']:,} tokens (minimum "
+          f"{figures['min_cacheable_tokens']:,})")
+    print(f"  USD per 1,000 scored leads: {figures['usd_per_1000_scored']:.4f} steady state "
+          f"(warm prompt cache), {figures['usd_per_1000_scored_uncached']:.4f} without caching, "
+          f"{figures['usd_per_1000_scored_cold_cache']:.4f} with a cold cache on every call; "
+          f"target <= {TARGET_USD_PER_1000:.2f}: "
+          f"{'met' if figures['target_met'] else 'NOT met'}")
+    for name, label in (("fast_model", "fast model, warm leads"),
+                        ("escalation_model_hot", "escalation model, hot leads"),
+                        ("escalation_model_after_fast", "escalation model after the fast one")):
+        print(f"    {label}: {figures[f'calls_{name}']} calls "
+              f"({figures[f'retries_{name}']} retries), "
+              f"{figures[f'output_tokens_per_call_{name}']} output tokens a call, "
+              f"USD {figures[f'usd_per_1000_scored_{name}']:.4f}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The `leadscore` command line: train, score, the local stack and HubSpot setup.
+"""The `leadscore` command line: train, score, the local stack, HubSpot setup, backfill, DPDP.
 
 Subcommands import their modules lazily, so `leadscore --help` stays fast and the
 Lambda-side package never pulls in development-only code.
@@ -47,6 +47,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from leadscore.backtest import REPORT_HTML, REPORT_JSON, backtest_csv
+
+    backtest_csv(args.model, args.data, args.out, echo=print)
+    print(f"report → {args.out / REPORT_HTML} (figures in {args.out / REPORT_JSON})")
+    return 0
+
+
 def cmd_local_up(args: argparse.Namespace) -> int:
     from leadscore_local.stack import run_foreground
 
@@ -83,6 +91,33 @@ def cmd_hubspot_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hubspot_export(args: argparse.Namespace) -> int:
+    from leadscore.features import load_config
+    from leadscore.hubspot_client import HubSpotClient, HubSpotError, RequestBudget
+    from leadscore.hubspot_export import REQUESTS_PER_SECOND, export_contacts
+
+    token = os.environ.get("HUBSPOT_TOKEN")
+    if not token:
+        raise CliError("set HUBSPOT_TOKEN to a private-app token with crm.objects.contacts.read")
+    config = load_config(args.config)
+
+    def progress(result) -> None:
+        print(f"\r{result.written:,} contacts exported, {result.skipped_no_consent:,} skipped "
+              f"(no lead_scoring consent), {result.requests:,} requests", end="",
+              file=sys.stderr, flush=True)
+
+    try:
+        client = HubSpotClient(token, args.base_url, budget=RequestBudget(REQUESTS_PER_SECOND))
+        result = export_contacts(client, config, args.out,
+                                 consent_property=args.consent_property, progress=progress)
+    except (HubSpotError, RuntimeError) as exc:
+        print(file=sys.stderr)
+        raise CliError(f"export stopped, {args.out} not written: {exc}") from None
+    print(file=sys.stderr)
+    print(f"{result.written:,} contacts → {args.out}")
+    return 0
+
+
 def _sqs_client(args: argparse.Namespace):
     import boto3
 
@@ -116,6 +151,96 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_queue_url(args: argparse.Namespace) -> str:
+    """`--queue-url`, else the ScoreQueueUrl output of the deployed stack."""
+    if args.queue_url:
+        return args.queue_url
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        stacks = boto3.client("cloudformation", region_name=args.region).describe_stacks(
+            StackName=args.stack_name)["Stacks"]
+    except (BotoCoreError, ClientError) as exc:
+        raise CliError(f"cannot read stack {args.stack_name!r} ({exc}); pass --queue-url") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    if "ScoreQueueUrl" not in outputs:
+        raise CliError(f"stack {args.stack_name!r} has no ScoreQueueUrl output; pass --queue-url")
+    return outputs["ScoreQueueUrl"]
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    import boto3
+
+    from leadscore.backfill import backfill
+    from leadscore.hubspot_client import HubSpotClient, HubSpotError, RequestBudget
+    from leadscore.ingest import EnqueueError, ScoreQueue
+
+    token = os.environ.get("HUBSPOT_TOKEN")
+    if not token:
+        raise CliError("set HUBSPOT_TOKEN to a private-app token with crm.objects.contacts.read")
+    queue = ScoreQueue(_score_queue_url(args), boto3.client(
+        "sqs", region_name=args.region, endpoint_url=args.endpoint_url))
+    hubspot = HubSpotClient(token, args.base_url,
+                            budget=RequestBudget(args.requests_per_second))
+    try:
+        checkpoint = backfill(hubspot=hubspot, queue=queue, checkpoint_path=args.checkpoint,
+                              purposes_property=args.consent_property, portal_id=args.portal_id,
+                              limit=args.limit, echo=print)
+    except (HubSpotError, EnqueueError) as exc:
+        raise CliError(f"{exc}; run the same command again to resume from "
+                       f"{args.checkpoint}") from exc
+    state = "complete" if checkpoint.complete else "stopped (run again to resume)"
+    print(f"backfill {state}: {checkpoint.queued} contacts queued in total, "
+          f"{hubspot.request_count} HubSpot requests this run")
+    return 0
+
+
+def _receipts_store(args: argparse.Namespace):
+    import boto3
+
+    from leadscore.erasure import DynamoDBReceipts
+
+    return DynamoDBReceipts(args.table, boto3.resource(
+        "dynamodb", region_name=args.region, endpoint_url=args.endpoint_url))
+
+
+def _date(value: str):
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {value}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_dpdp_report(args: argparse.Namespace) -> int:
+    from leadscore.dpdp_report import build_report
+
+    receipts = _receipts_store(args).scan(since=args.since, until=args.until)
+    report = build_report(receipts, args.by, since=args.since, until=args.until)
+    print(report.model_dump_json(indent=2) if args.json else report.table())
+    return 0
+
+
+def cmd_dpdp_lookup(args: argparse.Namespace) -> int:
+    import boto3
+
+    from leadscore.dpdp_report import describe_receipt
+    from leadscore.erasure import subject_hash
+
+    key = boto3.client("secretsmanager", region_name=args.region,
+                       endpoint_url=args.endpoint_url).get_secret_value(
+        SecretId=args.key_secret)["SecretString"]
+    receipts = _receipts_store(args).for_subject(subject_hash(key.encode(), args.contact_id))
+    if not receipts:
+        print(f"no erasure receipts for contact {args.contact_id}")
+    for item in receipts:
+        print(describe_receipt(item))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadscore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--data", type=_existing_file, required=True)
     score.add_argument("--out", type=Path, required=True)
     score.set_defaults(func=cmd_score)
+
+    backtest = commands.add_parser(
+        "backtest", help="rank a labelled CSV with a model: report.html (charts) + report.json")
+    backtest.add_argument("--model", type=_existing_dir, required=True)
+    backtest.add_argument("--data", type=_existing_file, required=True,
+                          help="labelled CSV the model was not trained on")
+    backtest.add_argument("--out", type=Path, required=True, help="report directory to write")
+    backtest.set_defaults(func=cmd_backtest)
 
     local = commands.add_parser("local", help="the Docker-free local stack")
     local.add_argument("--root", type=_existing_dir, default=Path.cwd(),
@@ -158,6 +291,52 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--consent-property", default="dpdp_consent_purposes")
     setup.add_argument("--consent-updated-property", default="dpdp_consent_updated_at")
     setup.set_defaults(func=cmd_hubspot_setup)
+    export = hubspot_commands.add_parser(
+        "export", help="contacts with lead_scoring consent → a labelled CSV for `leadscore "
+                       "train`; token in HUBSPOT_TOKEN")
+    export.add_argument("--config", type=_existing_file, required=True,
+                        help="features.toml: which properties and label to export")
+    export.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    export.add_argument("--base-url", default="https://api.hubapi.com")
+    export.add_argument("--consent-property", default="dpdp_consent_purposes")
+    export.set_defaults(func=cmd_hubspot_export)
+    backfill = commands.add_parser(
+        "backfill", help="queue every consented contact for scoring (resumable); token in "
+                         "HUBSPOT_TOKEN")
+    backfill.add_argument("--queue-url", help="the ScoreQueue URL (default: from the stack)")
+    backfill.add_argument("--stack-name", default="leadscore",
+                          help="stack whose ScoreQueueUrl output to use without --queue-url")
+    backfill.add_argument("--region", default="ap-south-1")
+    backfill.add_argument("--endpoint-url", help="SQS endpoint, e.g. the local stack's "
+                                                 "aws_endpoint_url")
+    backfill.add_argument("--base-url", default="https://api.hubapi.com")
+    backfill.add_argument("--consent-property", default="dpdp_consent_purposes")
+    backfill.add_argument("--portal-id", type=int, default=0)
+    backfill.add_argument("--checkpoint", type=Path, default=Path("leadscore-backfill.json"),
+                          help="progress file; an interrupted backfill resumes from it")
+    backfill.add_argument("--requests-per-second", type=float, default=4.0,
+                          help="HubSpot search budget (HubSpot allows 5 per second)")
+    backfill.add_argument("--limit", type=int, help="stop after about this many contacts")
+    backfill.set_defaults(func=cmd_backfill)
+    dpdp = commands.add_parser("dpdp", help="DPDP evidence from the erasure receipts")
+    dpdp.add_argument("--table", required=True,
+                      help="ErasureReceiptsTable name (stack output ErasureReceiptsTableName)")
+    dpdp.add_argument("--region", default="ap-south-1")
+    dpdp.add_argument("--endpoint-url", help="e.g. the local stack's aws_endpoint_url")
+    dpdp_commands = dpdp.add_subparsers(dest="dpdp_command", required=True)
+    dpdp_report = dpdp_commands.add_parser(
+        "report", help="erasure counts by reason and period (no personal data)")
+    dpdp_report.add_argument("--by", choices=["day", "week", "month"], default="month")
+    dpdp_report.add_argument("--since", type=_date, help="ISO date/time, inclusive (UTC)")
+    dpdp_report.add_argument("--until", type=_date, help="ISO date/time, exclusive (UTC)")
+    dpdp_report.add_argument("--json", action="store_true", help="the figures as JSON")
+    dpdp_report.set_defaults(func=cmd_dpdp_report)
+    dpdp_lookup = dpdp_commands.add_parser(
+        "lookup", help="one contact's erasure receipts (answers a data principal's request)")
+    dpdp_lookup.add_argument("--contact-id", required=True, help="HubSpot record id")
+    dpdp_lookup.add_argument("--key-secret", required=True,
+                             help="ErasureReceiptKeySecret id/ARN (the hashing key)")
+    dpdp_lookup.set_defaults(func=cmd_dpdp_lookup)
     dlq = commands.add_parser("dlq", help="dead-letter queue operations")
     dlq.add_argument("--region", default="ap-south-1")
     dlq.add_argument("--endpoint-url", help="e.g. the local stack's aws_endpoint_url")

@@ -14,12 +14,15 @@ The flow for one contact (`enrich_contact`):
    system prompt declares to be data. The system prompt (a template plus the qualification
    criteria, each versioned, from SSM Parameter Store or `defaults/`: `load_prompt`) carries
    `cache_control`; the cached prefix is the tool definition plus the system prompt.
-4. The answer is requested through a forced tool call whose `input_schema` is
-   `LeadAssessment`'s JSON schema and validated with pydantic. Invalid output gets one retry
-   that quotes the validation error, then the escalation model; after that a final
-   `EnrichmentError` (dead-lettered at once with the reason; API errors that outlast the
-   SDK's retries are not final: SQS redelivers first). A valid but low-confidence answer, or
-   any hot lead, is also escalated.
+4. The answer is requested through a tool call whose `input_schema` is `LeadAssessment`'s
+   JSON schema, validated with pydantic; the request is shaped per model
+   (`MODEL_CAPABILITIES`): thinking off, the tool call forced where the model accepts it
+   ("auto" plus an instruction where not), no sampling parameters. Warm leads go to the fast
+   model, hot leads straight to the escalation model. Invalid output gets one retry that
+   quotes the validation error, then (fast model only) the escalation model; after that a
+   final `EnrichmentError` (dead-lettered at once with the reason; API errors that outlast
+   the SDK's retries are not final: SQS redelivers first). A valid but low-confidence answer
+   from the fast model is also escalated.
 5. What the LLM wrote is cleaned (markup, links, control characters and personal data
    removed, lengths capped) before it becomes HubSpot properties; the LLM can only ever set
    the four `ai_lead_*` enrichment properties, never the score.
@@ -99,16 +102,50 @@ NEXT_ACTION_CHARS = 200
 SUMMARY_PROPERTY_CHARS = 1000  # fit summary plus the signal and red-flag lines
 REVIEW_REASON_CHARS = 250
 
-# Defaults per provider: (fast model, escalation model). Both accept a forced tool choice.
-# Bedrock: Claude 4.5+ models are not invocable on demand in-Region, so the ids are the APAC
-# cross-Region inference profiles. There is no India-only profile: from ap-south-1 "apac."
-# keeps processing inside Asia-Pacific, not inside India ("global." would route worldwide).
-# Verify with `aws bedrock list-inference-profiles --region ap-south-1` before deploying.
+# Defaults per provider: (fast model, escalation model). Claude Haiku 5.5 and Sonnet 5.5.
+# Bedrock: current Claude models are invocable only through cross-Region inference profiles,
+# so the ids are the APAC profiles. There is no India-only profile: called from ap-south-1,
+# "apac." keeps processing inside Asia-Pacific (e.g. Tokyo, Seoul, Singapore, Sydney), not
+# inside India ("global." would route worldwide). Verify with
+# `aws bedrock list-inference-profiles --region ap-south-1` before deploying.
 DEFAULT_MODELS: dict[str, tuple[str, str]] = {
-    "anthropic": ("claude-haiku-4-5-20251001", "claude-sonnet-4-6"),
-    "bedrock": ("apac.anthropic.claude-haiku-4-5-20251001-v1:0",
-                "apac.anthropic.claude-sonnet-4-6"),
+    "anthropic": ("claude-haiku-5-5", "claude-sonnet-5-5"),
+    "bedrock": ("apac.anthropic.claude-haiku-5-5", "apac.anthropic.claude-sonnet-5-5"),
 }
+
+
+@dataclass(frozen=True)
+class ModelCapabilities:
+    """What a model family accepts in a Messages request (the API answers 400 otherwise)."""
+
+    # tool_choice {"type": "tool"} is accepted (with thinking off); otherwise the tool is
+    # offered with "auto" and an answer without the tool call is invalid output (retried).
+    forced_tool_choice: bool
+    # The `thinking` value that turns thinking off: it costs output tokens, and a forced tool
+    # call is rejected while it is on. None: send no `thinking` (unknown models only).
+    thinking_off: dict[str, str] | None
+    # Prompt-cache minimum: a shorter cached prefix is silently not cached.
+    min_cacheable_tokens: int
+
+
+# Keyed by model family (`price_key`). 5.x models reject temperature/top_p/top_k and
+# assistant prefill, so no request sends them. Sonnet 5.5 rejects forced tool use and
+# thinking {"type": "disabled"}: its lowest setting is "between_tools" (no up-front thinking).
+MODEL_CAPABILITIES: dict[str, ModelCapabilities] = {
+    "claude-haiku-5-5": ModelCapabilities(True, {"type": "disabled"}, 512),
+    "claude-sonnet-5-5": ModelCapabilities(False, {"type": "between_tools"}, 512),
+    "claude-sonnet-5": ModelCapabilities(True, {"type": "disabled"}, 1024),
+    "claude-sonnet-4-6": ModelCapabilities(True, {"type": "disabled"}, 2048),
+    "claude-sonnet-4-5": ModelCapabilities(True, {"type": "disabled"}, 1024),
+    "claude-haiku-4-5": ModelCapabilities(True, {"type": "disabled"}, 4096),
+}
+# A model not listed gets the request every current model accepts: the tool offered with
+# "auto" and no `thinking` field (it may think at its default effort; add it to the table).
+UNKNOWN_MODEL = ModelCapabilities(False, None, 4096)
+
+
+def capabilities(model_id: str) -> ModelCapabilities:
+    return MODEL_CAPABILITIES.get(price_key(model_id), UNKNOWN_MODEL)
 
 
 class ModelPrice(BaseModel):
@@ -130,7 +167,7 @@ MODEL_PRICES: dict[str, ModelPrice] = {
     "claude-sonnet-4-5": ModelPrice(input=3.00, output=15.00, cache_write=3.75, cache_read=0.30),
     "claude-sonnet-4-6": ModelPrice(input=3.00, output=15.00, cache_write=3.75, cache_read=0.30),
     "claude-sonnet-5": ModelPrice(input=2.00, output=10.00, cache_write=2.50, cache_read=0.20),
-    "claude-sonnet-5-5": ModelPrice(input=2.00, output=10.00, cache_write=2.50, cache_read=0.10),
+    "claude-sonnet-5-5": ModelPrice(input=2.00, output=10.00, cache_write=2.50, cache_read=0.20),
     # Haiku 5.5's rate for prompts up to 100k tokens (longer prompts cost 5x; ours are ~2k).
     "claude-haiku-5-5": ModelPrice(input=0.10, output=0.50, cache_write=0.125, cache_read=0.01),
 }
@@ -211,12 +248,12 @@ class LlmSettings(BaseModel):
     bedrock_region: str = "ap-south-1"
     model: str | None = None  # None: the provider's default fast model
     escalation_model: str | None = None  # None: the provider's default; same as model: never
-    max_tokens: PositiveInt = 1024
+    # The longest valid LeadAssessment is ~950 tokens on the 5.x tokenizer (typical: ~250);
+    # thinking is off, so this leaves room for a short preamble before an "auto" tool call
+    # and still stops a runaway answer early. Not billed unless used.
+    max_tokens: PositiveInt = 1200
     timeout_seconds: PositiveFloat = 20.0
     max_retries: NonNegativeInt = 2  # the SDK's own retries of 429/5xx/timeouts
-    # Newer models (Claude Sonnet 5.5, Opus 5.5) reject a forced tool choice with a 400; for
-    # them the tool is offered with `auto` and an answer without the tool call is retried.
-    force_tool_choice: bool = True
 
     @property
     def enabled(self) -> bool:
@@ -246,7 +283,6 @@ class EnrichSettings(CommonSettings):
     llm_escalation_model: str | None = None
     llm_timeout_seconds: PositiveFloat = 20.0
     llm_max_retries: NonNegativeInt = 2
-    llm_force_tool_choice: bool = True
     llm_prices: str | None = None  # JSON laid over MODEL_PRICES (see `parse_prices`)
     # SSM parameters holding the prompt template and the qualification criteria ("default" or
     # unset: the versioned texts in leadscore/defaults/), re-read after this many seconds.
@@ -273,7 +309,6 @@ class EnrichSettings(CommonSettings):
             base_url=self.anthropic_base_url, bedrock_region=self.bedrock_region,
             model=self.llm_model, escalation_model=self.llm_escalation_model,
             timeout_seconds=self.llm_timeout_seconds, max_retries=self.llm_max_retries,
-            force_tool_choice=self.llm_force_tool_choice,
         )
 
 
@@ -412,7 +447,7 @@ class EnrichmentResult(BaseModel):
     prompt_version: str | None = None
     assessment: LeadAssessment | None = None
     answered_by: str | None = None  # the model whose answer was used
-    escalated: bool = False
+    escalated: bool = False  # the fast model's answer was invalid or unsure: asked again
     needs_review: bool = False
     review_reason: str | None = None
     calls: list[LlmCall] = []
@@ -588,17 +623,18 @@ class _Conversation:
     def __init__(self, client: Any, llm: LlmSettings, prompt: EnrichmentPrompt, data: str,
                  prices: Mapping[str, ModelPrice]):
         self.client, self.llm, self.prices = client, llm, prices
-        # The API caches a prefix only above a per-model minimum (4,096 tokens on Haiku 4.5,
-        # 1,024-2,048 on Sonnet); today's prompt and tool are ~1,200 tokens, so the marker
-        # pays off once the qualification criteria grow, and costs nothing until then.
+        # The cached prefix is the tool definition plus the system prompt (~1,200 tokens by
+        # the emulator's estimate, more on the 5.x tokenizer): above Haiku 5.5's and Sonnet
+        # 5.5's 512-token minimum, so every call after the first within 5 minutes reads it at
+        # a tenth of the input price. (Haiku 4.5's minimum, 4,096, was out of reach.)
         self.system = [{"type": "text", "text": prompt.text,
                         "cache_control": {"type": "ephemeral"}}]
         self.tools = [assessment_tool()]
-        self.tool_choice = ({"type": "tool", "name": TOOL_NAME} if llm.force_tool_choice
-                            else {"type": "auto"})
+        # Where the tool call cannot be forced this instruction is what asks for it; an
+        # answer without it is invalid output like any other.
         self.opening = {"role": "user", "content": [{"type": "text", "text": (
-            f"Assess the lead in <lead_data> against the qualification criteria and answer by "
-            f"calling {TOOL_NAME}.\n\n{data}")}]}
+            f"Assess the lead in <lead_data> against the qualification criteria. Answer only "
+            f"by calling the {TOOL_NAME} tool, once; do not answer in text.\n\n{data}")}]}
         self.calls: list[LlmCall] = []
         self.last_problem = "no answer"
 
@@ -618,15 +654,25 @@ class _Conversation:
                 messages = [*messages, *self._correction(response, problem or "")]
         return None
 
+    def _request(self, model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """The Messages request for `model`, shaped by what it accepts (`MODEL_CAPABILITIES`).
+        No temperature/top_p/top_k and no assistant prefill: 5.x models reject them."""
+        accepts = capabilities(model)
+        request: dict[str, Any] = {
+            "model": model, "max_tokens": self.llm.max_tokens, "system": self.system,
+            "tools": self.tools, "messages": messages,
+            "tool_choice": ({"type": "tool", "name": TOOL_NAME} if accepts.forced_tool_choice
+                            else {"type": "auto"}),
+        }
+        if accepts.thinking_off is not None:
+            request["thinking"] = accepts.thinking_off
+        return request
+
     def _create(self, model: str, messages: list[dict[str, Any]]) -> Any:
         import anthropic  # loaded by build_client already; a dict lookup here
 
         try:
-            # No temperature: newer models reject sampling parameters with a 400.
-            return self.client.messages.create(
-                model=model, max_tokens=self.llm.max_tokens, system=self.system,
-                tools=self.tools, tool_choice=self.tool_choice, messages=messages,
-            )
+            return self.client.messages.create(**self._request(model, messages))
         except anthropic.APIError as error:
             status = getattr(error, "status_code", None)
             reason = f"llm_api_error: {type(error).__name__}" + (f" ({status})" if status else "")
@@ -760,20 +806,22 @@ def enrich_contact(
     conversation = _Conversation(client_factory(llm), llm, prompt,
                                  lead_data_block(properties, scored), prices)
     primary, escalation = llm.primary_model, llm.escalation_model_id
-    assessment = conversation.ask(primary, retries=1)
-    answered_by = primary if assessment else None
-
-    wants_escalation = assessment is None or assessment.confidence == "low" or scored.tier == "hot"
-    escalated = False
-    if wants_escalation and escalation != primary:
-        try:
-            better = conversation.ask(escalation, retries=0)
-        except EnrichmentError:
-            if assessment is None:
-                raise
-            better = None  # the fast model's valid answer stands; the failed call is recorded
-        if better is not None:
-            assessment, answered_by, escalated = better, escalation, True
+    if scored.tier == "hot":
+        # A hot lead gets the stronger model's judgement anyway: no fast call to pay for first.
+        assessment = conversation.ask(escalation, retries=1)
+        answered_by, escalated = escalation, False
+    else:
+        assessment, escalated = conversation.ask(primary, retries=1), False
+        answered_by = primary
+        if (assessment is None or assessment.confidence == "low") and escalation != primary:
+            try:
+                better = conversation.ask(escalation, retries=0)
+            except EnrichmentError:
+                if assessment is None:
+                    raise
+                better = None  # the fast model's valid answer stands; the failed call is recorded
+            if better is not None:
+                assessment, answered_by, escalated = better, escalation, True
     if assessment is None:
         raise EnrichmentError(f"invalid_output: {conversation.last_problem}", conversation.calls,
                               final=True)

@@ -2,14 +2,20 @@
 
 `HubSpotClient` adds what the SDK leaves to callers: chunking at HubSpot's batch limit of 100,
 bounded retries (429 honouring `Retry-After`, 5xx and timeouts with jittered backoff — done by
-urllib3's `Retry`, which the SDK accepts), a request timeout, a request counter, and exceptions
-that never carry HubSpot response bodies (they can echo property values, i.e. personal data).
+urllib3's `Retry`, which the SDK accepts), a request budget per second shared by every client
+in the process (a token bucket, so one Lambda container never bursts past its share of the
+app's rate limit), pacing from HubSpot's `X-HubSpot-RateLimit-*` headers, a request timeout,
+request counters, and exceptions that never carry HubSpot response bodies (they can echo
+property values, i.e. personal data).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +40,11 @@ DEFAULT_TIMEOUT = (3.05, 6.0)
 MAX_ATTEMPTS = 4
 MAX_RETRY_AFTER_SECONDS = 10.0  # HubSpot's limits are per 10 s window; never sleep longer
 NOT_FOUND_CATEGORY = "OBJECT_NOT_FOUND"
+# A Professional private app may make 190 requests per 10 s; several containers share that.
+DEFAULT_REQUESTS_PER_SECOND = 10.0
+REQUESTS_PER_SECOND_ENV = "HUBSPOT_REQUESTS_PER_SECOND"
+# When HubSpot says fewer than this share of the window is left, slow down before the 429.
+LOW_WATER_FRACTION = 0.05
 
 # Contact properties leadscore writes (DESIGN.md; created by `leadscore hubspot setup`).
 SCORE_PROPERTIES: tuple[str, ...] = (
@@ -44,6 +55,7 @@ ENRICHMENT_PROPERTIES: tuple[str, ...] = (
     "ai_lead_summary", "ai_lead_next_action", "ai_lead_needs_review", "ai_lead_review_reason",
 )
 AI_PROPERTIES: tuple[str, ...] = SCORE_PROPERTIES + ENRICHMENT_PROPERTIES
+AI_PROPERTY_PREFIX = "ai_lead_"
 
 
 class HubSpotError(Exception):
@@ -74,17 +86,131 @@ class Contact:
     properties: dict[str, str | None]
 
 
-class _CappedRetry(Retry):
-    """urllib3 `Retry` honours `Retry-After` on 429/503; this caps it so a Lambda never sleeps
-    past its budget (a long wait is better left to the SQS visibility timeout)."""
+class RequestBudget:
+    """A token bucket: `per_second` requests per second on average, bursts up to `burst`.
 
-    def get_retry_after(self, response: Any) -> float | None:
-        seconds = super().get_retry_after(response)
-        return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECONDS)
+    Callers reserve a token and sleep until it is theirs, so concurrent threads queue fairly
+    instead of polling. `pause` stops everyone (HubSpot said to wait); `observe` reads
+    HubSpot's rate-limit headers and slows down when the app's window is nearly used up.
+    """
+
+    def __init__(self, per_second: float, burst: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self.per_second = per_second
+        self.capacity = max(1.0, per_second if burst is None else burst)
+        self._clock, self._sleep = clock, sleep
+        self._tokens = self.capacity
+        self._updated = clock()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Takes one token, sleeping as long as needed; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity,
+                               self._tokens + (now - self._updated) * self.per_second)
+            self._updated = now
+            self._tokens -= 1
+            wait = max(self._paused_until - now,
+                       -self._tokens / self.per_second if self._tokens < 0 else 0.0)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def pause(self, seconds: float) -> None:
+        """No request from this process for `seconds` (bounded by MAX_RETRY_AFTER_SECONDS)."""
+        seconds = min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def observe(self, headers: Mapping[str, str] | None) -> None:
+        """Paces on `X-HubSpot-RateLimit-Remaining/-Max/-Interval-Milliseconds`: near the end
+        of the window, wait roughly one request's share of it per missing request."""
+        if not headers:
+            return
+        try:
+            remaining = int(headers.get("X-HubSpot-RateLimit-Remaining", ""))
+            limit = int(headers.get("X-HubSpot-RateLimit-Max", ""))
+            interval = int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")) / 1000
+        except (TypeError, ValueError):
+            return
+        low_water = max(1, int(limit * LOW_WATER_FRACTION))
+        if limit > 0 and remaining <= low_water:
+            self.pause((low_water - remaining + 1) * interval / limit)
+
+
+_shared_budgets: dict[float, RequestBudget] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_budget(per_second: float | None = None) -> RequestBudget:
+    """The process-wide bucket (one Lambda container = one process) for this rate; the rate
+    defaults to `HUBSPOT_REQUESTS_PER_SECOND`, else DEFAULT_REQUESTS_PER_SECOND."""
+    if per_second is None:
+        per_second = float(os.environ.get(REQUESTS_PER_SECOND_ENV) or DEFAULT_REQUESTS_PER_SECOND)
+    with _shared_lock:
+        if per_second not in _shared_budgets:
+            _shared_budgets[per_second] = RequestBudget(per_second)
+        return _shared_budgets[per_second]
+
+
+class RequestMeter:
+    """What one client sent: every HTTP attempt (retries included, as HubSpot counts them),
+    the 429s it met, and the budget each attempt draws from."""
+
+    def __init__(self, budget: RequestBudget):
+        self.budget = budget
+        self.requests = 0
+        self.retries = 0
+        self.throttled = 0
+        self._lock = threading.Lock()
+
+    def before_request(self, retry: bool = False) -> None:
+        self.budget.acquire()
+        with self._lock:
+            self.requests += 1
+            self.retries += int(retry)
+
+    def after_response(self, status: int, headers: Mapping[str, str] | None) -> None:
+        if status == 429:
+            with self._lock:
+                self.throttled += 1
+            retry_after = (headers or {}).get("Retry-After")
+            if retry_after and retry_after.strip().isdigit():
+                self.budget.pause(float(retry_after))  # every thread waits, not just this one
+        self.budget.observe(headers)
+
+
+class _MeteredRetry(Retry):
+    """urllib3's `Retry` (Retry-After on 429/503, jittered exponential backoff on 5xx and
+    timeouts) that also charges every retried attempt to the client's meter and budget."""
+
+    meter: RequestMeter | None = None
+
+    def new(self, **kw: Any) -> _MeteredRetry:
+        copy = super().new(**kw)
+        copy.meter = self.meter
+        return copy
+
+    def increment(self, method: str | None = None, url: str | None = None,
+                  response: Any = None, error: Exception | None = None,
+                  _pool: Any = None, _stacktrace: Any = None) -> Retry:
+        if self.meter is not None and response is not None:
+            self.meter.after_response(response.status, response.headers)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def sleep(self, response: Any = None) -> None:
+        super().sleep(response)
+        if self.meter is not None:
+            self.meter.before_request(retry=True)
 
 
 def default_retry() -> Retry:
-    return _CappedRetry(
+    return _MeteredRetry(
         total=MAX_ATTEMPTS - 1,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=None,  # batch read/update and search are POSTs that are safe to repeat
@@ -92,6 +218,8 @@ def default_retry() -> Retry:
         backoff_jitter=0.5,
         backoff_max=8.0,
         respect_retry_after_header=True,
+        # Sleeping longer is better left to the SQS visibility timeout.
+        retry_after_max=MAX_RETRY_AFTER_SECONDS,
         raise_on_status=False,  # hand the last response to the SDK, which raises ApiException
     )
 
@@ -109,9 +237,11 @@ def _category(body: Any) -> str | None:
 
 
 class HubSpotClient:
-    """Contacts batch read/update, search and create with retries and request accounting.
+    """Contacts batch read/update, search and create with retries, a request budget and
+    request accounting.
 
-    `request_count` counts API calls issued (a call retried by urllib3 counts once).
+    `request_count` counts HTTP requests sent, retries included (what HubSpot's rate limit
+    and the local stack's `/stats` count); `throttled_count` the 429 answers among them.
     """
 
     def __init__(
@@ -121,27 +251,43 @@ class HubSpotClient:
         *,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retry: Retry | None = None,
+        budget: RequestBudget | None = None,
     ):
-        sdk = HubSpot(access_token=access_token, host=base_url.rstrip("/"),
-                      retry=retry or default_retry())
+        self.meter = RequestMeter(budget or shared_budget())
+        retry = retry or default_retry()
+        if isinstance(retry, _MeteredRetry):
+            retry.meter = self.meter
+        sdk = HubSpot(access_token=access_token, host=base_url.rstrip("/"), retry=retry)
         # Each SDK property access builds a new ApiClient (and connection pool): keep one each.
         self._batch_api = sdk.crm.contacts.batch_api
         self._search_api = sdk.crm.contacts.search_api
         self._timeout = timeout
-        self.request_count = 0
+
+    @property
+    def request_count(self) -> int:
+        return self.meter.requests
+
+    @property
+    def throttled_count(self) -> int:
+        return self.meter.throttled
 
     def _call(self, operation: str, method: Any, request: Any) -> Any:
-        self.request_count += 1
+        """`method` is an SDK `*_with_http_info` method: its headers feed the budget."""
+        self.meter.before_request()
         try:
-            return method(request, _request_timeout=self._timeout)
+            data, status, headers = method(request, _request_timeout=self._timeout,
+                                           _return_http_data_only=False)
         except ApiException as error:
             status = int(error.status or 0)
+            self.meter.after_response(status, error.headers)
             category = _category(error.body)
             if status == 429 or status >= 500 or status == 0:
                 raise HubSpotUnavailable(operation, status, category) from None
             raise HubSpotError(operation, status, category) from None
         except urllib3.exceptions.HTTPError as error:  # timeouts, refused connections
             raise HubSpotUnavailable(operation, 0, type(error).__name__) from None
+        self.meter.after_response(status, headers)
+        return data
 
     def batch_read(
         self, ids: Iterable[str], properties: Iterable[str]
@@ -155,7 +301,7 @@ class HubSpotClient:
                 inputs=[SimplePublicObjectId(id=i) for i in chunk], properties=wanted,
                 properties_with_history=[],
             )
-            response = self._call("batch read", self._batch_api.read, request)
+            response = self._call("batch read", self._batch_api.read_with_http_info, request)
             errors = [e for e in (getattr(response, "errors", None) or [])
                       if e.category != NOT_FOUND_CATEGORY]
             if errors:  # 207 for a reason other than deleted/unknown contacts
@@ -179,7 +325,8 @@ class HubSpotClient:
                 SimplePublicObjectBatchInput(id=i, properties=dict(updates[i])) for i in chunk
             ])
             try:
-                response = self._call("batch update", self._batch_api.update, request)
+                response = self._call("batch update", self._batch_api.update_with_http_info,
+                                      request)
             except HubSpotError as error:
                 if start == 0:
                     raise  # nothing written yet: the plain error says it all
@@ -200,15 +347,16 @@ class HubSpotClient:
         properties: Sequence[str],
         after: str | None = None,
         limit: int = BATCH_LIMIT,
+        sorts: Sequence[str] = (),
     ) -> tuple[list[Contact], str | None]:
         """One page of CRM search; `filter_groups` use the API's JSON shape
-        (`[{"filters": [{"propertyName": ..., "operator": ...}]}]`). Returns (contacts, next
-        cursor or None)."""
+        (`[{"filters": [{"propertyName": ..., "operator": ...}]}]`), `sorts` are property
+        names, ascending (the SDK's type). Returns (contacts, next cursor or None)."""
         request = PublicObjectSearchRequest(
             filter_groups=[dict(group) for group in filter_groups], properties=list(properties),
-            limit=limit, after=after, sorts=[],
+            limit=limit, after=after, sorts=list(sorts),
         )
-        response = self._call("search", self._search_api.do_search, request)
+        response = self._call("search", self._search_api.do_search_with_http_info, request)
         contacts = [Contact(id=str(obj.id), properties=dict(obj.properties or {}))
                     for obj in response.results or []]
         paging = response.paging
@@ -223,7 +371,7 @@ class HubSpotClient:
                 SimplePublicObjectInputForCreate(properties=dict(row), associations=[])
                 for row in rows[start:start + BATCH_LIMIT]
             ])
-            response = self._call("batch create", self._batch_api.create, request)
+            response = self._call("batch create", self._batch_api.create_with_http_info, request)
             if getattr(response, "errors", None):
                 raise HubSpotError("batch create", 207, response.errors[0].category)
             created.extend(str(obj.id) for obj in response.results or [])

@@ -153,5 +153,7 @@ the WebhookUrl output of the stack:
   contact.creation
   contact.deletion
   contact.privacyDeletion
-  contact.propertyChange  for each property in your features.toml and for {purposes}
+  contact.merge
+  contact.propertyChange  for each property in your features.toml (the WatchedProperties
+                          parameter) and for {purposes}; never for ai_lead_* (ignored anyway)
 """

@@ -4,6 +4,16 @@ Order matters and is fixed: size (413) → signature (401) → payload (400) →
 any handled event could not be queued, so HubSpot retries the delivery) → 200. Nothing is
 queued for a rejected request, and HubSpot is never called here: the answer has to be fast.
 
+Which events lead to work (the score function decides what, from HubSpot's current state):
+- `contact.creation`, `contact.restore`: score the contact;
+- `contact.propertyChange` of a watched property (the model's inputs and the consent
+  properties): re-score, which erases instead when consent was withdrawn;
+- `contact.merge`: score the surviving contact, erase what we derived from the merged ones;
+- `contact.deletion`, `contact.privacyDeletion`: erase derived data.
+Changes to `ai_lead_*` properties — what leadscore itself writes — never lead to work, even if
+someone subscribes to them or lists them as watched: that is what keeps our own writes from
+re-scoring in a loop.
+
 No numpy/lightgbm here: this module ships to the ingest function.
 """
 
@@ -12,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -27,8 +37,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
 )
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from leadscore.hubspot_client import AI_PROPERTY_PREFIX
 from leadscore.observability import count, logger
 from leadscore.webhooks import (
     InvalidWebhookPayload,
@@ -40,18 +51,24 @@ from leadscore.webhooks import (
     request_from_http_api_event,
 )
 
-# Subscription types that lead to a score. Others (propertyChange, deletion, privacyDeletion)
-# are acknowledged and counted until their handling exists, so HubSpot does not retry them.
-HANDLED_SUBSCRIPTION_TYPES = frozenset({"contact.creation"})
+SCORE_EVENTS = frozenset({"contact.creation", "contact.restore", "contact.merge"})
+PROPERTY_CHANGE = "contact.propertyChange"
+ERASE_EVENTS = frozenset({"contact.deletion", "contact.privacyDeletion"})
+BACKFILL = "leadscore.backfill"  # subscription_type of messages `leadscore backfill` sends
 SQS_BATCH_LIMIT = 10
+# Events per ScoreQueue message: a delivery of 100 events is one SendMessageBatch call, not
+# ten (measured by infra/bench/burst_bench.py; see CONTRACTS.md, "Messages"). A failed
+# message is retried whole; the score function skips the events it already applied.
+EVENTS_PER_MESSAGE = 10
 ENQUEUE_ATTEMPTS = 3
+SEND_WORKERS = 10  # boto3's default connection pool size
 # HubSpot retries a failed delivery for up to a day; remember events a little longer.
 DEDUPE_WINDOW_SECONDS = 48 * 3600
-DEDUPE_WORKERS = 8  # below botocore's default pool of 10 connections per client
 
 
 class ScoreMessage(BaseModel):
-    """ScoreQueue message body (CONTRACTS.md, "Messages")."""
+    """One accepted event for the score function (CONTRACTS.md, "Messages"). `merged_into` is
+    set only for a contact that a `contact.merge` folded into another one."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -60,12 +77,43 @@ class ScoreMessage(BaseModel):
     subscription_type: str
     occurred_at: int
     portal_id: int
+    merged_into: str | None = None
 
-    @classmethod
-    def from_event(cls, event: WebhookEvent) -> ScoreMessage:
-        return cls(contact_id=str(event.object_id), event_id=event.event_id,
-                   subscription_type=event.subscription_type, occurred_at=event.occurred_at,
-                   portal_id=event.portal_id)
+
+class ScoreBatch(BaseModel):
+    """A ScoreQueue body carrying up to EVENTS_PER_MESSAGE events; what ScoreQueue sends.
+    A body may also be one bare ScoreMessage; `score_messages` reads both."""
+
+    model_config = ConfigDict(frozen=True)
+
+    events: list[ScoreMessage] = Field(min_length=1, max_length=EVENTS_PER_MESSAGE)
+
+
+def score_messages(body: str) -> list[ScoreMessage]:
+    """The events in one ScoreQueue body; raises pydantic's ValidationError if unreadable."""
+    if '"events"' in body:
+        return list(ScoreBatch.model_validate_json(body).events)
+    return [ScoreMessage.model_validate_json(body)]
+
+
+def messages_for(event: WebhookEvent, watched: Container[str]) -> list[ScoreMessage]:
+    """The ScoreQueue messages one webhook event leads to; empty when it is ignored."""
+    kind = event.subscription_type
+    if kind == PROPERTY_CHANGE:
+        name = event.property_name or ""
+        if name.startswith(AI_PROPERTY_PREFIX) or name not in watched:
+            return []
+    elif kind not in SCORE_EVENTS and kind not in ERASE_EVENTS:
+        return []
+    common = {"event_id": event.event_id, "subscription_type": kind,
+              "occurred_at": event.occurred_at, "portal_id": event.portal_id}
+    survivor = event.surviving_object_id
+    messages = [ScoreMessage(contact_id=str(survivor), **common)]
+    if kind == "contact.merge":
+        merged = {event.primary_object_id, event.object_id, *event.merged_object_ids}
+        messages += [ScoreMessage(contact_id=str(cid), merged_into=str(survivor), **common)
+                     for cid in sorted(i for i in merged if i is not None and i != survivor)]
+    return messages
 
 
 class EnqueueError(Exception):
@@ -79,7 +127,10 @@ class MessageQueue(Protocol):
 
 
 class ScoreQueue:
-    """SendMessageBatch in chunks of 10, retrying entries SQS reports as failed."""
+    """Sends ScoreBatch bodies of up to EVENTS_PER_MESSAGE events, 10 bodies per
+    SendMessageBatch (a webhook delivery fits in one call; larger sends, as from
+    `leadscore backfill`, run their calls in parallel), retrying entries SQS reports as
+    failed."""
 
     def __init__(self, queue_url: str, sqs_client: Any | None = None,
                  sleep: Callable[[float], None] = time.sleep):
@@ -88,12 +139,22 @@ class ScoreQueue:
         self._sleep = sleep
 
     def send(self, messages: Sequence[ScoreMessage]) -> int:
-        for start in range(0, len(messages), SQS_BATCH_LIMIT):
-            self._send_chunk(messages[start:start + SQS_BATCH_LIMIT])
+        bodies = [ScoreBatch(events=list(messages[start:start + EVENTS_PER_MESSAGE]))
+                  .model_dump_json(exclude_none=True)
+                  for start in range(0, len(messages), EVENTS_PER_MESSAGE)]
+        chunks = [bodies[start:start + SQS_BATCH_LIMIT]
+                  for start in range(0, len(bodies), SQS_BATCH_LIMIT)]
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                self._send_chunk(chunk)
+            return len(messages)
+        with ThreadPoolExecutor(max_workers=min(len(chunks), SEND_WORKERS)) as pool:
+            for future in [pool.submit(self._send_chunk, chunk) for chunk in chunks]:
+                future.result()  # re-raises EnqueueError: the delivery is answered 500
         return len(messages)
 
-    def _send_chunk(self, chunk: Sequence[ScoreMessage]) -> None:
-        pending = {str(i): message.model_dump_json() for i, message in enumerate(chunk)}
+    def _send_chunk(self, bodies: Sequence[str]) -> None:
+        pending = {str(i): body for i, body in enumerate(bodies)}
         for attempt in range(ENQUEUE_ATTEMPTS):
             try:
                 response = self._sqs.send_message_batch(
@@ -114,14 +175,17 @@ class ScoreQueue:
 
 
 class DedupingScoreQueue:
-    """Queues each message at most once per DEDUPE_WINDOW_SECONDS (Powertools idempotency).
+    """Queues a delivery's messages at most once per DEDUPE_WINDOW_SECONDS (Powertools
+    idempotency on DynamoDB).
 
-    The key is the whole message — eventId together with portal, contact, type and time —
-    so a HubSpot retry of a delivery is recognised while distinct events never collide. The
-    idempotent unit is "queue this one message": if sending fails, Powertools removes the
-    in-progress record and HubSpot's retry queues it. That is three AWS calls per event
-    instead of one SendMessageBatch per ten, so events are handled on a few threads to keep
-    a 100-event delivery well inside HubSpot's timeout.
+    The idempotency key is the delivery's set of events — (portalId, eventId) with contact and
+    type — so HubSpot's retry of a delivery (same events, higher `attemptNumber`) is recognised
+    as a whole, at two DynamoDB calls per delivery rather than per event: that is what keeps
+    the acknowledgement within milliseconds for 100 events. If sending fails, Powertools
+    removes the in-progress record and HubSpot's retry queues the delivery again. A retry that
+    regroups events differently gets a new key; the score function then recognises each
+    event id it already applied (the ledger keeps the recent ones per contact), so a
+    re-delivered event still leads to one score write.
     """
 
     def __init__(self, queue: ScoreQueue, table_name: str,
@@ -129,35 +193,33 @@ class DedupingScoreQueue:
         self._queue = queue
         self.config = IdempotencyConfig(expires_after_seconds=DEDUPE_WINDOW_SECONDS)
         self._send_once = idempotent_function(
-            self._send_one,
-            data_keyword_argument="message",
+            self._send_delivery,
+            data_keyword_argument="delivery",
             persistence_store=persistence_store or DynamoDBPersistenceLayer(table_name=table_name),
             config=self.config,
         )
 
-    def _send_one(self, message: dict[str, Any], attempt: str) -> dict[str, str]:
-        self._queue.send([ScoreMessage.model_validate(message)])
+    def _send_delivery(self, delivery: dict[str, Any], messages: Sequence[ScoreMessage],
+                       attempt: str) -> dict[str, str]:
+        self._queue.send(messages)
         return {"attempt": attempt}
 
-    def _send_if_new(self, message: ScoreMessage) -> bool:
-        """True if queued now; False if an earlier delivery already queued it (Powertools
-        then returns that delivery's stored result, whose `attempt` is not ours)."""
-        attempt = uuid.uuid4().hex
-        try:
-            result = self._send_once(message=message.model_dump(), attempt=attempt)
-        except IdempotencyAlreadyInProgressError as error:
-            # A concurrent delivery of the same event is mid-flight; let HubSpot retry.
-            raise EnqueueError("event is being queued by another request") from error
-        except IdempotencyPersistenceLayerError as error:
-            raise EnqueueError("idempotency store unavailable") from error
-        return result["attempt"] == attempt
-
     def send(self, messages: Sequence[ScoreMessage]) -> int:
+        """Returns len(messages) if queued now, 0 if an earlier delivery queued them
+        (Powertools then returns that delivery's stored result, whose `attempt` differs)."""
         if not messages:
             return 0
-        # Every message is attempted; the first failure is raised once all have finished.
-        with ThreadPoolExecutor(max_workers=min(DEDUPE_WORKERS, len(messages))) as pool:
-            return sum(pool.map(self._send_if_new, messages))
+        delivery = {"events": sorted({(m.portal_id, m.event_id, m.contact_id,
+                                       m.subscription_type) for m in messages})}
+        attempt = uuid.uuid4().hex
+        try:
+            result = self._send_once(delivery=delivery, messages=messages, attempt=attempt)
+        except IdempotencyAlreadyInProgressError as error:
+            # A concurrent copy of this delivery is mid-flight; let HubSpot retry.
+            raise EnqueueError("delivery is being queued by another request") from error
+        except IdempotencyPersistenceLayerError as error:
+            raise EnqueueError("idempotency store unavailable") from error
+        return len(messages) if result["attempt"] == attempt else 0
 
 
 class IngestResponse(BaseModel):
@@ -178,11 +240,13 @@ def handle_webhook(
     client_secret: Callable[[], str],
     public_url: str | None,
     queue: MessageQueue,
+    watched: Container[str] = frozenset(),
     now_ms: int | None = None,
 ) -> IngestResponse:
     """Answers one HubSpot webhook delivery (API Gateway HTTP API payload v2 event).
 
-    `client_secret` is called only for requests that pass the size check.
+    `client_secret` is called only for requests that pass the size check; `watched` names
+    the properties whose changes lead to a re-score.
     """
     try:
         request = request_from_http_api_event(event, public_url)
@@ -204,10 +268,13 @@ def handle_webhook(
         count("WebhookMalformed")
         return IngestResponse(status_code=400, body={"message": str(error)})
 
-    handled = [e for e in events if e.subscription_type in HANDLED_SUBSCRIPTION_TYPES]
+    per_event = [messages_for(e, watched) for e in events]
+    handled = [e for e, messages in zip(events, per_event, strict=True) if messages]
     ignored = len(events) - len(handled)
+    own_writes = sum(1 for e in events if e.subscription_type == PROPERTY_CHANGE
+                     and (e.property_name or "").startswith(AI_PROPERTY_PREFIX))
     # Identical events repeated inside one delivery are queued once.
-    messages = list(dict.fromkeys(ScoreMessage.from_event(e) for e in handled))
+    messages = list(dict.fromkeys(m for found in per_event for m in found))
     try:
         new = queue.send(messages)
     except EnqueueError as error:
@@ -216,14 +283,16 @@ def handle_webhook(
                      extra={"reason": str(error), "event_ids": [e.event_id for e in handled]})
         return IngestResponse(status_code=500, body={"message": "Events not queued; retry"})
 
+    duplicates = len(messages) - new
     count("WebhookEventsReceived", len(events))
     count("WebhookEventsQueued", new)
     count("WebhookEventsIgnored", ignored)
-    count("WebhookDuplicates", len(handled) - new)
+    count("OwnWriteEventsIgnored", own_writes)
+    count("WebhookDuplicates", duplicates)
     logger.info("Webhook accepted", extra={
-        "queued": new, "ignored": ignored, "duplicates": len(handled) - new,
+        "queued": new, "ignored": ignored, "duplicates": duplicates,
         "event_ids": [e.event_id for e in handled],
     })
     return IngestResponse(status_code=200, body={
-        "queued": new, "ignored": ignored, "duplicates": len(handled) - new,
+        "queued": new, "ignored": ignored, "duplicates": duplicates,
     })

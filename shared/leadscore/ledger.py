@@ -1,30 +1,38 @@
 """The score ledger: what leadscore holds about a contact, in DynamoDB (`LedgerTable`).
 
 One item per scored contact (pk `contact_id`), overwritten on every re-score: score, probability,
-tier, model version, when, and `expires_at` for DynamoDB TTL. No personal data: ids and numbers
-only. The ledger is how retention and consent erasure find what to delete, so it is written only
-for contacts that were actually scored (consent given) and written to HubSpot.
+tier, model version, a hash of the model inputs, when (first and latest score), the `occurredAt`
+of the newest webhook event applied (`last_event_at`), whether the hot-lead alert went out, and
+`expires_at` for DynamoDB TTL. No personal data: ids, numbers and a hash. The ledger is how
+retention and consent erasure find what to delete, so it is written only for contacts that are
+scored (consent given), right after their score is written to HubSpot.
+
+`last_event_at` orders writes: a score is recorded only if no newer event was applied meanwhile
+(a conditional update); `recent_event_ids` lets the score function recognise an event it has
+already applied, however HubSpot regrouped its retries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 import boto3
 from boto3.dynamodb.conditions import Attr
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
-
-from leadscore.hubspot_client import AI_PROPERTIES, BATCH_LIMIT, HubSpotBatchError
-from leadscore.observability import count, logger
 
 # TTL is a backstop, not the retention mechanism: the daily purge must see an expired item
 # before DynamoDB's TTL sweeper (which runs up to days late, or early relative to the purge)
 # removes it, or the contact's HubSpot properties would never be cleared.
 TTL_GRACE_DAYS = 7
+BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem
+WRITE_WORKERS = 8  # conditional writes are one request each; a few in parallel
 
 
 def iso_millis(moment: datetime) -> str:
@@ -44,14 +52,37 @@ class LedgerEntry(BaseModel):
     model_version: str
     scored_at: str  # iso_millis
     expires_at: int  # epoch seconds (DynamoDB TTL)
+    feature_hash: str = ""  # leadscore.scoring_service.feature_hash of the model's inputs
+    last_event_at: int = 0  # epoch ms: occurredAt of the newest event this score applies
+    # "portalId:eventId" of the latest webhook events applied, to recognise redeliveries.
+    recent_event_ids: tuple[str, ...] = ()
 
     @classmethod
     def for_score(cls, *, contact_id: str, score: int, probability: float, tier: str,
-                  model_version: str, scored_at: datetime, retention_days: int) -> LedgerEntry:
+                  model_version: str, scored_at: datetime, retention_days: int,
+                  feature_hash: str = "", last_event_at: int = 0,
+                  recent_event_ids: Sequence[str] = ()) -> LedgerEntry:
         expires = scored_at + timedelta(days=retention_days + TTL_GRACE_DAYS)
         return cls(contact_id=contact_id, score=score, probability=probability, tier=tier,
                    model_version=model_version, scored_at=iso_millis(scored_at),
-                   expires_at=int(expires.timestamp()))
+                   expires_at=int(expires.timestamp()), feature_hash=feature_hash,
+                   last_event_at=last_event_at, recent_event_ids=tuple(recent_event_ids))
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """What the ledger says about a contact before a batch changes it."""
+
+    tier: str | None = None
+    last_event_at: int = 0
+    hot_alerted: bool = False
+    recent_event_ids: frozenset[str] = frozenset()
+
+
+@dataclass
+class RecordOutcome:
+    recorded: set[str] = field(default_factory=set)
+    superseded: set[str] = field(default_factory=set)  # a newer event was applied meanwhile
 
 
 class Ledger(Protocol):
@@ -70,14 +101,98 @@ class Ledger(Protocol):
 
 class DynamoDBLedger:
     def __init__(self, table_name: str, dynamodb: Any | None = None):
-        self._table = (dynamodb or boto3.resource("dynamodb")).Table(table_name)
+        # Room for WRITE_WORKERS parallel conditional writes on one connection pool.
+        self._dynamodb = dynamodb or boto3.resource(
+            "dynamodb", config=Config(max_pool_connections=WRITE_WORKERS + 2))
+        self._table = self._dynamodb.Table(table_name)
+        self._table_name = table_name
 
     def put_many(self, entries: Iterable[LedgerEntry]) -> None:
+        """Unconditional writes (seeding, migrations); scores go through `record`."""
         with self._table.batch_writer(overwrite_by_pkeys=["contact_id"]) as batch:
             for entry in entries:
                 item = entry.model_dump()
                 item["probability"] = Decimal(str(round(entry.probability, 6)))
+                item["recent_event_ids"] = list(entry.recent_event_ids)
                 batch.put_item(Item=item)
+
+    def states(self, contact_ids: Sequence[str]) -> dict[str, LedgerState]:
+        """Current items of these contacts (absent ids have none), 100 per BatchGetItem."""
+        found: dict[str, LedgerState] = {}
+        ids = list(dict.fromkeys(contact_ids))
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {self._table_name: {
+                "Keys": [{"contact_id": cid} for cid in ids[start:start + BATCH_GET_LIMIT]],
+                "ProjectionExpression": "contact_id, tier, last_event_at, hot_alerted_at, "
+                                        "recent_event_ids",
+                "ConsistentRead": True,
+            }}
+            while request:
+                response = self._dynamodb.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table_name, []):
+                    found[str(item["contact_id"])] = LedgerState(
+                        tier=item.get("tier"), last_event_at=int(item.get("last_event_at", 0)),
+                        hot_alerted="hot_alerted_at" in item,
+                        recent_event_ids=frozenset(item.get("recent_event_ids") or ()))
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def record(self, entries: Sequence[LedgerEntry]) -> RecordOutcome:
+        """Writes each score unless the item already applies a newer event. A tier other
+        than hot forgets the hot alert, so the next time the contact turns hot it is alerted."""
+        outcome = RecordOutcome()
+        if not entries:
+            return outcome
+        with ThreadPoolExecutor(max_workers=min(WRITE_WORKERS, len(entries))) as pool:
+            for entry, recorded in zip(entries, pool.map(self._record_one, entries),
+                                       strict=True):
+                (outcome.recorded if recorded else outcome.superseded).add(entry.contact_id)
+        return outcome
+
+    def _record_one(self, entry: LedgerEntry) -> bool:
+        values = entry.model_dump(exclude={"contact_id"})
+        values["probability"] = Decimal(str(round(entry.probability, 6)))
+        values["recent_event_ids"] = list(entry.recent_event_ids)
+        names = {f"#{k}": k for k in values}
+        update = "SET " + ", ".join(f"#{k} = :{k}" for k in values)
+        update += ", first_scored_at = if_not_exists(first_scored_at, :scored_at)"
+        if entry.tier != "hot":
+            update += " REMOVE hot_alerted_at"
+        try:
+            self._table.update_item(
+                Key={"contact_id": entry.contact_id},
+                UpdateExpression=update,
+                ConditionExpression="attribute_not_exists(last_event_at) "
+                                    "OR last_event_at <= :last_event_at",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":{k}": v for k, v in values.items()},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def claim_hot_alert(self, contact_id: str, at: datetime) -> bool:
+        """Marks the hot alert as sent unless it already was; True if this caller sends it."""
+        try:
+            self._table.update_item(
+                Key={"contact_id": contact_id},
+                UpdateExpression="SET hot_alerted_at = :at",
+                ConditionExpression="attribute_exists(contact_id) "
+                                    "AND attribute_not_exists(hot_alerted_at)",
+                ExpressionAttributeValues={":at": iso_millis(at)},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_hot_alert(self, contact_id: str) -> None:
+        """The alert could not be published: let the retry send it."""
+        self._table.update_item(Key={"contact_id": contact_id},
+                                UpdateExpression="REMOVE hot_alerted_at")
 
     def delete_many(self, contact_ids: Iterable[str]) -> None:
         with self._table.batch_writer(overwrite_by_pkeys=["contact_id"]) as batch:
@@ -109,89 +224,3 @@ class DynamoDBLedger:
             raise
         return True
 
-
-# --- retention -----------------------------------------------------------------------------
-
-
-class ContactStore(Protocol):
-    def batch_read(self, ids: Iterable[str],
-                   properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
-
-    def batch_update(self, updates: Mapping[str, Mapping[str, str]]) -> None: ...
-
-
-class PurgeResult(BaseModel):
-    expired: int = 0  # ledger items older than the retention period
-    cleared: int = 0  # contacts whose ai_* properties were cleared in HubSpot
-    deleted: int = 0  # ledger items deleted
-    failed: int = 0  # HubSpot refused the clear; retried by the next purge
-
-
-def _parse_hubspot_datetime(value: str) -> datetime | None:
-    """HubSpot datetimes come back as ISO-8601 (or epoch ms when written that way)."""
-    try:
-        if value.isdigit():
-            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-        parsed = datetime.fromisoformat(value)
-    except (ValueError, OverflowError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _still_expired(scored_at: str | None, cutoff: datetime) -> bool:
-    """Whether the contact's HubSpot score is (still) past retention. A score written after the
-    cutoff means the contact was re-scored since the ledger scan: leave it alone. Unreadable
-    values are cleared (erring towards erasure); absent ones need nothing cleared."""
-    if not scored_at:
-        return False
-    parsed = _parse_hubspot_datetime(scored_at)
-    return parsed is None or parsed < cutoff
-
-
-def purge_expired_scores(
-    *,
-    ledger: Ledger,
-    hubspot: ContactStore,
-    retention_days: int,
-    now: datetime,
-) -> PurgeResult:
-    """Erases scores older than `retention_days`: clears the contacts' ai_* properties in
-    HubSpot, then deletes their ledger items. HubSpot first: if the clear fails, the ledger item
-    survives and the next run retries. Contacts deleted from HubSpot, or already cleared, only
-    lose the ledger item; contacts re-scored since (newer `ai_lead_scored_at`) are left alone.
-    """
-    cutoff = now - timedelta(days=retention_days)
-    result = PurgeResult()
-    expired = list(ledger.scored_before(cutoff))
-    result.expired = len(expired)
-    for start in range(0, len(expired), BATCH_LIMIT):
-        chunk: Sequence[str] = expired[start:start + BATCH_LIMIT]
-        current = hubspot.batch_read(chunk, ["ai_lead_scored_at"])
-        to_clear = [cid for cid in chunk
-                    if cid in current and _still_expired(current[cid].get("ai_lead_scored_at"),
-                                                         cutoff)]
-        failed: frozenset[str] = frozenset()
-        if to_clear:
-            try:
-                hubspot.batch_update({cid: dict.fromkeys(AI_PROPERTIES, "") for cid in to_clear})
-            except HubSpotBatchError as error:
-                failed = error.failed_ids
-        result.cleared += len(to_clear) - len(failed)
-        result.failed += len(failed)
-        for contact_id in chunk:
-            if contact_id in failed:
-                continue
-            if (contact_id in current and contact_id not in to_clear
-                    and current[contact_id].get("ai_lead_scored_at")):
-                continue  # HubSpot holds a newer score: keep the record that we hold it
-            if ledger.delete_if_scored_before(contact_id, cutoff):
-                result.deleted += 1
-                logger.info("Erasure receipt", extra={
-                    "contact_id": contact_id, "reason": "retention_expired",
-                    "erased_at": iso_millis(now),
-                    "erased": (["hubspot:" + ",".join(AI_PROPERTIES)] if contact_id in to_clear
-                               else []) + ["ledger"],
-                })
-    count("RetentionErasures", result.deleted)
-    count("ErasureFailures", result.failed)
-    return result

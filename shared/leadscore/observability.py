@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -147,3 +148,20 @@ def count(name: str, value: int = 1) -> None:
     """Adds a Count metric; zero values are skipped to keep EMF blobs small."""
     if value:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+@contextmanager
+def hubspot_usage(client: Any) -> Iterator[None]:
+    """Emits the HubSpot requests (retries included) and 429 answers of the block as
+    `HubSpotRequests` and `HubSpotThrottles`: the rate limit is shared by the whole portal."""
+    def totals() -> tuple[int, int]:  # a client that does not count (a test fake) counts 0
+        return getattr(client, "request_count", 0), getattr(client, "throttled_count", 0)
+
+    requests, throttled = totals()
+    try:
+        yield
+    finally:
+        requests_after, throttled_after = totals()
+        count("HubSpotRequests", requests_after - requests)
+        count("HubSpotThrottles", throttled_after - throttled)
+

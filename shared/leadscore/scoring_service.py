@@ -1,10 +1,19 @@
 """The score pipeline (ScoreQueue batches) and the synchronous score used by `POST /score`.
 
-Batch flow, per 100 contacts: one HubSpot batch read (model properties + consent) → consent
-gate → model → one HubSpot batch update → ledger → hot-lead alert → enrichment message.
-A contact is reported as failed (its SQS records go back to the queue) unless every step it
-needed succeeded; contacts HubSpot no longer has are dropped, not retried. Contacts without
-`lead_scoring` consent are never written, stored, alerted on or enriched.
+Batch flow, per 100 contacts: ledger state (one BatchGetItem) → drop events already applied or
+older than the newest applied → one HubSpot batch read (model properties, consent, what we
+wrote) → consent gate → model → one HubSpot batch update → ledger (conditional on event order)
+→ hot-lead alert (only when entering `hot`) → enrichment message. Deletions, merges and
+withdrawn consent erase instead (`leadscore.erasure.Eraser`). A contact is reported as failed
+(its SQS records go back to the queue) unless every step it needed succeeded; contacts HubSpot
+no longer has are dropped, not retried. Contacts without `lead_scoring` consent are never
+written, stored, alerted on or enriched.
+
+Events are triggers, not data: every score reads the contact's current state from HubSpot.
+What an event's `occurredAt` decides is whether it is still news: one older than the newest
+event already applied (the ledger's `last_event_at`), or one applied before (its id is among the
+ledger's `recent_event_ids`), is dropped. The ledger write is conditional on that order; a batch
+that loses the race to a newer event queues the contact once more, so the newest state wins.
 
 The model is passed in (loaded by the handler from the model layer), so this module does not
 import numpy/lightgbm itself.
@@ -12,22 +21,33 @@ import numpy/lightgbm itself.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from leadscore.consent import ConsentDecision, consent_for
-from leadscore.hubspot_client import BATCH_LIMIT, HubSpotBatchError, HubSpotError
-from leadscore.ingest import ScoreMessage
-from leadscore.ledger import LedgerEntry, iso_millis
+from leadscore.consent import consent_for
+from leadscore.dlq import REASON_ATTRIBUTE
+from leadscore.erasure import ErasureReason
+from leadscore.hubspot_client import (
+    BATCH_LIMIT,
+    ENRICHMENT_PROPERTIES,
+    HubSpotBatchError,
+    HubSpotError,
+)
+from leadscore.ingest import ERASE_EVENTS, ScoreMessage, score_messages
+from leadscore.ledger import LedgerEntry, LedgerState, RecordOutcome, iso_millis
 from leadscore.observability import count, logger
 from leadscore.webhooks import (
+    HttpRequest,
     MalformedRequest,
     RequestTooLarge,
     is_valid_signature,
@@ -37,6 +57,10 @@ from leadscore.webhooks import (
 SNS_BATCH_LIMIT = 10
 SQS_BATCH_LIMIT = 10
 HOT_TIER = "hot"
+MAX_REASON_LENGTH = 256  # what a DLQ `reason` attribute carries
+MAX_RECENT_EVENT_IDS = 20  # per contact, to recognise redelivered events
+RESCORE = "leadscore.rescore"  # a contact queued again after losing a race to a newer event
+Scope = Literal["all", "enrichment"]
 
 
 class ScoreResultLike(Protocol):
@@ -66,7 +90,22 @@ class ContactReaderWriter(Protocol):
 
 
 class ScoreLedger(Protocol):
-    def put_many(self, entries: Iterable[LedgerEntry]) -> None: ...
+    """`leadscore.ledger.DynamoDBLedger`'s ordering and alert bookkeeping."""
+
+    def states(self, contact_ids: Sequence[str]) -> dict[str, LedgerState]: ...
+
+    def record(self, entries: Sequence[LedgerEntry]) -> RecordOutcome: ...
+
+    def claim_hot_alert(self, contact_id: str, at: datetime) -> bool: ...
+
+    def release_hot_alert(self, contact_id: str) -> None: ...
+
+
+class ContactEraser(Protocol):
+    """`leadscore.erasure.Eraser` (CONTRACTS.md, "Erasure")."""
+
+    def erase(self, contact_ids: Sequence[str], reason: ErasureReason, *, scope: Scope = "all",
+              clear_hubspot: bool = True, now: datetime | None = None) -> Any: ...
 
 
 class EnrichMessage(BaseModel):
@@ -82,7 +121,7 @@ class EnrichMessage(BaseModel):
 
 
 class HotLeadAlert(BaseModel):
-    """SNS message for a hot lead: ids and numbers only, no personal data."""
+    """SNS message for a contact entering the hot tier: ids and numbers only."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -150,7 +189,10 @@ class ScoreRunResult(BaseModel):
     skipped_consent: list[str] = []  # includes malformed consent
     malformed_consent: list[str] = []
     not_found: list[str] = []
+    stale: list[str] = []  # a newer event was already applied: nothing to do
+    erased: list[str] = []  # derived data erased (deleted, merged away, consent withdrawn)
     failed: list[str] = []  # to be retried: their SQS records are reported as failures
+    failure_reasons: dict[str, str] = {}  # contact id -> why (for the DLQ's reason attribute)
 
 
 class SqsRecordLike(Protocol):
@@ -165,6 +207,7 @@ class SqsRecordLike(Protocol):
 class BatchOutcome:
     result: ScoreRunResult
     failed_message_ids: frozenset[str]
+    reasons: Mapping[str, str] = field(default_factory=dict)  # message id -> why it failed
 
 
 def hubspot_score_properties(result: ScoreResultLike, model_version: str,
@@ -180,6 +223,74 @@ def hubspot_score_properties(result: ScoreResultLike, model_version: str,
     }
 
 
+def feature_hash(properties: Mapping[str, str | None], names: Iterable[str]) -> str:
+    """A short fingerprint of the model's inputs, to tell whether a re-score saw new data."""
+    canonical = json.dumps([[name, properties.get(name)] for name in sorted(set(names))],
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def event_key(message: ScoreMessage) -> str | None:
+    """`portalId:eventId` of a webhook event; None for backfill and refresh messages."""
+    return f"{message.portal_id}:{message.event_id}" if message.event_id else None
+
+
+@dataclass(frozen=True)
+class ContactWork:
+    """What a batch does for one contact, decided by its newest event."""
+
+    contact_id: str
+    occurred_at: int
+    portal_id: int
+    erase_reason: ErasureReason | None = None  # None: score
+    event_keys: tuple[str, ...] = ()  # every event this work applies
+
+    @classmethod
+    def from_message(cls, message: ScoreMessage) -> ContactWork:
+        reason = None
+        if message.subscription_type == "contact.privacyDeletion":
+            reason = ErasureReason.PRIVACY_DELETION
+        elif message.subscription_type in ERASE_EVENTS or message.merged_into:
+            reason = ErasureReason.CONTACT_DELETED
+        key = event_key(message)
+        return cls(message.contact_id, message.occurred_at, message.portal_id, reason,
+                   (key,) if key else ())
+
+
+def is_news(message: ScoreMessage, state: LedgerState | None) -> bool:
+    """False for an event already applied (a redelivery) or older than the newest applied
+    one. A privacy deletion is always news: it is final, nothing newer can undo it."""
+    if state is None or message.subscription_type == "contact.privacyDeletion":
+        return True
+    key = event_key(message)
+    return not (key and key in state.recent_event_ids) and (
+        message.occurred_at >= state.last_event_at)
+
+
+def plan(messages: Iterable[ScoreMessage]) -> dict[str, ContactWork]:
+    """One piece of work per contact: its newest event wins; on a tie, erasing wins."""
+    work: dict[str, ContactWork] = {}
+    for message in messages:
+        candidate = ContactWork.from_message(message)
+        current = work.get(message.contact_id)
+        if current is not None:
+            keys = tuple(dict.fromkeys(current.event_keys + candidate.event_keys))
+            if ((candidate.occurred_at, candidate.erase_reason is not None)
+                    <= (current.occurred_at, current.erase_reason is not None)):
+                candidate = current
+            candidate = replace(candidate, event_keys=keys)
+        work[message.contact_id] = candidate
+    return work
+
+
+# (reason, scope, clear HubSpot) -> contact ids
+Erasures = dict[tuple[ErasureReason, Scope, bool], list[str]]
+
+
+class MessageQueue(Protocol):
+    def send(self, messages: Sequence[ScoreMessage]) -> int: ...
+
+
 @dataclass
 class ScorePipeline:
     hubspot: ContactReaderWriter
@@ -187,74 +298,116 @@ class ScorePipeline:
     ledger: ScoreLedger
     purposes_property: str
     retention_days: int
+    eraser: ContactEraser | None = None
     enrich_tiers: frozenset[str] = frozenset({"hot", "warm"})
     hot_leads: HotLeadAlerts | None = None
     enrichment: EnrichmentQueue | None = None
+    requeue: MessageQueue | None = None  # the ScoreQueue, for re-scores after a lost race
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def run_sqs_batch(self, records: Sequence[SqsRecordLike]) -> BatchOutcome:
-        """Scores a whole SQS batch at once and names the records to hand back to SQS.
-
-        A body that is not a ScoreMessage is reported as failed, so after maxReceiveCount it
-        lands in the DLQ for inspection instead of vanishing.
-        """
-        failed_records: set[str] = set()
-        messages: dict[str, ScoreMessage] = {}
+        """Scores a whole SQS batch at once and names the records to hand back to SQS, with
+        the reason each failed. A body that is not a ScoreMessage is reported as failed, so it
+        ends in the DLQ for inspection instead of vanishing."""
+        reasons: dict[str, str] = {}
+        events: dict[str, list[ScoreMessage]] = {}
         for record in records:
             try:
-                messages[record.message_id] = ScoreMessage.model_validate_json(record.body)
+                events[record.message_id] = score_messages(record.body)
             except ValidationError:
-                failed_records.add(record.message_id)
+                reasons[record.message_id] = "unreadable ScoreQueue message"
                 logger.error("Unreadable ScoreQueue message",
                              extra={"message_id": record.message_id})
-        count("MalformedMessages", len(failed_records))
-        result = self.run(list(messages.values()))
-        failed_contacts = set(result.failed)
-        failed_records.update(mid for mid, message in messages.items()
-                              if message.contact_id in failed_contacts)
-        return BatchOutcome(result=result, failed_message_ids=frozenset(failed_records))
+        count("MalformedMessages", len(reasons))
+        result = self.run([m for found in events.values() for m in found])
+        for message_id, found in events.items():
+            # A record fails if any of its events' contacts failed; on the retry, the events
+            # already applied are recognised and skipped.
+            why = sorted({result.failure_reasons[m.contact_id] for m in found
+                          if m.contact_id in result.failure_reasons})
+            if why:
+                reasons[message_id] = "; ".join(why)[:MAX_REASON_LENGTH]
+        return BatchOutcome(result=result, failed_message_ids=frozenset(reasons),
+                            reasons=reasons)
 
     def run(self, messages: Sequence[ScoreMessage]) -> ScoreRunResult:
-        portal_of: dict[str, int] = {}
-        for message in messages:  # several events for one contact: score it once
-            portal_of.setdefault(message.contact_id, message.portal_id)
-        contact_ids = list(portal_of)
+        by_contact: dict[str, list[ScoreMessage]] = defaultdict(list)
+        for message in messages:  # several events for one contact: one pass
+            by_contact[message.contact_id].append(message)
+        contact_ids = list(by_contact)
         result = ScoreRunResult()
         for start in range(0, len(contact_ids), BATCH_LIMIT):
-            self._run_chunk(contact_ids[start:start + BATCH_LIMIT], portal_of, result)
+            chunk = contact_ids[start:start + BATCH_LIMIT]
+            self._run_chunk({cid: by_contact[cid] for cid in chunk}, result)
+        result.failed = list(result.failure_reasons)
         count("ContactsScored", len(result.scored))
         count("SkippedNoConsent", len(result.skipped_consent))
         count("MalformedConsent", len(result.malformed_consent))
         count("ContactNotFound", len(result.not_found))
+        count("StaleEvents", len(result.stale))
+        count("ContactsErased", len(result.erased))
         count("ScoreFailures", len(result.failed))
         logger.info("Score batch done", extra={
             "scored": len(result.scored), "skipped_consent": len(result.skipped_consent),
-            "not_found": result.not_found, "failed": result.failed,
+            "stale": result.stale, "erased": result.erased, "not_found": result.not_found,
+            "failed": result.failed,
         })
         return result
 
-    def _run_chunk(self, chunk: list[str], portal_of: Mapping[str, int],
+    def _run_chunk(self, chunk: Mapping[str, list[ScoreMessage]],
                    result: ScoreRunResult) -> None:
-        wanted = list(dict.fromkeys([*self.model.properties, self.purposes_property]))
         try:
-            found = self.hubspot.batch_read(chunk, wanted)
+            states = self.ledger.states(list(chunk))
+        except (BotoCoreError, ClientError) as error:
+            self._fail(result, list(chunk), "Ledger read failed", error)
+            return
+        news = [m for cid, found in chunk.items() for m in found
+                if is_news(m, states.get(cid))]
+        work = plan(news)
+        result.stale.extend(cid for cid in chunk if cid not in work)
+        erasures: Erasures = defaultdict(list)
+        to_score: list[ContactWork] = []
+        for w in work.values():
+            if w.erase_reason is not None:
+                erasures[(w.erase_reason, "all", False)].append(w.contact_id)  # gone from HubSpot
+            else:
+                to_score.append(w)
+        if to_score:
+            self._score(to_score, states, result, erasures)
+        for (reason, scope, clear_hubspot), ids in erasures.items():
+            self._erase(result, ids, reason, scope, clear_hubspot)
+
+    def _score(self, works: list[ContactWork], states: Mapping[str, LedgerState],
+               result: ScoreRunResult, erasures: Erasures) -> None:
+        ids = [w.contact_id for w in works]
+        wanted = list(dict.fromkeys([*self.model.properties, self.purposes_property,
+                                     "ai_lead_score", *ENRICHMENT_PROPERTIES]))
+        try:
+            found = self.hubspot.batch_read(ids, wanted)
         except HubSpotError as error:
-            self._fail(result, chunk, "HubSpot batch read failed", error)
+            self._fail(result, ids, "HubSpot batch read failed", error)
             return
 
-        consented: list[tuple[str, dict[str, str | None], ConsentDecision]] = []
-        for contact_id in chunk:
-            properties = found.get(contact_id)
+        consented: list[tuple[ContactWork, dict[str, str | None], bool]] = []
+        for w in works:
+            properties = found.get(w.contact_id)
             if properties is None:
-                result.not_found.append(contact_id)
+                result.not_found.append(w.contact_id)
+                if w.contact_id in states:  # deleted without our noticing: forget it too
+                    erasures[(ErasureReason.CONTACT_DELETED, "all", False)].append(w.contact_id)
                 continue
             decision = consent_for(properties, self.purposes_property)
-            if decision.may_score:
-                consented.append((contact_id, properties, decision))
+            if not decision.may_score:
+                result.skipped_consent.append(w.contact_id)
+                if decision.malformed:
+                    result.malformed_consent.append(w.contact_id)
+                if w.contact_id in states or properties.get("ai_lead_score"):
+                    erasures[(ErasureReason.CONSENT_WITHDRAWN, "all", True)].append(w.contact_id)
                 continue
-            result.skipped_consent.append(contact_id)
-            if decision.malformed:
-                result.malformed_consent.append(contact_id)
+            if not decision.may_enrich and any(properties.get(p) for p in ENRICHMENT_PROPERTIES):
+                erasures[(ErasureReason.ENRICHMENT_CONSENT_WITHDRAWN, "enrichment", True)].append(
+                    w.contact_id)
+            consented.append((w, properties, decision.may_enrich))
         if not consented:
             return
 
@@ -262,77 +415,186 @@ class ScorePipeline:
             scores = self.model.score_many([props for _, props, _ in consented],
                                            with_reasons=True)
         except Exception as error:  # a model bug must not lose the batch: retry, then DLQ
-            self._fail(result, [cid for cid, _, _ in consented], "Model failed", error)
+            self._fail(result, [w.contact_id for w, _, _ in consented], "Model failed", error)
             return
         scored_at = self.clock()
-        scored = {cid: (score, decision)
-                  for (cid, _, decision), score in zip(consented, scores, strict=True)}
+        by_id = {w.contact_id: (w, score, may_enrich)
+                 for (w, _, may_enrich), score in zip(consented, scores, strict=True)}
+        hashes = {w.contact_id: feature_hash(props, self.model.properties)
+                  for w, props, _ in consented}
 
-        written = set(scored)
+        written = list(by_id)
         try:
             self.hubspot.batch_update({
-                cid: hubspot_score_properties(score, self.model.version, scored_at)
-                for cid, (score, _) in scored.items()
+                cid: hubspot_score_properties(by_id[cid][1], self.model.version, scored_at)
+                for cid in written
             })
         except HubSpotBatchError as error:
             self._fail(result, sorted(error.failed_ids), "HubSpot batch update partly failed",
                        error)
-            written -= error.failed_ids
+            written = [cid for cid in written if cid not in error.failed_ids]
         except HubSpotError as error:
-            self._fail(result, list(scored), "HubSpot batch update failed", error)
+            self._fail(result, written, "HubSpot batch update failed", error)
             return
-        done = [cid for cid in scored if cid in written]
 
+        # The ledger write is conditional on event order: it fails when a newer event was
+        # applied since this batch read the ledger. HubSpot may then hold this (older) score
+        # over the newer one, so the contact is queued once more to be scored afresh.
+        entries = [self._entry(by_id[cid][0], by_id[cid][1], hashes[cid], states.get(cid),
+                               scored_at) for cid in written]
         try:
-            self.ledger.put_many(LedgerEntry.for_score(
-                contact_id=cid, score=scored[cid][0].score,
-                probability=scored[cid][0].probability, tier=scored[cid][0].tier,
-                model_version=self.model.version, scored_at=scored_at,
-                retention_days=self.retention_days,
-            ) for cid in done)
+            outcome = self.ledger.record(entries)
         except (BotoCoreError, ClientError) as error:
-            # Written to HubSpot but not recorded: retry, or erasure could miss the contact.
-            self._fail(result, done, "Ledger write failed", error)
+            self._fail(result, written, "Ledger write failed", error)
             return
+        if outcome.superseded:
+            self._rescore(sorted(outcome.superseded), by_id, result)
+        written = [cid for cid in written if cid in outcome.recorded]
 
-        undelivered = self._alert_and_enrich(done, scored, portal_of, scored_at)
-        if undelivered:
-            self._fail(result, sorted(undelivered), "Alert or enrichment not sent", None)
-        result.scored.extend(cid for cid in done if cid not in undelivered)
+        undelivered = self._alert_and_enrich(written, by_id, states, scored_at)
+        for cid, what in undelivered.items():
+            self._fail(result, [cid], what, None)
+        result.scored.extend(cid for cid in written if cid not in undelivered)
 
-    def _alert_and_enrich(self, done: list[str], scored: Mapping[str, tuple[Any, ConsentDecision]],
-                          portal_of: Mapping[str, int], scored_at: datetime) -> set[str]:
+    def _entry(self, work: ContactWork, score: ScoreResultLike, hashed: str,
+               state: LedgerState | None, scored_at: datetime) -> LedgerEntry:
+        recent = list(dict.fromkeys([*work.event_keys, *sorted(
+            state.recent_event_ids if state else ())]))[:MAX_RECENT_EVENT_IDS]
+        return LedgerEntry.for_score(
+            contact_id=work.contact_id, score=score.score, probability=score.probability,
+            tier=score.tier, model_version=self.model.version, scored_at=scored_at,
+            retention_days=self.retention_days, feature_hash=hashed,
+            last_event_at=max(work.occurred_at, state.last_event_at if state else 0),
+            recent_event_ids=recent)
+
+    def _rescore(self, contact_ids: list[str],
+                 by_id: Mapping[str, tuple[ContactWork, ScoreResultLike, bool]],
+                 result: ScoreRunResult) -> None:
+        result.stale.extend(contact_ids)
+        count("SupersededScores", len(contact_ids))
+        if self.requeue is None:
+            return
+        now_ms = int(self.clock().timestamp() * 1000)
+        try:
+            self.requeue.send([ScoreMessage(
+                contact_id=cid, event_id=0, subscription_type=RESCORE,
+                occurred_at=max(now_ms, by_id[cid][0].occurred_at + 1),
+                portal_id=by_id[cid][0].portal_id) for cid in contact_ids])
+        except Exception as error:  # retry the whole thing instead
+            self._fail(result, contact_ids, "Re-score not queued", error)
+
+    def _alert_and_enrich(self, written: list[str],
+                          by_id: Mapping[str, tuple[ContactWork, ScoreResultLike, bool]],
+                          states: Mapping[str, LedgerState],
+                          scored_at: datetime) -> dict[str, str]:
+        """Alerts contacts entering `hot` (once: the ledger remembers the alert until the
+        contact leaves the tier) and queues enrichment; returns the undelivered ones."""
         stamp = iso_millis(scored_at)
-        undelivered: set[str] = set()
-        hot = [HotLeadAlert(contact_id=cid, portal_id=portal_of.get(cid),
-                            score=scored[cid][0].score, tier=scored[cid][0].tier,
-                            model_version=self.model.version, scored_at=stamp)
-               for cid in done if scored[cid][0].tier == HOT_TIER]
-        if hot and self.hot_leads:
-            undelivered |= self.hot_leads.publish(hot)
-        count("HotLeads", len(hot))
-        enrich = [EnrichMessage(contact_id=cid, score=scored[cid][0].score,
-                                tier=scored[cid][0].tier, model_version=self.model.version,
+        undelivered: dict[str, str] = {}
+        entering = [cid for cid in written if by_id[cid][1].tier == HOT_TIER
+                    and not (states.get(cid) and states[cid].tier == HOT_TIER
+                             and states[cid].hot_alerted)]
+        if entering and self.hot_leads:
+            claimed = [cid for cid in entering if self.ledger.claim_hot_alert(cid, scored_at)]
+            not_published = self.hot_leads.publish([HotLeadAlert(
+                contact_id=cid, portal_id=by_id[cid][0].portal_id, score=by_id[cid][1].score,
+                tier=HOT_TIER, model_version=self.model.version, scored_at=stamp,
+            ) for cid in claimed])
+            for cid in not_published:
+                self.ledger.release_hot_alert(cid)
+                undelivered[cid] = "hot-lead alert not published"
+            count("HotLeadAlerts", len(claimed) - len(not_published))
+        enrich = [EnrichMessage(contact_id=cid, score=by_id[cid][1].score,
+                                tier=by_id[cid][1].tier, model_version=self.model.version,
                                 scored_at=stamp)
-                  for cid in done
-                  if scored[cid][0].tier in self.enrich_tiers and scored[cid][1].may_enrich]
+                  for cid in written
+                  if by_id[cid][1].tier in self.enrich_tiers and by_id[cid][2]]
         if enrich and self.enrichment:
             not_queued = self.enrichment.send(enrich)
-            undelivered |= not_queued
+            undelivered.update(dict.fromkeys(not_queued, "enrichment not queued"))
             count("EnrichmentQueued", len(enrich) - len(not_queued))
         return undelivered
+
+    def _erase(self, result: ScoreRunResult, contact_ids: list[str], reason: ErasureReason,
+               scope: Scope, clear_hubspot: bool) -> None:
+        if self.eraser is None:
+            self._fail(result, contact_ids, "No eraser configured", None)
+            return
+        try:
+            outcome = self.eraser.erase(contact_ids, reason, scope=scope,
+                                        clear_hubspot=clear_hubspot, now=self.clock())
+        except Exception as error:  # retried by SQS; the DLQ names the reason in the end
+            self._fail(result, contact_ids, f"Erasure ({reason}) failed", error)
+            return
+        failed = set(getattr(outcome, "failed", None) or ())
+        if failed:
+            self._fail(result, sorted(failed), f"Erasure ({reason}) partly failed", None)
+        if scope == "all":
+            result.erased.extend(cid for cid in contact_ids if cid not in failed)
 
     @staticmethod
     def _fail(result: ScoreRunResult, contact_ids: Sequence[str], what: str,
               error: BaseException | None) -> None:
-        result.failed.extend(contact_ids)
         # Exception type and HubSpot status/category only: messages can quote property values.
-        logger.warning(what, extra={
-            "contact_ids": list(contact_ids),
-            "error": type(error).__name__ if error else None,
-            "status": getattr(error, "status", None),
-            "category": getattr(error, "category", None),
-        })
+        status = getattr(error, "status", None)
+        category = getattr(error, "category", None)
+        reason = what
+        if error is not None:
+            reason += f": {type(error).__name__}"
+            if status is not None:
+                reason += f" status={status} category={category}"
+        for cid in contact_ids:
+            result.failure_reasons.setdefault(cid, reason[:MAX_REASON_LENGTH])
+        logger.warning(what, extra={"contact_ids": list(contact_ids),
+                                    "error": type(error).__name__ if error else None,
+                                    "status": status, "category": category})
+
+
+class DeadLetters:
+    """Sends records on their last allowed receive to the DLQ with a `reason` attribute.
+
+    SQS's redrive moves a message after maxReceiveCount failed receives but cannot say why;
+    sending it ourselves on the last receive, and acknowledging it, puts the reason on it.
+    """
+
+    def __init__(self, dlq_url: str, max_receive_count: int, sqs_client: Any | None = None):
+        self._url = dlq_url
+        self.max_receive_count = max_receive_count
+        self._sqs = sqs_client or boto3.client("sqs")
+
+    def route(self, records: Sequence[Mapping[str, Any]], failed: frozenset[str],
+              reasons: Mapping[str, str]) -> frozenset[str]:
+        """Dead-letters failed raw SQS records that will not be received again; returns the
+        failed ids still to report to SQS (the others are now safely in the DLQ)."""
+        last = [r for r in records if r["messageId"] in failed
+                and int(r.get("attributes", {}).get("ApproximateReceiveCount", 1))
+                >= self.max_receive_count]
+        sent: set[str] = set()
+        for start in range(0, len(last), SQS_BATCH_LIMIT):
+            chunk = last[start:start + SQS_BATCH_LIMIT]
+            entries = [{
+                "Id": str(i), "MessageBody": record["body"],
+                "MessageAttributes": {
+                    REASON_ATTRIBUTE: {"DataType": "String", "StringValue": (
+                        reasons.get(record["messageId"]) or "failed")[:MAX_REASON_LENGTH]},
+                    "source_message_id": {"DataType": "String",
+                                          "StringValue": record["messageId"]},
+                },
+            } for i, record in enumerate(chunk)]
+            try:
+                response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
+            except (BotoCoreError, ClientError) as error:
+                # Left to SQS's redrive: the message still reaches the DLQ, without a reason.
+                logger.error("Could not dead-letter records", extra={
+                    "error": type(error).__name__})
+                continue
+            sent.update(chunk[int(entry["Id"])]["messageId"]
+                        for entry in response.get("Successful") or [])
+        count("DeadLettered", len(sent))
+        if sent:
+            logger.warning("Records dead-lettered", extra={
+                "message_ids": sorted(sent), "reasons": sorted({reasons.get(m) for m in sent})})
+        return failed - sent
 
 
 # --- POST /score ---------------------------------------------------------------------------
@@ -407,6 +669,23 @@ def score_one(properties: Mapping[str, str | None], model: ScoringModel,
             "tier": result.tier, "reasons": list(result.reasons), "model_version": model.version}
 
 
+API_KEY_HEADER = "x-api-key"
+UNAUTHORIZED_MESSAGE = ("Unauthorized: sign the request as HubSpot does (X-HubSpot-Signature-v3) "
+                        f"or send a valid {API_KEY_HEADER} header")
+
+
+def is_authorized(request: HttpRequest, *, client_secret: Callable[[], str],
+                  api_key: Callable[[], str | None], now_ms: int | None = None) -> bool:
+    """An `x-api-key` header is checked against the key (constant time) and nothing else;
+    without one, the request must carry a valid HubSpot v3 signature."""
+    presented = request.headers.get(API_KEY_HEADER)
+    if presented is not None:
+        expected = api_key()
+        return bool(expected) and hmac.compare_digest(
+            presented.encode("utf-8", "replace"), expected.encode())
+    return is_valid_signature(request, client_secret(), now_ms=now_ms)
+
+
 def answer_score_request(
     event: Mapping[str, Any],
     *,
@@ -414,10 +693,11 @@ def answer_score_request(
     public_url: str | None,
     model: ScoringModel,
     purposes_property: str,
+    api_key: Callable[[], str | None] = lambda: None,
     now_ms: int | None = None,
 ) -> ScoreApiResponse:
-    """`POST /score`: size (413) → signature (401) → JSON and field types (400) → consent →
-    score (200). Nothing is written or stored: the caller owns what it does with the score."""
+    """`POST /score`: size (413) → authentication (401) → JSON and field types (400) → consent
+    → score (200). Nothing is written or stored: the caller owns what it does with the score."""
     try:
         request = request_from_http_api_event(event, public_url)
     except RequestTooLarge as error:
@@ -426,9 +706,9 @@ def answer_score_request(
     except MalformedRequest as error:
         count("ScoreApiBadRequest")
         return ScoreApiResponse(status_code=400, body={"message": str(error)})
-    if not is_valid_signature(request, client_secret(), now_ms=now_ms):
-        count("ScoreApiSignatureRejected")
-        return ScoreApiResponse(status_code=401, body={"message": "Unauthorized"})
+    if not is_authorized(request, client_secret=client_secret, api_key=api_key, now_ms=now_ms):
+        count("ScoreApiUnauthorized")
+        return ScoreApiResponse(status_code=401, body={"message": UNAUTHORIZED_MESSAGE})
     try:
         properties = request_properties(json.loads(request.body),
                                         [*model.properties, purposes_property])

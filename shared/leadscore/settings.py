@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(item.strip() for item in value.split(",") if item.strip())
+    return value
 
 
 class _EnvModel(BaseModel):
@@ -34,6 +40,8 @@ class CommonSettings(_EnvModel):
     consent_purposes_property: NonEmpty = "dpdp_consent_purposes"
     consent_updated_at_property: NonEmpty = "dpdp_consent_updated_at"
     retention_days: PositiveInt = 180
+    # Token bucket per container (leadscore.hubspot_client.RequestBudget).
+    hubspot_requests_per_second: PositiveFloat = 10.0
 
 
 class IngestSettings(CommonSettings):
@@ -41,6 +49,16 @@ class IngestSettings(CommonSettings):
     score_queue_url: NonEmpty
     webhook_public_url: str | None = None  # unset: rebuilt from the API Gateway event
     idempotency_table: str | None = None  # unset: no eventId dedupe (local runs, tests)
+    # Properties whose changes lead to a re-score: the model's inputs (its features.toml
+    # columns); the consent properties are always added.
+    watched_properties: frozenset[str] = frozenset()
+
+    _split_watched = field_validator("watched_properties", mode="before")(_comma_separated)
+
+    @property
+    def watched(self) -> frozenset[str]:
+        return self.watched_properties | {self.consent_purposes_property,
+                                          self.consent_updated_at_property}
 
 
 class ScoreSettings(CommonSettings):
@@ -50,26 +68,40 @@ class ScoreSettings(CommonSettings):
     enrich_queue_url: str | None = None  # unset: enrichment is not queued
     hot_leads_topic_arn: str | None = None  # unset: no hot-lead alerts
     enrich_tiers: frozenset[str] = frozenset({"hot", "warm"})
+    # A record failing on its last allowed receive goes to this DLQ with a `reason` attribute
+    # (SQS's own redrive cannot add one); keep the count equal to the queue's maxReceiveCount.
+    score_dlq_url: str | None = None
+    score_queue_max_receive_count: PositiveInt = 5
+    score_queue_url: str | None = None  # re-scores after losing a race to a newer event
+    watched_properties: frozenset[str] = frozenset()  # checked against the model's inputs
 
-    @field_validator("enrich_tiers", mode="before")
-    @classmethod
-    def _split_tiers(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(t.strip() for t in value.split(",") if t.strip())
-        return value
+    _split_tiers = field_validator("enrich_tiers", mode="before")(_comma_separated)
+    _split_watched = field_validator("watched_properties", mode="before")(_comma_separated)
 
 
 class ScoreApiSettings(CommonSettings):
     hubspot_client_secret_secret: NonEmpty
+    score_api_key_secret: str | None = None  # unset: only HubSpot signatures are accepted
     model_dir: NonEmpty = "/opt/model"
     score_api_public_url: str | None = None  # unset: rebuilt from the API Gateway event
 
 
-class ConsentSweepSettings(CommonSettings):
+class ErasureSettings(_EnvModel):
+    """What `leadscore.erasure.eraser_from_env` needs (score, consent sweep, retention purge)."""
+
+    erasure_receipts_table: NonEmpty
+    erasure_receipt_key_secret: NonEmpty  # Secrets Manager id of the receipt hashing key
+    audit_retention_days: PositiveInt = 1095  # how long receipts are kept (DynamoDB TTL)
+
+
+class ConsentSweepSettings(CommonSettings, ErasureSettings):
     hubspot_token_secret: NonEmpty
     ledger_table: NonEmpty
 
 
-class RetentionPurgeSettings(CommonSettings):
+class RetentionPurgeSettings(CommonSettings, ErasureSettings):
     hubspot_token_secret: NonEmpty
     ledger_table: NonEmpty
+    # Contacts with no consent and no activity for RETENTION_DAYS: "off" (default) ignores
+    # them, "report" counts them (dry run), "delete" GDPR-deletes them in HubSpot.
+    purge_inactive_contacts: Literal["off", "report", "delete"] = "off"

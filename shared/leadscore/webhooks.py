@@ -22,7 +22,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from hubspot.utils.signature import Signature
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 SIGNATURE_HEADER = "x-hubspot-signature-v3"
@@ -42,7 +49,12 @@ _SIGNED_URI_PATTERN = re.compile("|".join(_SIGNED_URI_DECODINGS), re.IGNORECASE)
 
 
 class WebhookEvent(BaseModel):
-    """One element of a HubSpot webhook batch; fields HubSpot may add later are ignored."""
+    """One element of a HubSpot webhook batch; fields HubSpot may add later are ignored.
+
+    `contact.merge` events add `primaryObjectId`, `mergedObjectIds` and `newObjectId` (the
+    contact that exists after the merge; usually the primary, but HubSpot may create a new
+    one) and may omit `objectId`; every other event type needs `objectId`.
+    """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
                               extra="ignore")
@@ -54,11 +66,26 @@ class WebhookEvent(BaseModel):
     occurred_at: int
     subscription_type: str = Field(min_length=1)
     attempt_number: int
-    object_id: int
+    object_id: int | None = None
     change_flag: str | None = None
     change_source: str | None = None
+    source_id: str | None = None
     property_name: str | None = None
     property_value: str | None = None
+    primary_object_id: int | None = None
+    merged_object_ids: tuple[int, ...] = ()
+    new_object_id: int | None = None
+
+    @model_validator(mode="after")
+    def _names_a_contact(self) -> WebhookEvent:
+        if self.object_id is None and self.surviving_object_id is None:
+            raise ValueError("objectId is required")
+        return self
+
+    @property
+    def surviving_object_id(self) -> int | None:
+        """For a merge, the contact that exists afterwards; otherwise `objectId`."""
+        return self.new_object_id or self.primary_object_id or self.object_id
 
 
 _EVENT_BATCH = TypeAdapter(list[WebhookEvent])
@@ -171,4 +198,6 @@ def parse_events(body: bytes) -> list[WebhookEvent]:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise InvalidWebhookPayload(f"event {where}: {first['msg']}") from None
+        # Our own validators' messages without pydantic's "Value error, " prefix.
+        message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        raise InvalidWebhookPayload(f"event {where}: {message}") from None

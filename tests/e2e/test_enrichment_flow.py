@@ -19,6 +19,7 @@ import pytest
 from hubspot import HubSpot
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 
+from leadscore.enrichment import DEFAULT_MODELS
 from leadscore_local.process import LocalStackProcess
 from leadscore_local.webhook_sender import deliver
 
@@ -135,6 +136,14 @@ def test_hot_and_warm_consented_contacts_get_a_summary_and_a_next_action(stack, 
         if not upper_tier(properties):  # cold and disqualified leads are not enriched
             assert not properties.get("ai_lead_summary")
             assert not sent_to_llm(stack, properties["marker"])
+    # Each tier starts on its model: warm on the fast one, hot straight on the stronger one;
+    # and the emulator, which rejects what the real models reject, accepted every request.
+    fast, strong = DEFAULT_MODELS["anthropic"]
+    requests = llm_requests(stack)
+    for properties in upper.values():
+        first = next(r["body"] for r in requests if properties["marker"] in json.dumps(r["body"]))
+        assert first["model"] == (strong if properties["ai_lead_tier"] == "hot" else fast)
+    assert not [r for r in requests if r["status"] == 400]
 
 
 def test_contacts_without_ai_enrichment_never_reach_the_llm(stack, hubspot):
@@ -176,7 +185,6 @@ def test_an_injection_attempt_changes_neither_the_output_shape_nor_the_score(sta
 
 def test_a_lead_rescored_while_its_enrichment_waited_is_enriched_once_with_fresh_data(
         stack, hubspot):
-    primary = "claude-haiku-4-5-20251001"  # the default fast model
     settle(stack)
     # The first enrichment attempts fail (overloaded), so its message waits on EnrichQueue.
     stack.admin("POST", "/faults", {"target": "anthropic", "status": 529, "count": 12})
@@ -202,9 +210,12 @@ def test_a_lead_rescored_while_its_enrichment_waited_is_enriched_once_with_fresh
     assert upper_tier(properties) and properties["ai_lead_summary"]
     answered = [r["body"] for r in llm_requests(stack) if r["status"] == 200]
     assert not any("stale-marker" in json.dumps(body) for body in answered)
-    # One enrichment: one opening request to the fast model with the fresh data.
+    # One enrichment: one opening request with the fresh data to the model a lead of its tier
+    # starts with (hot leads go straight to the escalation model).
+    fast, strong = DEFAULT_MODELS["anthropic"]
+    first = strong if properties["ai_lead_tier"] == "hot" else fast
     openings = [body for body in answered if "fresh-marker" in json.dumps(body)
-                and body["model"] == primary and len(body["messages"]) == 1]
+                and body["model"] == first and len(body["messages"]) == 1]
     assert len(openings) == 1
 
 

@@ -283,6 +283,81 @@ def test_tool_use_must_be_answered_by_a_tool_result(emulator):
     assert sdk.messages.create(model=MODEL, max_tokens=64, messages=answered, tools=[TOOL])
 
 
+# ------------------------------------------------------- what 5.x models reject
+
+HAIKU_5, SONNET_5 = "claude-haiku-5-5", "claude-sonnet-5-5"
+THINKING_OFF = {"type": "disabled"}
+
+
+def create(sdk: anthropic.Anthropic, model: str, **extra: Any) -> Message:
+    extra.setdefault("messages", [{"role": "user", "content": "We need pricing for 50 seats"}])
+    return sdk.messages.create(model=model, max_tokens=512, **extra)
+
+
+@pytest.mark.parametrize("model", [SONNET_5, "apac.anthropic.claude-sonnet-5-5"])
+@pytest.mark.parametrize("choice", [FORCE, {"type": "any"}])
+def test_sonnet_5_5_rejects_forced_tool_use(emulator, model, choice):
+    with pytest.raises(anthropic.BadRequestError, match="forced tool use is not supported") as e:
+        create(client(emulator), model, tools=[TOOL], tool_choice=choice,
+               thinking={"type": "between_tools"})
+    assert e.value.body["error"]["type"] == "invalid_request_error"
+
+
+def test_sonnet_5_5_turns_thinking_off_with_between_tools_not_disabled(emulator):
+    sdk = client(emulator)
+    with pytest.raises(anthropic.BadRequestError, match="between_tools"):
+        create(sdk, SONNET_5, tools=[TOOL], tool_choice={"type": "auto"}, thinking=THINKING_OFF)
+
+    answer = create(sdk, SONNET_5, tools=[TOOL], tool_choice={"type": "auto"},
+                    thinking={"type": "between_tools"})
+    assert [block.type for block in answer.content] == ["text", "tool_use"]
+    with pytest.raises(anthropic.BadRequestError, match="between_tools"):  # Sonnet 5.5 only
+        create(sdk, HAIKU_5, thinking={"type": "between_tools"})
+
+
+@pytest.mark.parametrize("model", [HAIKU_5, SONNET_5])
+@pytest.mark.parametrize("parameter", [{"temperature": 0.2}, {"top_p": 0.9}, {"top_k": 5}])
+def test_5x_models_reject_sampling_parameters(emulator, model, parameter):
+    # SDK 2.x has no arguments for them any more; a hand-built request can still send them.
+    with pytest.raises(anthropic.BadRequestError, match="sampling parameters"):
+        create(client(emulator), model, extra_body=parameter)
+    assert ask(client(emulator), extra_body=parameter)  # Haiku 4.5 still takes them
+
+
+def test_5x_models_reject_an_assistant_prefill(emulator):
+    prefill = [{"role": "user", "content": "Qualify this lead"},
+               {"role": "assistant", "content": "{"}]
+    with pytest.raises(anthropic.BadRequestError, match="prefill"):
+        create(client(emulator), HAIKU_5, messages=prefill)
+    assert client(emulator).messages.create(model=MODEL, max_tokens=64, messages=prefill)
+
+
+def test_haiku_5_5_forces_a_tool_only_with_thinking_off(emulator):
+    sdk = client(emulator)
+    # Adaptive thinking is on by default on 5.x: a forced tool call needs it turned off.
+    with pytest.raises(anthropic.BadRequestError, match="Thinking may not be enabled"):
+        create(sdk, HAIKU_5, tools=[TOOL], tool_choice=FORCE)
+    with pytest.raises(anthropic.BadRequestError, match="Thinking may not be enabled"):
+        create(sdk, HAIKU_5, tools=[TOOL], tool_choice=FORCE, thinking={"type": "adaptive"})
+    with pytest.raises(anthropic.BadRequestError, match="'enabled' is not supported"):
+        create(sdk, HAIKU_5, thinking={"type": "enabled", "budget_tokens": 1024})
+
+    answer = create(sdk, HAIKU_5, tools=[TOOL], tool_choice=FORCE, thinking=THINKING_OFF)
+    assert [block.type for block in answer.content] == ["tool_use"]
+
+
+def test_adaptive_thinking_answers_with_a_thinking_block_billed_as_output(emulator):
+    sdk = client(emulator)
+    thinking = create(sdk, HAIKU_5, tools=[TOOL], tool_choice={"type": "auto"})
+    plain = create(sdk, HAIKU_5, tools=[TOOL], tool_choice={"type": "auto"},
+                   thinking=THINKING_OFF)
+
+    assert thinking.content[0].type == "thinking" and thinking.content[0].signature
+    assert "thinking" not in [block.type for block in plain.content]
+    tool_json = json.dumps(thinking.content[-1].input, separators=(",", ":"))
+    assert thinking.usage.output_tokens >= (len(thinking.content[0].thinking) + len(tool_json)) / 4
+
+
 # ------------------------------------------------------------------------- faults
 
 
@@ -424,11 +499,16 @@ def test_stats_split_token_usage_by_model_for_cost_estimates(emulator):
 
 
 def test_requests_are_recorded_with_the_key_masked(emulator):
-    ask(client(emulator), "recorded text")
-    (record,) = emulator.requests
+    answer = ask(client(emulator), "recorded text")
+    emulator.inject_fault(529)
+    with pytest.raises(anthropic.InternalServerError):
+        ask(client(emulator), "overloaded")
+    record, failed = emulator.requests
 
     assert record["body"]["messages"] == [{"role": "user", "content": "recorded text"}]
     assert record["status"] == 200
+    assert record["usage"]["output_tokens"] == answer.usage.output_tokens  # per-call cost
+    assert failed["status"] == 529 and failed["usage"] is None
     assert "test" not in json.dumps(record["headers"])
     with urllib.request.urlopen(emulator.url + "/_emulator/requests", timeout=5) as response:
         assert json.loads(response.read())["requests"][0]["body"] == record["body"]

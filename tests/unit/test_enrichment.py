@@ -9,6 +9,7 @@ in-process mock.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from moto import mock_aws
 from leadscore.enrichment import (
     AUTO_SUMMARY_LABEL,
     DEFAULT_MODELS,
+    MODEL_CAPABILITIES,
     BudgetExhausted,
     EnrichmentError,
     EnrichRequest,
@@ -35,6 +37,7 @@ from leadscore.enrichment import (
     PromptConfigError,
     TokenUsage,
     assessment_tool,
+    capabilities,
     clean_output,
     compose_prompt,
     cost_usd,
@@ -117,13 +120,27 @@ def test_request_forces_the_tool_and_caches_the_fixed_prompt(emulator, llm):
     enrich_contact(contact(), scored(), llm)
     (body,) = bodies(emulator)[:1]
 
-    assert body["model"] == PRIMARY
+    assert body["model"] == PRIMARY == "claude-haiku-5-5"
     assert body["tool_choice"] == {"type": "tool", "name": "record_lead_assessment"}
+    assert body["thinking"] == {"type": "disabled"}  # on by default: costs output tokens
     assert body["tools"] == [assessment_tool()]
     assert body["tools"][0]["input_schema"] == LeadAssessment.model_json_schema()
     assert body["system"] == [{"type": "text", "text": default_prompt().text,
                                "cache_control": {"type": "ephemeral"}}]
-    assert "temperature" not in body  # newer models reject sampling parameters
+    assert not {"temperature", "top_p", "top_k"} & set(body)  # 5.x models reject them
+    assert body["messages"][-1]["role"] == "user"  # no assistant prefill either
+    assert body["max_tokens"] == llm.max_tokens
+
+
+def test_max_tokens_leaves_room_for_the_longest_valid_answer():
+    longest = LeadAssessment(
+        fit_summary="x" * 400, next_action="x" * 200,
+        bant={name: {"level": "unknown", "evidence": "x" * 200}
+              for name in ("budget", "authority", "need", "timeline")},
+        buying_signals=["x" * 120] * 5, red_flags=["x" * 120] * 5, confidence="medium")
+    # Words tokenise at ~4 characters a token; the 5.x tokenizer counts ~30% more.
+    worst_case_tokens = len(longest.model_dump_json()) / 4 * 1.3
+    assert worst_case_tokens < LlmSettings().max_tokens < 2 * worst_case_tokens
 
 
 def test_second_contact_reads_the_prompt_from_the_cache(emulator, llm):
@@ -136,13 +153,54 @@ def test_second_contact_reads_the_prompt_from_the_cache(emulator, llm):
     assert second.usage.cache_creation_input_tokens == 0
 
 
-def test_without_forced_tool_choice_the_tool_is_offered_with_auto(emulator, llm):
+def test_sonnet_5_5_is_asked_with_auto_tool_choice_and_no_up_front_thinking(emulator, llm):
+    emulator.override_tool_input({**CONFIDENT, "confidence": "low"})
     emulator.override_tool_input(CONFIDENT)
-    result = enrich_contact(contact(), scored(),
-                            llm.model_copy(update={"force_tool_choice": False}))
+    result = enrich_contact(contact(), scored(), llm)
 
-    assert result.status == "enriched"
-    assert bodies(emulator)[0]["tool_choice"] == {"type": "auto"}
+    fast, strong = bodies(emulator)
+    assert strong["model"] == ESCALATION == "claude-sonnet-5-5"
+    assert strong["tool_choice"] == {"type": "auto"}  # forced tool use is a 400 there
+    assert strong["thinking"] == {"type": "between_tools"}  # "disabled" is a 400 there
+    assert "record_lead_assessment tool, once" in strong["messages"][0]["content"][0]["text"]
+    assert strong["system"] == fast["system"] and strong["tools"] == fast["tools"]
+    assert result.answered_by == ESCALATION and result.escalated
+    assert [call.outcome for call in result.calls] == ["valid", "valid"]
+
+
+def test_every_default_model_has_a_capability_entry_and_a_price():
+    for provider_models in DEFAULT_MODELS.values():
+        for model in provider_models:
+            assert capabilities(model) in MODEL_CAPABILITIES.values()
+            assert cost_usd(model, TokenUsage(input_tokens=1)) is not None
+    assert capabilities("apac.anthropic.claude-sonnet-5-5").forced_tool_choice is False
+
+
+def test_an_unknown_model_gets_the_request_every_model_accepts(emulator, llm):
+    emulator.override_tool_input(CONFIDENT)
+    enrich_contact(contact(), scored(), llm.model_copy(update={"model": "claude-future-9"}))
+
+    (body,) = bodies(emulator)[:1]
+    assert body["tool_choice"] == {"type": "auto"} and "thinking" not in body
+
+
+@pytest.mark.parametrize(("family", "change", "message"), [
+    ("claude-sonnet-5-5", {"forced_tool_choice": True}, "forced tool use is not supported"),
+    ("claude-sonnet-5-5", {"thinking_off": {"type": "disabled"}}, "between_tools"),
+    ("claude-haiku-5-5", {"thinking_off": None}, "Thinking may not be enabled"),
+])
+def test_the_emulator_rejects_requests_the_models_reject(emulator, llm, monkeypatch, family,
+                                                          change, message):
+    """A regression in the capability table shows as the API's 400, not as a silent pass."""
+    monkeypatch.setitem(MODEL_CAPABILITIES, family,
+                        dataclasses.replace(MODEL_CAPABILITIES[family], **change))
+    model = PRIMARY if family == price_key(PRIMARY) else ESCALATION
+    with pytest.raises(EnrichmentError, match=r"BadRequestError \(400\)") as raised:
+        enrich_contact(contact(), scored(), llm.model_copy(update={"model": model}))
+
+    assert isinstance(raised.value.__cause__, anthropic.BadRequestError)
+    assert message in str(raised.value.__cause__)
+    assert not raised.value.final  # not an answer problem: SQS retries, then the DLQ
 
 
 # ---------------------------------------------------- invalid output, retry, escalation
@@ -197,12 +255,22 @@ def test_low_confidence_answer_is_escalated(emulator, llm):
     assert result.answered_by == ESCALATION and result.assessment.confidence == "high"
 
 
-def test_hot_leads_are_always_escalated(emulator, llm):
-    emulator.override_tool_input(CONFIDENT, count=2)
+def test_hot_leads_go_straight_to_the_escalation_model(emulator, llm):
+    emulator.override_tool_input({**CONFIDENT, "confidence": "low"})
     result = enrich_contact(contact(), scored(tier="hot", score=91), llm)
 
-    assert [body["model"] for body in bodies(emulator)] == [PRIMARY, ESCALATION]
-    assert result.answered_by == ESCALATION
+    assert [body["model"] for body in bodies(emulator)] == [ESCALATION]  # no fast call first
+    assert result.answered_by == ESCALATION and not result.escalated
+    assert result.needs_review  # low confidence from the strong model: a rep looks at it
+
+
+def test_a_hot_lead_gets_one_retry_on_the_escalation_model_then_fails(emulator, llm):
+    emulator.inject_fault("malformed", 2)
+    with pytest.raises(EnrichmentError, match=f"invalid_output: {ESCALATION}: ") as raised:
+        enrich_contact(contact(), scored(tier="hot", score=91), llm)
+
+    assert [body["model"] for body in bodies(emulator)] == [ESCALATION, ESCALATION]
+    assert raised.value.final
 
 
 def test_escalation_is_off_when_both_models_are_the_same(emulator, llm):
@@ -266,9 +334,9 @@ def assessment(**overrides: Any) -> dict[str, Any]:
 
 def test_failed_escalation_keeps_the_fast_models_valid_answer():
     timeout = anthropic.APITimeoutError(request=httpx2.Request("POST", "https://x/v1/messages"))
-    client = ScriptedClient(tool_answer(assessment()), timeout)
+    client = ScriptedClient(tool_answer(assessment(confidence="low")), timeout)
     settings = LlmSettings(provider="anthropic", api_key="k")
-    result = enrich_contact(contact(), scored(tier="hot"), settings, lambda _: client)
+    result = enrich_contact(contact(), scored(), settings, lambda _: client)
 
     assert result.status == "enriched" and result.answered_by == PRIMARY
     assert not result.escalated
@@ -295,8 +363,9 @@ def test_cost_is_computed_from_usage_and_prices():
     result = enrich_contact(contact(), scored(), LlmSettings(provider="anthropic", api_key="k"),
                             lambda _: client)
 
-    # Haiku 4.5: $1 in, $5 out, $0.10 cache read per million tokens.
-    assert result.estimated_cost_usd == pytest.approx((900 * 1 + 150 * 5 + 1200 * 0.1) / 1e6)
+    # Haiku 5.5: $0.10 in, $0.50 out, $0.01 cache read per million tokens.
+    assert result.estimated_cost_usd == pytest.approx(
+        (900 * 0.1 + 150 * 0.5 + 1200 * 0.01) / 1e6)
 
 
 def test_prices_are_found_for_bedrock_and_api_ids():
@@ -304,8 +373,11 @@ def test_prices_are_found_for_bedrock_and_api_ids():
     assert price_key("claude-haiku-4-5-20251001") == "claude-haiku-4-5"
     assert price_key("apac.anthropic.claude-sonnet-4-6") == "claude-sonnet-4-6"
     assert price_key("global.anthropic.claude-sonnet-4-5-20250929-v1:0") == "claude-sonnet-4-5"
+    assert price_key("apac.anthropic.claude-haiku-5-5") == "claude-haiku-5-5"
     usage = TokenUsage(input_tokens=1_000_000)
-    assert cost_usd(DEFAULT_MODELS["bedrock"][1], usage) == 3.0
+    assert cost_usd(DEFAULT_MODELS["bedrock"][1], usage) == 2.0
+    assert cost_usd(ESCALATION, TokenUsage(cache_read_input_tokens=1_000_000)) == 0.2
+    assert cost_usd(PRIMARY, TokenUsage(cache_read_input_tokens=1_000_000)) == 0.01
     assert cost_usd("some-unknown-model", usage) is None
 
 
@@ -663,8 +735,7 @@ def test_a_message_older_than_the_contacts_latest_score_is_skipped(emulator, llm
 
 def test_prices_come_from_configuration():
     prices = parse_prices(json.dumps({
-        "claude-haiku-4-5-20251001": {"input": 2, "output": 10, "cache_write": 2.5,
-                                      "cache_read": 0.2},
+        "claude-haiku-5-5": {"input": 2, "output": 10, "cache_write": 2.5, "cache_read": 0.2},
         "my-model": {"input": 1, "output": 1, "cache_write": 1, "cache_read": 1}}))
     usage = TokenUsage(input_tokens=1_000_000, output_tokens=100_000)
 

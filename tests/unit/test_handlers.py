@@ -4,18 +4,17 @@ injected through each module's seams (`hubspot_client_factory`, `load_model`).""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from moto import mock_aws
 
-from leadscore.hubspot_client import AI_PROPERTIES, HubSpotBatchError, HubSpotUnavailable
-from leadscore.ledger import DynamoDBLedger, LedgerEntry
+from leadscore.hubspot_client import HubSpotBatchError, HubSpotUnavailable
 
 PROP = "dpdp_consent_purposes"
 TOKEN = "pat-ap1-test-token"
+API_KEY = "score-api-key-0123456789"
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def stack(aws_env, kit, monkeypatch):
     with mock_aws():
         sqs = boto3.client("sqs")
         urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
-                for name in ("ScoreQueue", "EnrichQueue", "HotLeadsInbox")}
+                for name in ("ScoreQueue", "ScoreDLQ", "EnrichQueue", "HotLeadsInbox")}
         sns = boto3.client("sns")
         topic = sns.create_topic(Name="HotLeadsTopic")["TopicArn"]
         inbox_arn = sqs.get_queue_attributes(QueueUrl=urls["HotLeadsInbox"],
@@ -36,9 +35,18 @@ def stack(aws_env, kit, monkeypatch):
             KeySchema=[{"AttributeName": "contact_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "contact_id", "AttributeType": "S"}],
         )
+        boto3.client("dynamodb").create_table(
+            TableName="ErasureReceiptsTable", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "subject", "KeyType": "HASH"},
+                       {"AttributeName": "receipt", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "subject", "AttributeType": "S"},
+                                  {"AttributeName": "receipt", "AttributeType": "S"}],
+        )
         secrets = boto3.client("secretsmanager")
         secrets.create_secret(Name="hubspot-client-secret", SecretString=kit.CLIENT_SECRET)
         secrets.create_secret(Name="hubspot-token", SecretString=TOKEN)
+        secrets.create_secret(Name="receipt-key", SecretString="receipt-key-0000")
+        secrets.create_secret(Name="score-api-key", SecretString=API_KEY)
         for name, value in {
             "HUBSPOT_CLIENT_SECRET_SECRET": "hubspot-client-secret",
             "HUBSPOT_TOKEN_SECRET": "hubspot-token",
@@ -50,6 +58,11 @@ def stack(aws_env, kit, monkeypatch):
             "RETENTION_DAYS": "180",
             "MODEL_DIR": "/nonexistent/model",
             "ENRICH_TIERS": "hot,warm",
+            "SCORE_DLQ_URL": urls["ScoreDLQ"],
+            "SCORE_QUEUE_MAX_RECEIVE_COUNT": "3",
+            "ERASURE_RECEIPTS_TABLE": "ErasureReceiptsTable",
+            "ERASURE_RECEIPT_KEY_SECRET": "receipt-key",
+            "SCORE_API_KEY_SECRET": "score-api-key",
         }.items():
             monkeypatch.setenv(name, value)
         yield sqs, urls
@@ -64,11 +77,12 @@ def receive(sqs, url):
     return found
 
 
-def sqs_event(messages):
+def sqs_event(messages, receive_count=1):
     """What the SQS event source mapping hands the score function."""
     return {"Records": [{
         "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000",
+        "attributes": {"ApproximateReceiveCount": str(receive_count),
+                       "SentTimestamp": "1700000000000",
                        "SenderId": "AIDA", "ApproximateFirstReceiveTimestamp": "1700000000000"},
         "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:ap-south-1:123456789012:ScoreQueue",
@@ -85,7 +99,7 @@ def score_module(kit, hubspot, model):
     module = kit.load_function("score")
     made = []
 
-    def factory(token, base_url):
+    def factory(token, base_url, budget=None):
         made.append((token, base_url))
         return hubspot
 
@@ -114,7 +128,7 @@ def test_webhook_to_scored_contact(stack, kit, fake_model, lambda_context, capsy
     assert ingest["statusCode"] == 200
 
     queued = receive(sqs, urls["ScoreQueue"])
-    assert len(queued) == 4
+    assert len(json.loads(queued[0]["Body"])["events"]) == 4  # one message, four events
     module = score_module(kit, hubspot, fake_model)
     response = module.lambda_handler(sqs_event(queued), lambda_context)
 
@@ -127,7 +141,9 @@ def test_webhook_to_scored_contact(stack, kit, fake_model, lambda_context, capsy
     assert set(items) == {"101", "102"}
     assert items["101"]["score"] == 90 and items["101"]["tier"] == "hot"
     assert set(items["101"]) == {"contact_id", "score", "probability", "tier", "model_version",
-                                 "scored_at", "expires_at"}
+                                 "scored_at", "expires_at", "first_scored_at", "feature_hash",
+                                 "last_event_at", "recent_event_ids", "hot_alerted_at"}
+    assert items["101"]["recent_event_ids"] == ["62515:1"]
     [alert] = receive(sqs, urls["HotLeadsInbox"])
     assert json.loads(alert["Body"])["contact_id"] == "101"
     enrich = [json.loads(m["Body"]) for m in receive(sqs, urls["EnrichQueue"])]
@@ -211,14 +227,27 @@ def test_score_api_without_consent_answers_not_scored(stack, kit, fake_model, la
 
 def test_score_api_rejects_unsigned_and_malformed(stack, kit, fake_model, lambda_context):
     body = json.dumps({"hs_analytics_num_visits": "8", PROP: "lead_scoring"})
-    assert _score_api(kit, fake_model, kit.http_api_event(body, path="/score", secret="nope"),
-                      lambda_context) == (401, {"message": "Unauthorized"})
+    status, answer = _score_api(kit, fake_model,
+                                kit.http_api_event(body, path="/score", secret="nope"),
+                                lambda_context)
+    assert status == 401
+    assert "X-HubSpot-Signature-v3" in answer["message"] and "x-api-key" in answer["message"]
     status, answer = _score_api(
         kit, fake_model,
         kit.http_api_event(json.dumps({"hs_analytics_num_visits": {"n": 1}}), path="/score"),
         lambda_context)
     assert status == 400
     assert "hs_analytics_num_visits" in answer["message"]
+
+
+def test_score_api_accepts_the_api_key_instead_of_a_signature(stack, kit, fake_model,
+                                                              lambda_context):
+    body = json.dumps({PROP: "lead_scoring", "hs_analytics_num_visits": "6"})
+    event = kit.http_api_event(body, path="/score", secret=None)
+    event["headers"]["x-api-key"] = API_KEY
+    assert _score_api(kit, fake_model, event, lambda_context)[1]["tier"] == "warm"
+    event["headers"]["x-api-key"] = API_KEY + "x"
+    assert _score_api(kit, fake_model, event, lambda_context)[0] == 401
 
 
 def test_score_api_signature_uses_public_url(stack, kit, fake_model, lambda_context,
@@ -230,70 +259,52 @@ def test_score_api_signature_uses_public_url(stack, kit, fake_model, lambda_cont
     assert _score_api(kit, fake_model, event, lambda_context)[0] == 200
 
 
-# --- consent sweep and retention purge ----------------------------------------------------
+# --- score: erasure and dead letters ------------------------------------------------------
 
 
-def _seed_ledger(entries):
-    DynamoDBLedger("LedgerTable").put_many(LedgerEntry.for_score(
-        contact_id=cid, score=50, probability=0.5, tier="warm", model_version="m",
-        scored_at=scored_at, retention_days=180) for cid, scored_at in entries.items())
+def _send(sqs, url, **body):
+    message = {"event_id": 1, "subscription_type": "contact.creation", "occurred_at": 1,
+               "portal_id": 62515} | body
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(message))
 
 
-def _scored(consent, scored_at):
-    props = dict.fromkeys(AI_PROPERTIES, "")
-    props.update(ai_lead_score="50", ai_lead_tier="warm", ai_lead_summary="Fits",
-                 ai_lead_scored_at=scored_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
-    props[PROP] = consent
-    return props
+def test_deletion_event_erases_ledger_and_writes_a_receipt(stack, kit, fake_model,
+                                                          lambda_context):
+    sqs, urls = stack
+    hubspot = kit.FakeHubSpot({"1": contact(9)})
+    module = score_module(kit, hubspot, fake_model)
+    _send(sqs, urls["ScoreQueue"], contact_id="1")
+    module.lambda_handler(sqs_event(receive(sqs, urls["ScoreQueue"])), lambda_context)
+    assert set(ledger_items()) == {"1"}
+
+    del hubspot.contacts["1"]
+    _send(sqs, urls["ScoreQueue"], contact_id="1", event_id=2, occurred_at=2,
+          subscription_type="contact.deletion")
+    response = module.lambda_handler(sqs_event(receive(sqs, urls["ScoreQueue"])), lambda_context)
+    assert response == {"batchItemFailures": []}
+    assert ledger_items() == {}
+    [receipt] = boto3.resource("dynamodb").Table("ErasureReceiptsTable").scan()["Items"]
+    assert (receipt["reason"], receipt["records"]) == ("contact_deleted", ["ledger"])
+    assert receipt["subject"] != "1"  # a keyed hash, not the id
 
 
-def test_consent_sweep_handler(stack, kit, lambda_context):
-    now = datetime.now(UTC)
-    hubspot = kit.FakeHubSpot({"1": _scored("", now), "2": _scored("lead_scoring", now),
-                               "3": _scored("lead_scoring;ai_enrichment", now)})
-    _seed_ledger(dict.fromkeys(("1", "2", "3"), now))
-    module = kit.load_function("consent_sweep")
-    module.hubspot_client_factory = lambda token, base_url: hubspot
-    result = module.lambda_handler({}, lambda_context)
-    assert result == {"examined": 3, "erased": 1, "enrichment_cleared": 1, "failed": 0,
-                      "truncated": False}
-    assert set(ledger_items()) == {"2", "3"}
-    assert hubspot.contacts["1"]["ai_lead_score"] == ""
-    assert hubspot.contacts["2"]["ai_lead_summary"] == ""
-    assert hubspot.contacts["3"]["ai_lead_summary"] == "Fits"
-
-
-def test_retention_purge_handler(stack, kit, lambda_context):
-    now = datetime.now(UTC)
-    old, recent = now - timedelta(days=200), now - timedelta(days=10)
-    hubspot = kit.FakeHubSpot({
-        "1": _scored("lead_scoring", old),  # expired: cleared and forgotten
-        "2": _scored("lead_scoring", recent),  # within retention
-        # "3" was deleted from HubSpot: only the ledger item remains to erase
-        "4": _scored("lead_scoring", recent),  # re-scored since the ledger item was written
-    })
-    _seed_ledger({"1": old, "2": recent, "3": old, "4": old})
-    module = kit.load_function("retention_purge")
-    module.hubspot_client_factory = lambda token, base_url: hubspot
-    result = module.lambda_handler({}, lambda_context)
-
-    assert result == {"expired": 3, "cleared": 1, "deleted": 2, "failed": 0}
-    assert set(ledger_items()) == {"2", "4"}
-    assert all(hubspot.contacts["1"][p] == "" for p in AI_PROPERTIES)
-    assert hubspot.contacts["2"]["ai_lead_score"] == "50"
-    assert hubspot.contacts["4"]["ai_lead_score"] == "50"
-    assert [set(batch) for batch in hubspot.updates] == [{"1"}]
-
-
-def test_retention_purge_keeps_ledger_when_hubspot_refuses(stack, kit, lambda_context):
-    old = datetime.now(UTC) - timedelta(days=365)
-    hubspot = kit.FakeHubSpot({"1": _scored("lead_scoring", old)})
-    hubspot.update_error = HubSpotBatchError("batch update", ["1"])
-    _seed_ledger({"1": old})
-    module = kit.load_function("retention_purge")
-    module.hubspot_client_factory = lambda token, base_url: hubspot
-    assert module.lambda_handler({}, lambda_context)["failed"] == 1
-    assert set(ledger_items()) == {"1"}  # the next purge retries
+def test_record_failing_on_its_last_receive_is_dead_lettered_with_the_reason(
+        stack, kit, fake_model, lambda_context):
+    sqs, urls = stack
+    hubspot = kit.FakeHubSpot({"1": contact(9), "2": contact(9)})
+    hubspot.update_error = HubSpotBatchError("batch update", ["2"])
+    for cid in ("1", "2"):
+        _send(sqs, urls["ScoreQueue"], contact_id=cid)
+    queued = receive(sqs, urls["ScoreQueue"])
+    response = score_module(kit, hubspot, fake_model).lambda_handler(
+        sqs_event(queued, receive_count=3), lambda_context)
+    # Dead-lettered by the function, so it is acknowledged: nothing left for SQS to redrive.
+    assert response == {"batchItemFailures": []}
+    [dead] = sqs.receive_message(QueueUrl=urls["ScoreDLQ"],
+                                 MessageAttributeNames=["All"])["Messages"]
+    assert json.loads(dead["Body"])["contact_id"] == "2"
+    assert dead["MessageAttributes"]["reason"]["StringValue"].startswith(
+        "HubSpot batch update partly failed")
 
 
 # --- environment models -------------------------------------------------------------------

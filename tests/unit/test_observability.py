@@ -103,3 +103,24 @@ def test_install_is_idempotent():
     install_personal_data_filter(target)
     install_personal_data_filter(target)
     assert len(target.filters) == 1 and len(target.handlers[0].filters) == 1
+
+
+class CountingClient:
+    def __init__(self) -> None:
+        self.request_count = 0
+        self.throttled_count = 0
+
+
+def test_hubspot_usage_emits_the_blocks_requests_and_throttles():
+    from leadscore.observability import hubspot_usage, metrics
+
+    client = CountingClient()
+    client.request_count = 7  # requests before the block are not this invocation's
+    metrics.clear_metrics()
+    with hubspot_usage(client):
+        client.request_count += 3
+        client.throttled_count += 1
+    emitted = {name: dict(metric) for name, metric in metrics.metric_set.items()}
+    metrics.clear_metrics()
+    assert emitted["HubSpotRequests"]["Value"] == [3.0]
+    assert emitted["HubSpotThrottles"]["Value"] == [1.0]

@@ -10,20 +10,29 @@ import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
 
+from leadscore.dlq import REASON_ATTRIBUTE
+from leadscore.erasure import ErasureReason, ErasureResult
 from leadscore.hubspot_client import (
+    ENRICHMENT_PROPERTIES,
     HubSpotBatchError,
     HubSpotClient,
     HubSpotError,
     HubSpotUnavailable,
+    RequestBudget,
 )
 from leadscore.ingest import ScoreMessage
+from leadscore.ledger import LedgerState, RecordOutcome
 from leadscore.scoring_service import (
+    DeadLetters,
     InvalidScoreRequest,
     ScorePipeline,
     answer_score_request,
+    feature_hash,
     request_properties,
     score_one,
 )
@@ -38,38 +47,88 @@ def contact(visits, consent="lead_scoring;ai_enrichment", **extra):
             "email": "lead@example.in", **extra}
 
 
-def message(contact_id, event_id=1, portal_id=62515):
-    return ScoreMessage(contact_id=str(contact_id), event_id=event_id,
-                        subscription_type="contact.creation", occurred_at=1, portal_id=portal_id)
+def message(contact_id, event_id=1, portal_id=62515, kind="contact.creation", occurred_at=None,
+            **extra):
+    return ScoreMessage(contact_id=str(contact_id), event_id=event_id, subscription_type=kind,
+                        occurred_at=event_id if occurred_at is None else occurred_at,
+                        portal_id=portal_id, **extra)
 
 
 class Recorder:
-    """Ledger, hot-lead alerts and enrichment queue in one: records what reached them."""
+    """Ledger (with DynamoDBLedger's ordering and alert bookkeeping), hot-lead alerts,
+    enrichment queue, eraser and re-score queue in one: records what reached them."""
 
     def __init__(self):
-        self.entries, self.alerts, self.enrich = [], [], []
+        self.items: dict[str, dict] = {}
+        self.entries, self.alerts, self.enrich, self.erasures, self.requeued = [], [], [], [], []
         self.ledger_error = None
         self.undeliverable: set[str] = set()
+        self.erase_failures: set[str] = set()
+        self.newer_meanwhile: dict[str, int] = {}  # contact -> last_event_at written by a rival
 
-    def put_many(self, entries):
-        entries = list(entries)
+    # ledger
+    def states(self, contact_ids):
+        return {cid: LedgerState(tier=item["tier"], last_event_at=item["last_event_at"],
+                                 hot_alerted="hot_alerted_at" in item,
+                                 recent_event_ids=frozenset(item["recent_event_ids"]))
+                for cid, item in self.items.items() if cid in contact_ids}
+
+    def record(self, entries):
         if self.ledger_error:
             raise self.ledger_error
-        self.entries.extend(entries)
+        outcome = RecordOutcome()
+        for entry in entries:
+            if entry.contact_id in self.newer_meanwhile:  # a concurrent batch won the race
+                self.items.setdefault(entry.contact_id, {"tier": None, "recent_event_ids": ()})[
+                    "last_event_at"] = self.newer_meanwhile.pop(entry.contact_id)
+            item = self.items.get(entry.contact_id)
+            if item and item["last_event_at"] > entry.last_event_at:
+                outcome.superseded.add(entry.contact_id)
+                continue
+            alerted = item.get("hot_alerted_at") if item and entry.tier == "hot" else None
+            self.items[entry.contact_id] = entry.model_dump() | (
+                {"hot_alerted_at": alerted} if alerted else {})
+            self.entries.append(entry)
+            outcome.recorded.add(entry.contact_id)
+        return outcome
 
+    def claim_hot_alert(self, contact_id, at):
+        item = self.items.get(contact_id)
+        if item is None or "hot_alerted_at" in item:
+            return False
+        item["hot_alerted_at"] = at
+        return True
+
+    def release_hot_alert(self, contact_id):
+        self.items.get(contact_id, {}).pop("hot_alerted_at", None)
+
+    # outputs
     def publish(self, alerts):
         self.alerts.extend(alerts)
         return {a.contact_id for a in alerts} & self.undeliverable
 
     def send(self, messages):
+        if messages and isinstance(messages[0], ScoreMessage):
+            self.requeued.extend(messages)
+            return len(messages)
         self.enrich.extend(messages)
         return {m.contact_id for m in messages} & self.undeliverable
+
+    # eraser
+    def erase(self, contact_ids, reason, *, scope="all", clear_hubspot=True, now=None):
+        self.erasures.append((sorted(contact_ids), reason, scope, clear_hubspot))
+        failed = sorted(set(contact_ids) & self.erase_failures)
+        if scope == "all":
+            for cid in contact_ids:
+                if cid not in failed:
+                    self.items.pop(cid, None)
+        return ErasureResult(erased=[c for c in contact_ids if c not in failed], failed=failed)
 
 
 def pipeline(hubspot, model, recorder, **overrides):
     options = dict(hubspot=hubspot, model=model, ledger=recorder, purposes_property=PROP,
                    retention_days=180, hot_leads=recorder, enrichment=recorder,
-                   clock=lambda: NOW)
+                   eraser=recorder, requeue=recorder, clock=lambda: NOW)
     options.update(overrides)
     return ScorePipeline(**options)
 
@@ -93,6 +152,7 @@ def test_unconsented_contacts_are_never_written_stored_or_sent(kit, fake_model):
     assert result.failed == []
     assert hubspot.updates == []
     assert (recorder.entries, recorder.alerts, recorder.enrich) == ([], [], [])
+    assert recorder.erasures == []  # nothing was held about them: nothing to erase
     assert fake_model.rows_scored == 0  # not even scored in memory
 
 
@@ -105,7 +165,7 @@ def test_consented_contacts_are_written_ledgered_alerted_and_enriched(kit, fake_
     })
     recorder = Recorder()
     result = pipeline(hubspot, fake_model, recorder).run(
-        [message(1), message(2), message(3), message(4)])
+        [message(1, event_id=11), message(2), message(3), message(4)])
 
     assert result.scored == ["1", "2", "3"]
     assert result.skipped_consent == ["4"]
@@ -122,6 +182,8 @@ def test_consented_contacts_are_written_ledgered_alerted_and_enriched(kit, fake_
     assert entry.scored_at == "2025-01-15T03:04:05.678Z"
     assert entry.model_version == "test-model-1"
     assert entry.expires_at > int(NOW.timestamp()) + 180 * 86400
+    assert entry.feature_hash == feature_hash(contact(9), fake_model.properties)
+    assert (entry.last_event_at, entry.recent_event_ids) == (11, ("62515:11",))
     [alert] = recorder.alerts
     assert json.loads(alert.model_dump_json()) == {
         "contact_id": "1", "portal_id": 62515, "score": 90, "tier": "hot",
@@ -140,13 +202,169 @@ def test_enrich_tiers_are_configurable(kit, fake_model):
     assert [m.contact_id for m in recorder.enrich] == ["2"]
 
 
-def test_hubspot_reads_model_and_consent_properties(kit, fake_model):
+def test_hubspot_reads_model_consent_and_own_properties(kit, fake_model):
     hubspot = kit.FakeHubSpot({"1": contact(5)})
     recorded = []
     original = hubspot.batch_read
     hubspot.batch_read = lambda ids, props: recorded.append(list(props)) or original(ids, props)
     pipeline(hubspot, fake_model, Recorder()).run([message(1)])
-    assert recorded == [["hs_analytics_num_visits", "jobtitle", PROP]]
+    # Our own properties tell whether there is anything to erase on withdrawal.
+    assert recorded == [["hs_analytics_num_visits", "jobtitle", PROP, "ai_lead_score",
+                         *ENRICHMENT_PROPERTIES]]
+
+
+# --- hot alert once -----------------------------------------------------------------------
+
+
+def test_hot_alert_is_sent_once_and_again_after_leaving_the_tier(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9)})
+    recorder = Recorder()
+    scorer = pipeline(hubspot, fake_model, recorder)
+    scorer.run([message(1, event_id=1)])
+    scorer.run([message(1, event_id=2)])  # still hot: no second alert
+    assert len(recorder.alerts) == 1
+    hubspot.contacts["1"]["hs_analytics_num_visits"] = "5"
+    scorer.run([message(1, event_id=3)])  # warm
+    hubspot.contacts["1"]["hs_analytics_num_visits"] = "9"
+    scorer.run([message(1, event_id=4)])  # hot again
+    assert len(recorder.alerts) == 2
+
+
+def test_unpublished_alert_is_released_for_the_retry(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9)})
+    recorder = Recorder()
+    recorder.undeliverable = {"1"}
+    assert pipeline(hubspot, fake_model, recorder).run([message(1)]).failed == ["1"]
+    recorder.undeliverable = set()
+    retry = pipeline(hubspot, fake_model, recorder).run([message(1, event_id=2)])
+    assert retry.scored == ["1"]
+    assert len(recorder.alerts) == 2  # the failed attempt, then the delivered one
+
+
+# --- ordering and redelivery --------------------------------------------------------------
+
+
+def test_redelivered_event_is_not_written_again(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    recorder = Recorder()
+    scorer = pipeline(hubspot, fake_model, recorder)
+    assert scorer.run([message(1, event_id=7)]).scored == ["1"]
+    for _ in range(3):  # HubSpot's retries, however they are grouped
+        assert scorer.run([message(1, event_id=7)]).stale == ["1"]
+    assert len(hubspot.updates) == 1
+    assert len(recorder.entries) == 1
+
+
+def test_event_older_than_the_newest_applied_changes_nothing(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    recorder = Recorder()
+    scorer = pipeline(hubspot, fake_model, recorder)
+    scorer.run([message(1, event_id=2, occurred_at=2_000)])
+    late = scorer.run([message(1, event_id=1, occurred_at=1_000,
+                               kind="contact.propertyChange")])
+    assert late.stale == ["1"]
+    assert len(hubspot.updates) == 1
+    assert recorder.items["1"]["last_event_at"] == 2_000
+
+
+def test_newest_event_of_a_batch_decides_and_all_are_remembered(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    recorder = Recorder()
+    result = pipeline(hubspot, fake_model, recorder).run([
+        message(1, event_id=3, occurred_at=3_000, kind="contact.deletion"),
+        message(1, event_id=4, occurred_at=4_000),  # restored/re-created afterwards: score
+        message(1, event_id=2, occurred_at=2_000),
+    ])
+    assert result.scored == ["1"]
+    assert recorder.erasures == []
+    assert set(recorder.entries[0].recent_event_ids) == {"62515:2", "62515:3", "62515:4"}
+
+
+def test_score_that_lost_a_race_is_queued_again(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    recorder = Recorder()
+    recorder.newer_meanwhile = {"1": 5_000}  # another batch applied a newer event meanwhile
+    result = pipeline(hubspot, fake_model, recorder).run([message(1, occurred_at=1_000)])
+    assert (result.scored, result.stale, result.failed) == ([], ["1"], [])
+    [again] = recorder.requeued
+    assert (again.contact_id, again.subscription_type) == ("1", "leadscore.rescore")
+    assert again.occurred_at > 5_000 or again.occurred_at >= int(NOW.timestamp() * 1000)
+
+
+# --- erasure ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("contact.deletion", ErasureReason.CONTACT_DELETED),
+    ("contact.privacyDeletion", ErasureReason.PRIVACY_DELETION),
+])
+def test_deletions_erase_without_touching_hubspot(kit, fake_model, kind, reason):
+    hubspot = kit.FakeHubSpot({})
+    recorder = Recorder()
+    result = pipeline(hubspot, fake_model, recorder).run([message(1, kind=kind)])
+    assert result.erased == ["1"]
+    assert recorder.erasures == [(["1"], reason, "all", False)]
+    assert (hubspot.reads, hubspot.updates) == ([], [])
+
+
+def test_privacy_deletion_erases_even_after_a_newer_event(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    recorder = Recorder()
+    scorer = pipeline(hubspot, fake_model, recorder)
+    scorer.run([message(1, event_id=9, occurred_at=9_000)])
+    scorer.run([message(1, event_id=3, occurred_at=3_000, kind="contact.privacyDeletion")])
+    assert recorder.erasures[-1][1] == ErasureReason.PRIVACY_DELETION
+    assert "1" not in recorder.items
+
+
+def test_merge_scores_the_survivor_and_erases_the_merged(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"5": contact(9)})
+    recorder = Recorder()
+    result = pipeline(hubspot, fake_model, recorder).run([
+        message(5, kind="contact.merge"),
+        message(6, kind="contact.merge", merged_into="5"),
+    ])
+    assert (result.scored, result.erased) == (["5"], ["6"])
+    assert recorder.erasures == [(["6"], ErasureReason.CONTACT_DELETED, "all", False)]
+
+
+def test_withdrawn_consent_erases_what_was_derived(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(9), "2": contact(9)})
+    recorder = Recorder()
+    scorer = pipeline(hubspot, fake_model, recorder)
+    scorer.run([message(1, event_id=1), message(2, event_id=2)])
+    hubspot.contacts["1"][PROP] = ""  # withdrew lead_scoring
+    hubspot.contacts["2"][PROP] = "lead_scoring"  # withdrew ai_enrichment only
+    hubspot.contacts["2"]["ai_lead_summary"] = "LLM summary"
+    change = "contact.propertyChange"
+    result = scorer.run([message(1, event_id=3, kind=change), message(2, event_id=4, kind=change)])
+    assert result.erased == ["1"]
+    assert result.scored == ["2"]  # still scored, never enriched
+    assert sorted(recorder.erasures[-2:]) == sorted([
+        (["1"], ErasureReason.CONSENT_WITHDRAWN, "all", True),
+        (["2"], ErasureReason.ENRICHMENT_CONSENT_WITHDRAWN, "enrichment", True)])
+    assert "1" not in recorder.items
+    assert [m.contact_id for m in recorder.enrich] == ["1", "2"]  # from the first run only
+
+
+def test_failed_erasure_is_retried(kit, fake_model):
+    recorder = Recorder()
+    recorder.erase_failures = {"1"}
+    result = pipeline(kit.FakeHubSpot({}), fake_model, recorder).run(
+        [message(1, kind="contact.deletion"), message(2, kind="contact.deletion")])
+    assert (result.failed, result.erased) == (["1"], ["2"])
+    assert "partly failed" in result.failure_reasons["1"]
+
+
+def test_known_contact_gone_from_hubspot_is_forgotten(kit, fake_model):
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    recorder = Recorder()
+    scorer = pipeline(hubspot, fake_model, recorder)
+    scorer.run([message(1, event_id=1)])
+    del hubspot.contacts["1"]  # deleted, and the deletion webhook never came
+    result = scorer.run([message(1, event_id=2)])
+    assert (result.not_found, result.failed) == (["1"], [])
+    assert recorder.erasures == [(["1"], ErasureReason.CONTACT_DELETED, "all", False)]
 
 
 # --- batching -----------------------------------------------------------------------------
@@ -189,6 +407,8 @@ def test_read_failure_fails_the_whole_chunk(kit, fake_model):
     assert sorted(result.failed) == ["1", "2"]
     assert result.scored == []
     assert recorder.entries == []
+    assert result.failure_reasons["1"] == ("HubSpot batch read failed: HubSpotUnavailable "
+                                           "status=429 category=RATE_LIMITS")
 
 
 def test_update_failure_stores_nothing(kit, fake_model):
@@ -214,7 +434,7 @@ def test_ledger_failure_means_retry(kit, fake_model):
     hubspot = kit.FakeHubSpot({"1": contact(9)})
     recorder = Recorder()
     recorder.ledger_error = ClientError({"Error": {"Code": "ProvisionedThroughputExceeded"}},
-                                        "BatchWriteItem")
+                                        "UpdateItem")
     result = pipeline(hubspot, fake_model, recorder).run([message(1)])
     assert (result.failed, result.scored) == (["1"], [])
     assert recorder.alerts == []
@@ -238,6 +458,7 @@ def test_model_error_fails_the_chunk_without_writing(kit, fake_model):
     result = pipeline(hubspot, fake_model, Recorder()).run([message(1)])
     assert result.failed == ["1"]
     assert hubspot.updates == []
+    assert "example.in" not in result.failure_reasons["1"]  # no personal data in reasons
 
 
 # --- SQS batch -> failed records ----------------------------------------------------------
@@ -262,6 +483,27 @@ def test_sqs_batch_reports_records_of_failed_contacts(kit, fake_model):
     # the deleted contact's record is acknowledged.
     assert outcome.failed_message_ids == {"m2", "m3", "m5", "m6"}
     assert outcome.result.not_found == ["404"]
+    assert outcome.reasons["m5"] == "unreadable ScoreQueue message"
+    assert outcome.reasons["m2"].startswith("HubSpot batch update partly failed")
+
+
+def test_dead_letters_carry_the_reason(aws_env):
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        dlq = sqs.create_queue(QueueName="ScoreDLQ")["QueueUrl"]
+        records = [{"messageId": f"m{i}", "body": f"body-{i}",
+                    "attributes": {"ApproximateReceiveCount": str(receives)}}
+                   for i, receives in enumerate([5, 2, 5])]
+        still_failed = DeadLetters(dlq, max_receive_count=5, sqs_client=sqs).route(
+            records, frozenset({"m0", "m1"}), {"m0": "HubSpot batch read failed: x"})
+        # m0 is on its last receive: dead-lettered now and acknowledged; m1 retries; m2 is fine.
+        assert still_failed == {"m1"}
+        [dead] = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
+                                     MessageAttributeNames=["All"])["Messages"]
+        assert dead["Body"] == "body-0"
+        assert dead["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"] == (
+            "HubSpot batch read failed: x")
+        assert dead["MessageAttributes"]["source_message_id"]["StringValue"] == "m0"
 
 
 # --- POST /score --------------------------------------------------------------------------
@@ -416,7 +658,56 @@ def test_429_retry_after_is_honoured(scripted, sleeps):
     assert client.batch_read(["1"], ["jobtitle"]) == {"1": {"jobtitle": "CTO"}}
     assert sleeps == [2.0]
     assert len(scripted.requests) == 2
-    assert client.request_count == 1
+    # Every attempt counts, as HubSpot counts them against the rate limit.
+    assert (client.request_count, client.throttled_count) == (2, 1)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(round(seconds, 3))
+        self.now += seconds
+
+
+def test_request_budget_spreads_requests_over_time():
+    clock = FakeClock()
+    budget = RequestBudget(4, burst=2, clock=clock, sleep=clock.sleep)
+    for _ in range(6):
+        budget.acquire()
+    # Two at once (the burst), then one every quarter second.
+    assert clock.slept == [0.25, 0.25, 0.25, 0.25]
+    assert clock.now == pytest.approx(1.0)
+
+
+def test_retry_after_and_low_rate_limit_headers_pause_every_caller():
+    clock = FakeClock()
+    budget = RequestBudget(100, clock=clock, sleep=clock.sleep)
+    budget.pause(3)
+    assert budget.acquire() == pytest.approx(3.0)
+    budget.observe({"X-HubSpot-RateLimit-Remaining": "1", "X-HubSpot-RateLimit-Max": "100",
+                    "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+    assert budget.acquire() > 0  # near the end of the window: slow down before the 429
+    waited = clock.now
+    budget.observe({"X-HubSpot-RateLimit-Remaining": "90", "X-HubSpot-RateLimit-Max": "100",
+                    "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+    budget.acquire()
+    assert clock.now == waited  # plenty left: no pause
+
+
+def test_client_draws_every_attempt_from_its_budget(scripted, sleeps):
+    scripted.then(503, {}).then(200, _batch([]))
+    clock = FakeClock()
+    budget = RequestBudget(1, burst=1, clock=clock, sleep=clock.sleep)
+    client = HubSpotClient("token", scripted.url, budget=budget)
+    client.batch_read(["1"], ["jobtitle"])
+    assert client.request_count == 2
+    assert clock.slept == [1.0]  # the retry waited for its token
 
 
 def test_long_retry_after_is_capped(scripted, sleeps):
@@ -498,3 +789,47 @@ def test_search_pages(scripted):
     assert ([c.id for c in page], after) == (["2"], None)
     assert scripted.requests[1]["body"]["after"] == "1"
     assert scripted.requests[0]["body"]["filterGroups"] == groups
+
+
+# --- the DynamoDB ledger's ordering and hot-alert bookkeeping (moto) -----------------------
+
+
+@pytest.fixture
+def ledger(aws_env):
+    from leadscore.ledger import DynamoDBLedger
+
+    with mock_aws():
+        boto3.client("dynamodb").create_table(
+            TableName="LedgerTable", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "contact_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "contact_id", "AttributeType": "S"}])
+        yield DynamoDBLedger("LedgerTable")
+
+
+def _entry(cid, last_event_at, tier="hot", events=()):
+    from leadscore.ledger import LedgerEntry
+
+    return LedgerEntry.for_score(contact_id=cid, score=90, probability=0.9, tier=tier,
+                                 model_version="m", scored_at=NOW, retention_days=180,
+                                 last_event_at=last_event_at, recent_event_ids=events)
+
+
+def test_ledger_records_only_in_event_order(ledger):
+    assert ledger.record([_entry("1", 200, events=["p:2"])]).recorded == {"1"}
+    outcome = ledger.record([_entry("1", 100), _entry("2", 100)])
+    assert (outcome.recorded, outcome.superseded) == ({"2"}, {"1"})
+    state = ledger.states(["1", "2", "3"])
+    assert set(state) == {"1", "2"}
+    assert (state["1"].last_event_at, state["1"].recent_event_ids) == (200, frozenset({"p:2"}))
+
+
+def test_hot_alert_is_claimed_once_and_forgotten_when_leaving_hot(ledger):
+    ledger.record([_entry("1", 1)])
+    assert ledger.claim_hot_alert("1", NOW) is True
+    assert ledger.claim_hot_alert("1", NOW) is False  # a concurrent batch does not re-send
+    assert ledger.states(["1"])["1"].hot_alerted
+    ledger.record([_entry("1", 2)])  # still hot: the claim stays
+    assert ledger.states(["1"])["1"].hot_alerted
+    ledger.record([_entry("1", 3, tier="warm")])
+    assert not ledger.states(["1"])["1"].hot_alerted
+    assert ledger.claim_hot_alert("unknown", NOW) is False  # never alerts an unrecorded contact

@@ -37,14 +37,25 @@ FUNCTION_ENV = {
         "HUBSPOT_CLIENT_SECRET_SECRET", "WEBHOOK_PUBLIC_URL", "SCORE_QUEUE_URL",
         "IDEMPOTENCY_TABLE",
     },
-    "ScoreFunction": {"MODEL_DIR", "ENRICH_QUEUE_URL", "HOT_LEADS_TOPIC_ARN", "ENRICH_TIERS"},
+    "ScoreFunction": {
+        "MODEL_DIR", "ENRICH_QUEUE_URL", "HOT_LEADS_TOPIC_ARN", "ENRICH_TIERS",
+        "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
+    },
     "EnrichFunction": {
         "LLM_PROVIDER", "LLM_API_KEY_SECRET", "ANTHROPIC_BASE_URL", "BEDROCK_REGION", "LLM_MODEL",
-        "LLM_ESCALATION_MODEL",
+        "LLM_ESCALATION_MODEL", "LLM_PRICES", "ENRICHMENT_PROMPT_PARAMETER",
+        "QUALIFICATION_CRITERIA_PARAMETER", "ENRICH_BUDGET_TABLE", "LLM_DAILY_BUDGET_USD",
+        "ENRICH_QUEUE_URL", "ENRICH_DLQ_URL", "ENRICH_QUEUE_MAX_RECEIVE_COUNT",
+        "IDEMPOTENCY_TABLE",
     },
     "ScoreApiFunction": {"MODEL_DIR", "HUBSPOT_CLIENT_SECRET_SECRET", "SCORE_API_PUBLIC_URL"},
-    "ConsentSweepFunction": set(),
-    "RetentionPurgeFunction": set(),
+    "ConsentSweepFunction": {
+        "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
+    },
+    "RetentionPurgeFunction": {
+        "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
+        "PURGE_INACTIVE_CONTACTS",
+    },
 }  # fmt: skip
 QUEUES = {
     "ScoreQueue": ("ScoreDLQ", "ScoreFunction"),
@@ -236,7 +247,7 @@ def test_queues_have_dlqs_and_safe_visibility(
     assert dlq["SqsManagedSseEnabled"] is True
     alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert any(
-        a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
         and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": [dlq_id, "QueueName"]}
         and a["AlarmActions"] == [{"Ref": "AlarmTopic"}]
         for a in alarms
@@ -248,7 +259,8 @@ def test_queues_have_dlqs_and_safe_visibility(
 
 @pytest.mark.parametrize(
     ("table_id", "key", "ttl"),
-    [("LedgerTable", "contact_id", "expires_at"), ("IdempotencyTable", "id", "expiration")],
+    [("LedgerTable", "contact_id", "expires_at"), ("IdempotencyTable", "id", "expiration"),
+     ("ErasureReceiptsTable", "subject", "expires_at"), ("EnrichBudgetTable", "day", "expires_at")],
 )
 def test_tables_encrypted_recoverable_expiring(
     resources: dict[str, Any], table_id: str, key: str, ttl: str
@@ -257,7 +269,7 @@ def test_tables_encrypted_recoverable_expiring(
     assert table["Type"] == "AWS::DynamoDB::Table"
     properties = table["Properties"]
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
-    assert properties["KeySchema"] == [{"AttributeName": key, "KeyType": "HASH"}]
+    assert properties["KeySchema"][0] == {"AttributeName": key, "KeyType": "HASH"}
     assert {"AttributeName": key, "AttributeType": "S"} in properties["AttributeDefinitions"]
     assert properties["SSESpecification"]["SSEEnabled"] is True
     assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
@@ -265,7 +277,8 @@ def test_tables_encrypted_recoverable_expiring(
 
 
 @pytest.mark.parametrize(
-    "secret_id", ["HubSpotTokenSecret", "HubSpotClientSecret", "LlmApiKeySecret"]
+    "secret_id",
+    ["HubSpotTokenSecret", "HubSpotClientSecret", "LlmApiKeySecret", "ErasureReceiptKeySecret"],
 )
 def test_secrets_hold_no_value_in_the_template(resources: dict[str, Any], secret_id: str) -> None:
     secret = resources[secret_id]
@@ -314,6 +327,30 @@ def test_function_policies_are_scoped_templates_or_statements(resources: dict[st
                 assert isinstance(value, dict) and {"Ref", "Fn::GetAtt"} & set(value), (
                     f"{logical_id}: {name} is not bound to a stack resource: {value!r}"
                 )
+
+
+def test_enrich_reads_its_prompt_parameters_and_budget_counter_only(
+    resources: dict[str, Any],
+) -> None:
+    function = resources["EnrichFunction"]["Properties"]
+    env = function["Environment"]["Variables"]
+    for parameter_id in ("EnrichmentPromptParameter", "QualificationCriteriaParameter"):
+        parameter = resources[parameter_id]["Properties"]
+        assert parameter["Value"] == "default"  # the versioned text shipped in the package
+    assert env["ENRICHMENT_PROMPT_PARAMETER"] == {"Ref": "EnrichmentPromptParameter"}
+    assert env["QUALIFICATION_CRITERIA_PARAMETER"] == {"Ref": "QualificationCriteriaParameter"}
+    assert env["ENRICH_BUDGET_TABLE"] == {"Ref": "EnrichBudgetTable"}
+    assert env["ENRICH_QUEUE_MAX_RECEIVE_COUNT"] == (
+        resources["EnrichQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"])
+    found = {s["Sid"]: s for _, s in statements(resources["EnrichFunction"]) if "Sid" in s}
+    assert as_list(found["ReadEnrichmentPrompt"]["Action"]) == ["ssm:GetParameter"]
+    assert len(as_list(found["ReadEnrichmentPrompt"]["Resource"])) == 2
+    assert set(found["DailyBudgetCounter"]["Action"]) == {"dynamodb:GetItem",
+                                                          "dynamodb:UpdateItem"}
+    assert found["DailyBudgetCounter"]["Resource"] == {"Fn::GetAtt": ["EnrichBudgetTable",
+                                                                      "Arn"]}
+    # The ledger is not the enrich function's business.
+    assert "LedgerTable" not in str(function["Policies"])
 
 
 def test_bedrock_permission_scoped_to_anthropic_models(resources: dict[str, Any]) -> None:

@@ -239,6 +239,15 @@ def test_validation_error_names_event_and_field(kit):
     with pytest.raises(InvalidWebhookPayload, match=r"event 1\.objectId"):
         parse_events(kit.webhook_body(events))
     del events[1]["objectId"]
-    with pytest.raises(InvalidWebhookPayload, match=r"event 1\.objectId: Field required"):
+    with pytest.raises(InvalidWebhookPayload, match=r"^event 1: objectId is required$"):
         parse_events(kit.webhook_body(events))
+
+
+def test_merge_events_name_the_surviving_contact(kit):
+    merge = kit.webhook_event(1, 5, "contact.merge", primaryObjectId=5, mergedObjectIds=[6, 7])
+    del merge["objectId"]  # merge events may omit it
+    assert parse_events(kit.webhook_body([merge]))[0].surviving_object_id == 5
+    created_new = dict(merge, newObjectId=9)
+    parsed = parse_events(kit.webhook_body([created_new]))[0]
+    assert (parsed.surviving_object_id, parsed.merged_object_ids) == (9, (6, 7))
 

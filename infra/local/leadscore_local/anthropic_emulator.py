@@ -13,8 +13,17 @@ Faults for the next N requests, from tests (`inject_fault`) or over HTTP (`POST 
 the wrong type). Admin: `GET /_emulator/stats`, `GET /_emulator/requests`, `POST /_emulator/reset`,
 `POST /_emulator/tool_input` (pin fields of the next tool inputs, e.g. a confidence level).
 
-Not emulated: streaming, server tools, batches, token counting, model names (any is accepted).
-Token counts are an estimate (characters / 4), not the real tokenizer.
+Model rules the real API enforces with a 400 `invalid_request_error` (`model_rules`): on 5.x
+models (Claude Haiku 5.5, Sonnet 5.5, ...) `temperature`/`top_p`/`top_k`, an assistant prefill
+and `thinking: {"type": "enabled", ...}` are rejected, and adaptive thinking is on unless the
+request turns it off; thinking (asked for or on by default) together with a forced tool choice
+(`tool`/`any`) is rejected; Claude Sonnet 5.5 rejects any forced tool choice and
+`thinking: {"type": "disabled"}` (its lowest setting is `between_tools`). An answer with
+thinking on starts with a `thinking` block, billed as output tokens.
+
+Not emulated: streaming, server tools, batches, token counting, other model names (any is
+accepted, with no model rules). Token counts are an estimate (characters / 4), not the real
+tokenizer.
 """
 
 from __future__ import annotations
@@ -137,6 +146,62 @@ def _fail(message: str) -> RequestError:
     return RequestError(400, "invalid_request_error", message)
 
 
+def model_family(model: str) -> str:
+    """`apac.anthropic.claude-haiku-5-5-v1:0`, `claude-haiku-4-5-20251001` → the family."""
+    family = re.sub(r"^(?:[a-z-]+\.)?anthropic\.", "", model.lower())
+    family = re.sub(r"-v\d+(?::\d+)?$", "", family)
+    return re.sub(r"(?:-|@)\d{8}$", "", family)
+
+
+# Families whose behaviour differs from the 4.x defaults (see the module docstring).
+NO_FORCED_TOOL_CHOICE = frozenset({"claude-sonnet-5-5"})
+BETWEEN_TOOLS_THINKING = frozenset({"claude-sonnet-5-5"})  # "disabled" is rejected there
+SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
+
+
+def is_5x(model: str) -> bool:
+    match = re.match(r"claude-[a-z]+-(\d+)", model_family(model))
+    return match is not None and int(match.group(1)) >= 5
+
+
+def thinking_mode(body: dict[str, Any]) -> str:
+    """The thinking the request runs with: 5.x models think adaptively unless told not to."""
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and isinstance(thinking.get("type"), str):
+        return thinking["type"]
+    return "adaptive" if is_5x(body["model"]) else "disabled"
+
+
+def validate_model_rules(body: dict[str, Any]) -> None:
+    """What a model rejects although the request is well-formed (raises RequestError)."""
+    family, choice = model_family(body["model"]), body.get("tool_choice") or {}
+    forced = isinstance(choice, dict) and choice.get("type") in ("tool", "any")
+    thinking = body.get("thinking")
+    if thinking is not None:
+        allowed = (("adaptive", "between_tools") if family in BETWEEN_TOOLS_THINKING
+                   else ("adaptive", "disabled") if is_5x(body["model"])
+                   else ("enabled", "adaptive", "disabled"))
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        if kind not in allowed:
+            hint = " Use thinking.type 'between_tools' to turn off up-front thinking." \
+                if kind == "disabled" else ""
+            raise _fail(f"thinking.type: '{kind}' is not supported for this model; expected "
+                        f"one of {', '.join(repr(a) for a in allowed)}.{hint}")
+    if is_5x(body["model"]):
+        for name in SAMPLING_PARAMETERS:
+            if name in body:
+                raise _fail(f"{name}: sampling parameters are not supported for this model")
+        messages = body.get("messages") or []
+        if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant":
+            raise _fail("This model does not support assistant message prefill. The "
+                        "conversation must end with a user message.")
+    if forced and family in NO_FORCED_TOOL_CHOICE:
+        raise _fail("tool_choice: forced tool use is not supported for this model; use "
+                    "tool_choice 'auto' (or 'none').")
+    if forced and thinking_mode(body) in ("enabled", "adaptive"):
+        raise _fail("Thinking may not be enabled when tool_choice forces tool use.")
+
+
 def validate_request(body: Any) -> None:
     """The checks the API makes before generating; raises RequestError (400) on the first."""
     if not isinstance(body, dict):
@@ -159,6 +224,7 @@ def validate_request(body: Any) -> None:
     tool_names = _validate_tools(body.get("tools"))
     _validate_tool_choice(body.get("tool_choice"), tool_names)
     _validate_messages(body.get("messages"))
+    validate_model_rules(body)
     breakpoints = sum(1 for segment in _segments(body) if segment.cache_ttl)
     if breakpoints > MAX_CACHE_BREAKPOINTS:
         raise _fail(f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be "
@@ -509,7 +575,8 @@ class AnthropicEmulator:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Every `/v1/messages` request received: path, headers (key masked), body, status."""
+        """Every `/v1/messages` request received: path, headers (key masked), body, status
+        and, when answered, the usage billed."""
         with self._lock:
             return copy.deepcopy(self._requests)
 
@@ -542,7 +609,7 @@ class AnthropicEmulator:
             "path": "/v1/messages",
             "headers": {name: ("***" if name in ("x-api-key", "authorization") else value)
                         for name, value in headers.items()},
-            "body": None, "status": None, "fault": None,
+            "body": None, "status": None, "fault": None, "usage": None,
         }
         try:
             body = json.loads(raw or b"null")
@@ -557,6 +624,7 @@ class AnthropicEmulator:
         status, extra, payload = self._answer(headers, body, record)
         with self._lock:
             record["status"] = status
+            record["usage"] = payload.get("usage") if status == 200 else None  # per-call cost
             self._by_status[status] += 1
         return status, extra, payload
 
@@ -610,6 +678,9 @@ class AnthropicEmulator:
         stop_reason, stop_sequence = "end_turn", None
         max_tokens = body["max_tokens"]
         faker = SchemaFaker(tool["input_schema"] if tool else {}, rng, words)
+        if thinking_mode(body) in ("enabled", "adaptive"):  # billed as output, as by the API
+            content.append({"type": "thinking", "thinking": faker.sentence(rng.randint(300, 1200)),
+                            "signature": _base62(ident, 40)})
         if tool is not None:
             if choice["type"] == "auto":
                 content.append({"type": "text", "text": f"I'll use the {tool['name']} tool."})
@@ -678,7 +749,9 @@ class AnthropicEmulator:
                             self._cache[keys[i]] = now + CACHE_TTL_SECONDS.get(ttl, 300.0)
                     created_by_ttl[segments[last].cache_ttl or "5m"] = creation
         output_text = "".join(
-            block.get("text", "") if block["type"] == "text" else _canonical(block["input"])
+            block.get("text", "") if block["type"] == "text"
+            else block.get("thinking", "") if block["type"] == "thinking"
+            else _canonical(block["input"])
             for block in content)
         output_tokens = max_tokens if stop_reason == "max_tokens" else min(
             max_tokens, estimate_tokens(output_text) + (10 if stop_reason == "tool_use" else 0))

@@ -53,7 +53,9 @@ SEARCH_OPERATORS = frozenset({
     "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN",
 })
 WEBHOOK_TYPES = ("contact.creation", "contact.propertyChange", "contact.deletion",
-                 "contact.privacyDeletion")
+                 "contact.privacyDeletion", "contact.merge")
+# Not copied from the merged contact onto the primary one.
+MERGE_SKIPPED = frozenset({"hs_object_id", "createdate", "lastmodifieddate"})
 
 PROPERTY_TYPES = {  # type -> field types HubSpot accepts with it
     "string": {"text", "textarea", "html", "phonenumber", "file"},
@@ -312,6 +314,8 @@ class _Change:
     occurred_ms: int
     property_name: str | None = None
     property_value: str | None = None
+    merged_ids: tuple[int, ...] = ()  # contact.merge: the contacts folded into contact_id
+    properties_moved: int = 0
 
 
 class _Portal:
@@ -499,6 +503,18 @@ class _Portal:
         contact.archived_ms = now
         contact.updated_ms = now
         return [_Change("contact.deletion", contact.id, now)]
+
+    def merge(self, primary: _Contact, other: _Contact) -> list[_Change]:
+        """`other` is folded into `primary`: its values fill the primary's empty properties and
+        it stops existing on its own. Announced as `contact.merge` (HubSpot's payload, with the
+        primary as the surviving object) plus the primary's property changes."""
+        moved = {name: value for name, value in other.properties.items()
+                 if name not in MERGE_SKIPPED and value and not primary.properties.get(name)}
+        changes = self.update(primary, moved)
+        del self.contacts[other.id]
+        changes.append(_Change("contact.merge", primary.id, _now_ms(), merged_ids=(other.id,),
+                               properties_moved=len(moved)))
+        return changes
 
     def purge(self, contact: _Contact) -> list[_Change]:
         del self.contacts[contact.id]
@@ -857,6 +873,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/crm/v3/objects/contacts/batch/archive", "batch_archive"),
     ("POST", "/crm/v3/objects/contacts/search", "search"),
     ("POST", "/crm/v3/objects/contacts/gdpr-delete", "gdpr_delete"),
+    ("POST", "/crm/v3/objects/contacts/merge", "merge_contacts"),
     ("GET", "/crm/v3/objects/contacts/{contactId}", "get_contact"),
     ("PATCH", "/crm/v3/objects/contacts/{contactId}", "update_contact"),
     ("DELETE", "/crm/v3/objects/contacts/{contactId}", "archive_contact"),
@@ -1074,16 +1091,18 @@ class HubSpotEmulator:
             return [c for c in self._portal.dump() if include_archived or not c["archived"]]
 
     def create_contacts(self, properties: Sequence[Mapping[str, Any]], *,
-                        change_source: str = "CRM") -> list[str]:
+                        change_source: str = "CRM", announce: bool = True) -> list[str]:
         """Contacts created as a rep would in the HubSpot UI: uncounted, but validated and
-        announced to webhook subscribers like any other creation."""
+        announced to webhook subscribers like any other creation. `announce=False` seeds
+        them silently, for tests and benchmarks that deliver the webhooks themselves."""
         with self._portal.lock:
             ids, changes = [], []
             for values in self._portal.validate_all(properties):
                 contact, created = self._portal.create(values)
                 ids.append(str(contact.id))
                 changes += created
-            self._announce(changes, change_source)
+            if announce:
+                self._announce(changes, change_source)
         return ids
 
     def subscribe(self, target_url: str, types: Iterable[str] = WEBHOOK_TYPES,
@@ -1162,6 +1181,10 @@ class HubSpotEmulator:
             event["propertyValue"] = change.property_value
         elif change.kind == "contact.creation":
             event["changeFlag"] = "CREATED"
+        elif change.kind == "contact.merge":
+            event.update(changeFlag="MERGED", primaryObjectId=change.contact_id,
+                         mergedObjectIds=list(change.merged_ids), newObjectId=change.contact_id,
+                         numberOfPropertiesMoved=change.properties_moved)
         else:
             event["changeFlag"] = "DELETED"
         return event
@@ -1445,6 +1468,21 @@ class HubSpotEmulator:
             self._announce(self._portal.purge(contact), self.change_source)
         return _Reply(204)
 
+    def _op_merge_contacts(self, req: _Request) -> _Reply:
+        body = req.body if isinstance(req.body, Mapping) else {}
+        if not body.get("primaryObjectId") or not body.get("objectIdToMerge"):
+            raise _validation_error(
+                "Invalid input JSON: primaryObjectId and objectIdToMerge are required")
+        with self._portal.lock:
+            primary = self._portal.find(str(body["primaryObjectId"]), None)
+            other = self._portal.find(str(body["objectIdToMerge"]), None)
+            if primary is None or other is None:
+                raise _not_found("resource not found")
+            if primary.id == other.id:
+                raise _validation_error("A contact cannot be merged with itself")
+            self._announce(self._portal.merge(primary, other), self.change_source)
+            return _Reply(200, self._portal.render(primary, None))
+
     # ---------------------------------------------------------------- properties operations
     @staticmethod
     def _check_object_type(req: _Request) -> None:
@@ -1626,7 +1664,8 @@ class HubSpotEmulator:
         if (method, action) == ("GET", "contacts"):
             return _Reply(200, {"results": self.contacts()})
         if (method, action) == ("POST", "contacts"):
-            ids = self.create_contacts(payload.get("contacts") or [])
+            ids = self.create_contacts(payload.get("contacts") or [],
+                                       announce=bool(payload.get("announce", True)))
             return _Reply(201, {"ids": ids})
         if (method, action) == ("GET", "subscriptions"):
             return _Reply(200, {"results": self.subscriptions()})

@@ -8,7 +8,6 @@ runs until SIGINT/SIGTERM.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import secrets
 import signal
@@ -20,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from hubspot import HubSpot
-from moto.server import ThreadedMotoServer
 
 from leadscore.hubspot_setup import ensure_properties
+from leadscore_local import moto_speedups
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
+from leadscore_local.faults import AWS_ERRORS, Faults
 from leadscore_local.hubspot_emulator import HubSpotEmulator
 from leadscore_local.lambda_runtime import FunctionRuntime
 from leadscore_local.loopback import LoopbackServer, QuietHandler
@@ -33,8 +33,9 @@ from leadscore_local.template import functions, load_template, parameter_default
 
 FUNCTIONS_CLIENT = "functions"  # the emulator counts this token's requests as the project's
 OUTSIDE_CLIENT = "outside"
+SWITCH_INTERVAL_SECONDS = 0.001
 WEBHOOK_TYPES = ["contact.creation", "contact.propertyChange", "contact.deletion",
-                 "contact.privacyDeletion"]
+                 "contact.privacyDeletion", "contact.merge"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,12 @@ class LocalStack:
         template = load_template(self.root / "template.yaml")
         specs = functions(template, self.root)
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        # Every function and the emulators share one interpreter here, where AWS gives each
+        # function its own container. Switching threads every 1 ms instead of 5 ms keeps a
+        # request-answering function (ingest, score_api) from queuing behind a CPU-bound
+        # batch for the GIL on each of its AWS calls; moto runs in a process of its own.
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+        self.moto = moto_speedups.MotoServerProcess()
         self.moto.start()
         self._started.append(self.moto)
         host, port = self.moto.get_host_and_port()
@@ -83,7 +88,9 @@ class LocalStack:
         self.anthropic.start()
         self._started.append(self.anthropic)
 
-        self.runtime = FunctionRuntime(specs)
+        self.faults = Faults()
+        self.faults.install()  # before any function creates an AWS client
+        self.runtime = FunctionRuntime(specs, self.faults)
         self.front = HttpFront(self.runtime)
         webhook_url = self._route_url("IngestFunction")
         score_api_url = self._route_url("ScoreApiFunction")
@@ -106,9 +113,14 @@ class LocalStack:
 
         ensure_properties(HubSpot(access_token=self.outside_token, host=self.hubspot.url))
         if event_sources:  # a one-off invoke must not trigger the other functions
+            # As a deployed app is configured: property changes of the consent properties and
+            # of the model's inputs (WATCHED_PROPERTIES).
+            watched = [os.environ["CONSENT_PURPOSES_PROPERTY"],
+                       os.environ["CONSENT_UPDATED_AT_PROPERTY"],
+                       *filter(None, os.environ.get("WATCHED_PROPERTIES", "").split(","))]
             self.hubspot.subscribe(
                 target_url=webhook_url, client_secret=self.client_secret, types=WEBHOOK_TYPES,
-                property_names=[os.environ["CONSENT_PURPOSES_PROPERTY"]],
+                property_names=list(dict.fromkeys(name.strip() for name in watched)),
             )
 
         for spec in specs if event_sources else []:
@@ -150,6 +162,8 @@ class LocalStack:
         for part in reversed(self._started):
             part.stop()
         self._started.clear()
+        if hasattr(self, "faults"):
+            self.faults.uninstall()
 
     # ------------------------------------------------------------------ wiring
     def _route_url(self, logical_id: str) -> str:
@@ -213,17 +227,31 @@ class LocalStack:
             "dlqs": {q: depth(q) for q in sorted(dlqs)},
             "invocations": dict(self.runtime.invocations),
             "errors": dict(self.runtime.errors),
+            "faults_injected": dict(self.faults.injected),
             "busy": any(poller.busy.is_set() for poller in self.pollers),
             "webhooks": {k: v for k, v in self.hubspot.stats().items() if k != "requests"},
         }
 
     def inject_fault(self, target: str, status: int | str, count: int) -> None:
-        if target == "hubspot":
-            self.hubspot.inject_fault(FUNCTIONS_CLIENT, status, count)
-        elif target == "anthropic":
-            self.anthropic.inject_fault(status, count)
+        """The next `count` calls to `target` fail with `status`: HubSpot and the LLM as
+        their emulators can (429, 500, 529, "timeout", "malformed"), AWS services with
+        "throttle", and a function (its logical id) with "crash" (faults.py)."""
+        if target in ("hubspot", "anthropic"):
+            if status not in (429, 500, 529, "timeout", "malformed"):
+                raise ValueError(f"unsupported status {status!r}")
+            if target == "hubspot":
+                self.hubspot.inject_fault(FUNCTIONS_CLIENT, status, count)
+            else:
+                self.anthropic.inject_fault(status, count)
+        elif target in AWS_ERRORS and status == "throttle":
+            self.faults.inject_aws(target, count)
+        elif target in self.runtime.specs and status == "crash":
+            self.faults.inject_crash(target, count)
         else:
-            raise ValueError(f"unknown fault target {target!r}: use 'hubspot' or 'anthropic'")
+            raise ValueError(
+                f"unknown fault {target!r}/{status!r}: use hubspot or anthropic with an HTTP "
+                f"status, {' or '.join(AWS_ERRORS)} with 'throttle', or a function's logical "
+                "id with 'crash'")
 
 
 class _AdminServer(LoopbackServer):
@@ -253,8 +281,6 @@ class _AdminServer(LoopbackServer):
                     elif self.path == "/faults":
                         fault = json.loads(raw or b"{}")
                         status = fault["status"]
-                        if status not in (429, 500, 529, "timeout", "malformed"):
-                            raise ValueError(f"unsupported status {status!r}")
                         stack.inject_fault(fault["target"], status, int(fault.get("count", 1)))
                         self._json(200, {"ok": True})
                     else:
