@@ -230,6 +230,7 @@ class EnrichRequest(BaseModel):
     tier: Tier
     model_version: str
     scored_at: str
+    event_ids: list[str] = []  # HubSpot events behind the score: the logs' correlation
 
     @field_validator("contact_id", mode="before")
     @classmethod

@@ -289,6 +289,7 @@ class EnrichmentWorker:
 
     def _handle(self, body: str) -> None:
         request = EnrichRequest.model_validate_json(body)
+        logger.append_keys(event_ids=request.event_ids)  # the webhook events, through every hop
         now = datetime.now(UTC)
         work = partial(self._enrich, request, now)
         try:

@@ -118,6 +118,7 @@ class EnrichMessage(BaseModel):
     tier: str
     model_version: str
     scored_at: str
+    event_ids: list[str] = []  # the HubSpot events ("portal:eventId") behind this score, for logs
 
 
 class HotLeadAlert(BaseModel):
@@ -348,6 +349,7 @@ class ScorePipeline:
         count("ContactsErased", len(result.erased))
         count("ScoreFailures", len(result.failed))
         logger.info("Score batch done", extra={
+            "event_ids": sorted({key for m in messages if (key := event_key(m))}),
             "scored": len(result.scored), "skipped_consent": len(result.skipped_consent),
             "stale": result.stale, "erased": result.erased, "not_found": result.not_found,
             "failed": result.failed,
@@ -506,7 +508,7 @@ class ScorePipeline:
             count("HotLeadAlerts", len(claimed) - len(not_published))
         enrich = [EnrichMessage(contact_id=cid, score=by_id[cid][1].score,
                                 tier=by_id[cid][1].tier, model_version=self.model.version,
-                                scored_at=stamp)
+                                scored_at=stamp, event_ids=list(by_id[cid][0].event_keys))
                   for cid in written
                   if by_id[cid][1].tier in self.enrich_tiers and by_id[cid][2]]
         if enrich and self.enrichment:

@@ -191,7 +191,7 @@ def test_consented_contacts_are_written_ledgered_alerted_and_enriched(kit, fake_
     assert [m.contact_id for m in recorder.enrich] == ["1"]
     assert recorder.enrich[0].model_dump() == {
         "contact_id": "1", "score": 90, "tier": "hot", "model_version": "test-model-1",
-        "scored_at": "2025-01-15T03:04:05.678Z"}
+        "scored_at": "2025-01-15T03:04:05.678Z", "event_ids": ["62515:11"]}
 
 
 def test_enrich_tiers_are_configurable(kit, fake_model):
