@@ -18,24 +18,20 @@ import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import boto3
 import pytest
-from hubspot import HubSpot
 from hubspot.crm.contacts import (
     PublicGdprDeleteInput,
     SimplePublicObjectInput,
     SimplePublicObjectInputForCreate,
 )
+from support import settle, wait_for
 
 from leadscore.erasure import subject_hash
 from leadscore.hubspot_client import AI_PROPERTIES
-from leadscore_local.process import LocalStackProcess
 from leadscore_local.webhook_sender import signed_headers
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 PROP = "dpdp_consent_purposes"
 HOT_LEAD = {
     "jobtitle": "VP Sales", "numemployees": "100-500", "country": "India",
@@ -45,26 +41,6 @@ HOT_LEAD = {
 # Every personal value written to HubSpot in this module; none may ever appear in a log line.
 PERSONAL_VALUES: list[str] = []
 _people = iter(range(1000))
-
-
-@pytest.fixture(scope="module")
-def stack():
-    with LocalStackProcess(ROOT) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def hubspot(stack):
-    return HubSpot(access_token=stack.info["hubspot_token"], host=stack.info["hubspot_url"])
-
-
-@pytest.fixture(scope="module")
-def aws(stack):
-    def client(service):
-        return boto3.client(service, region_name="ap-south-1",
-                            endpoint_url=stack.info["aws_endpoint_url"],
-                            aws_access_key_id="x", aws_secret_access_key="x")
-    return client
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -94,27 +70,6 @@ def ai_values(hubspot, contact_id: str) -> dict[str, str]:
     props = hubspot.crm.contacts.basic_api.get_by_id(
         contact_id, properties=list(AI_PROPERTIES)).properties
     return {name: value for name, value in props.items() if name in AI_PROPERTIES and value}
-
-
-def wait_for(predicate, timeout=45.0, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
-def settle(stack, timeout=45.0):
-    """No webhook pending, queues empty, no batch running, twice a second apart."""
-    def idle():
-        stats = stack.stats()
-        return (not stats["busy"] and not any(stats["queues"].values())
-                and not stats["webhooks"]["pending"] and stats)
-    wait_for(idle, timeout)
-    time.sleep(1.0)
-    return wait_for(idle, timeout)
 
 
 def stored_strings(aws) -> set[str]:

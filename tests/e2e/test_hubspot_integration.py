@@ -15,17 +15,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
+from functools import partial
 from typing import Any
 
-import boto3
 import pytest
+import support
+from support import aws_client, post, signed, wait_for
 
 from leadscore_local.process import LocalStackProcess
-from leadscore_local.webhook_sender import encode_events, signed_headers
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
+# Quiet for longer than the ScoreQueue's 2 s batching window before calling the stack idle.
+settle = partial(support.settle, quiet=2.5)
 PORTAL_ID = 62515
 UPDATE_ROUTE = "POST /crm/v3/objects/contacts/batch/update"
 LEAD = {
@@ -90,9 +91,7 @@ class Portal:
 
 class Aws:
     def __init__(self, stack: LocalStackProcess):
-        options = dict(region_name="ap-south-1", endpoint_url=stack.info["aws_endpoint_url"],
-                       aws_access_key_id="x", aws_secret_access_key="x")
-        self.dynamodb = boto3.client("dynamodb", **options)
+        self.dynamodb = aws_client(stack, "dynamodb")
         names = self.dynamodb.list_tables()["TableNames"]
         self.ledger = next(n for n in names if "LedgerTable" in n)
         self.receipts = next(n for n in names if "ErasureReceipts" in n)
@@ -107,41 +106,13 @@ class Aws:
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with LocalStackProcess(ROOT) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def portal(stack):
     return Portal(stack)
 
 
 @pytest.fixture(scope="module")
-def aws(stack):
+def aws(stack):  # this module's view of DynamoDB (overrides conftest's client factory)
     return Aws(stack)
-
-
-def wait_for(predicate, timeout=45.0, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
-def settle(stack, timeout=60.0) -> dict:
-    """No webhook pending, queues empty, no batch running — twice, 2.5 s apart (longer than
-    the ScoreQueue's batching window)."""
-    def idle():
-        stats = stack.stats()
-        return (not stats["busy"] and not any(stats["queues"].values())
-                and not stats["webhooks"]["pending"] and stats)
-    wait_for(idle, timeout)
-    time.sleep(2.5)
-    return wait_for(idle, timeout)
 
 
 def scored_at(portal, contact_id):
@@ -153,21 +124,6 @@ def event(contact_id: str, event_id: int, kind: str = "contact.creation",
     return {"eventId": event_id, "subscriptionId": 1, "portalId": PORTAL_ID, "appId": 54321,
             "occurredAt": occurred_at or int(time.time() * 1000), "subscriptionType": kind,
             "attemptNumber": 0, "objectId": int(contact_id), "changeSource": "CRM", **extra}
-
-
-def post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-def signed(stack, events: list[dict[str, Any]], at_ms: int | None = None):
-    url, secret = stack.info["webhook_url"], stack.info["hubspot_client_secret"]
-    body = encode_events(events)
-    return url, body, signed_headers(url, body, secret, at_ms or int(time.time() * 1000))
 
 
 # --- each event type ------------------------------------------------------------------------
@@ -317,9 +273,7 @@ def test_backfill_scores_existing_consented_contacts_and_resumes(stack, portal, 
     consented = portal.seed(130)
     unconsented = portal.seed(20, consent="")
     settle(stack)
-    sqs = boto3.client("sqs", region_name="ap-south-1",
-                       endpoint_url=stack.info["aws_endpoint_url"],
-                       aws_access_key_id="x", aws_secret_access_key="x")
+    sqs = aws_client(stack, "sqs")
     queue_url = next(url for url in sqs.list_queues()["QueueUrls"]
                      if url.rsplit("/", 1)[-1].endswith("ScoreQueue"))
     checkpoint = tmp_path / "backfill.json"

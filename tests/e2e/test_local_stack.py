@@ -7,35 +7,19 @@ scores are read back through the API; the stack's state through its admin API an
 import json
 import time
 import urllib.error
-import urllib.request
-from pathlib import Path
 
-import boto3
 import pytest
-from hubspot import HubSpot
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate
+from support import post, settle, wait_for
 
-from leadscore_local.process import LocalStackProcess
 from leadscore_local.webhook_sender import deliver, encode_events, signed_headers
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 LEAD = {
     "jobtitle": "VP Sales", "numemployees": "100-500", "country": "India",
     "hs_analytics_source": "ORGANIC_SEARCH", "hs_analytics_num_visits": "18",
     "hs_analytics_num_page_views": "40", "lifecyclestage": "lead",
 }
-
-
-@pytest.fixture(scope="module")
-def stack():
-    with LocalStackProcess(ROOT) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def hubspot(stack):
-    return HubSpot(access_token=stack.info["hubspot_token"], host=stack.info["hubspot_url"])
 
 
 def create(hubspot, email: str, consent: str) -> str:
@@ -52,40 +36,8 @@ def contact(hubspot, contact_id: str) -> dict:
     ]).properties
 
 
-def wait_for(predicate, timeout=30.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
-def settle(stack, timeout=30.0):
-    """Wait until no webhook is pending, queues are empty and no batch is running."""
-    def idle():
-        stats = stack.stats()
-        return (not stats["busy"] and not any(stats["queues"].values())
-                and not stats["webhooks"]["pending"] and stats)
-    wait_for(idle, timeout)
-    time.sleep(1.0)  # one more look after a quiet second: the pollers batch for up to 2 s
-    return wait_for(idle, timeout)
-
-
-def post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-def ledger_items(stack) -> list[dict]:
-    dynamodb = boto3.client("dynamodb", region_name="ap-south-1",
-                            endpoint_url=stack.info["aws_endpoint_url"],
-                            aws_access_key_id="x", aws_secret_access_key="x")
+def ledger_items(aws) -> list[dict]:
+    dynamodb = aws("dynamodb")
     items = []
     for table in dynamodb.list_tables()["TableNames"]:
         items += dynamodb.scan(TableName=table)["Items"]
@@ -98,7 +50,7 @@ def test_json_line_lists_loopback_urls(stack):
         assert stack.info[key].startswith("http://127.0.0.1:"), key
 
 
-def test_signed_webhook_scores_consented_contact_and_skips_unconsented(stack, hubspot):
+def test_signed_webhook_scores_consented_contact_and_skips_unconsented(stack, hubspot, aws):
     consented = create(hubspot, "asha@acme-e2e.in", "lead_scoring")
     unconsented = create(hubspot, "ravi@acme-e2e.in", "")
     scored = wait_for(lambda: contact(hubspot, consented).get("ai_lead_score") and
@@ -110,7 +62,7 @@ def test_signed_webhook_scores_consented_contact_and_skips_unconsented(stack, hu
 
     settle(stack)
     assert not contact(hubspot, unconsented).get("ai_lead_score")
-    stored = json.dumps(ledger_items(stack))
+    stored = json.dumps(ledger_items(aws))
     assert f'"{consented}"' in stored
     assert f'"{unconsented}"' not in stored  # nothing about it stored anywhere in DynamoDB
 

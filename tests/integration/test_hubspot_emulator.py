@@ -339,6 +339,25 @@ def test_sdk_round_trip_create_update_read_search_purge(client: HubSpot) -> None
     assert json.loads(missing.value.body)["category"] == "OBJECT_NOT_FOUND"
 
 
+def test_properties_with_history_has_one_version_per_write(client: HubSpot) -> None:
+    basic = client.crm.contacts.basic_api
+    created = basic.create(SimplePublicObjectInputForCreate(properties={"jobtitle": "Intern"}))
+    for title in ("Engineer", "Engineer", "CTO"):  # a repeated value is still a write
+        basic.update(created.id, SimplePublicObjectInput(properties={"jobtitle": title}))
+    got = basic.get_by_id(created.id, properties=["jobtitle"],
+                          properties_with_history=["jobtitle", "no_such_property"])
+    versions = got.properties_with_history["jobtitle"]
+    assert [v.value for v in versions] == ["CTO", "Engineer", "Engineer", "Intern"]
+    assert versions[0].timestamp >= versions[-1].timestamp
+    assert set(got.properties_with_history) == {"jobtitle"}
+    plain = basic.get_by_id(created.id, properties=["jobtitle"])
+    assert not plain.properties_with_history
+    read = client.crm.contacts.batch_api.read(BatchReadInputSimplePublicObjectId(
+        inputs=[{"id": created.id}], properties=["jobtitle"],
+        properties_with_history=["jobtitle"]))
+    assert len(read.results[0].properties_with_history["jobtitle"]) == 4
+
+
 def test_list_paging_archive_and_gdpr_by_email(client: HubSpot) -> None:
     ids = create_many(client, [new_contact(i) for i in range(7)])
     basic = client.crm.contacts.basic_api
@@ -498,6 +517,21 @@ def test_injected_faults_hit_only_that_client(emulator: HubSpotEmulator, client:
     assert http("GET", emulator.url + "/crm/v3/objects/contacts")[0] == 504
     assert time.monotonic() - started >= 0.3
     assert emulator.stats()["faults_served"] == {"functions": 4}
+
+
+def test_requests_sooner_than_retry_after_are_counted(emulator: HubSpotEmulator,
+                                                     client: HubSpot) -> None:
+    emulator.inject_fault("functions", 429, 1)
+    client.crm.contacts.basic_api.get_page()  # urllib3 under the SDK waits, then retries
+    assert emulator.stats()["early_retries"] == {}
+
+    url = emulator.url + "/crm/v3/objects/contacts"
+    emulator.inject_fault("functions", 429, 1)
+    assert http("GET", url, token=FUNCTIONS_TOKEN)[0] == 429
+    assert http("GET", url, token=FUNCTIONS_TOKEN)[0] == 200  # did not wait the Retry-After
+    assert http("GET", url, token=ADMIN_TOKEN)[0] == 200  # another client is not held back
+    assert emulator.stats()["early_retries"] == {"functions": 1}
+    assert emulator.stats()["faults_served"] == {"functions": 2}
 
 
 def test_requests_are_counted_per_client(emulator: HubSpotEmulator, client: HubSpot) -> None:

@@ -7,7 +7,9 @@ webhooks for contact changes as a HubSpot app would. The official `hubspot-api-c
 is its client: `HubSpot(access_token=token, host=emulator.url)`.
 
 Admin endpoints under `/_emulator/` (no auth, never counted): `GET stats`, `POST faults`,
-`POST reset`, `GET|POST contacts`, `GET|POST subscriptions`, `POST flush`.
+`POST reset`, `GET|POST contacts`, `GET|POST subscriptions`, `POST flush`. Stats include
+`early_retries`: requests a client sent before a 429's Retry-After had passed. Contacts keep
+HubSpot's `propertiesWithHistory` (one version per write), so writes can be counted per contact.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ PROPERTY_TYPES = {  # type -> field types HubSpot accepts with it
 PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
+FAULT_RETRY_AFTER_SECONDS = 1  # Retry-After of an injected 429
 ERROR_CATEGORIES = {  # status -> HubSpot error category, for injected faults
     429: "RATE_LIMITS", 500: "INTERNAL_ERROR", 502: "BAD_GATEWAY",
     503: "SERVICE_UNAVAILABLE", 504: "GATEWAY_TIMEOUT",
@@ -299,6 +302,13 @@ class _Contact:
     created_ms: int
     updated_ms: int
     archived_ms: int | None = None
+    # `propertiesWithHistory`: every write of a property appends a version (newest last here,
+    # newest first when rendered, as HubSpot returns them), even one that repeats the value.
+    history: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    def record(self, values: Mapping[str, str], at_ms: int) -> None:
+        for name, value in values.items():
+            self.history.setdefault(name, []).append((value, at_ms))
 
     @property
     def archived(self) -> bool:
@@ -475,6 +485,7 @@ class _Portal:
         props.update({"hs_object_id": str(contact_id), "createdate": _iso(created),
                       "lastmodifieddate": _iso(now)})
         contact = _Contact(contact_id, props, created, now)
+        contact.record(props, now)
         self.contacts[contact_id] = contact
         changes = [_Change("contact.creation", contact_id, now)]
         changes += [_Change("contact.propertyChange", contact_id, now, name, value)
@@ -484,6 +495,7 @@ class _Portal:
     def update(self, contact: _Contact, values: Mapping[str, str]) -> list[_Change]:
         self.check_email_free(values.get("email"), contact.id)
         now = _now_ms()
+        contact.record(values, now)
         changes = []
         for name, value in values.items():
             if contact.properties.get(name, "") == value:
@@ -521,8 +533,10 @@ class _Portal:
         return [_Change("contact.privacyDeletion", contact.id, _now_ms())]
 
     # ---------------------------------------------------------------- rendering
-    def render(self, contact: _Contact, requested: Iterable[str] | None) -> dict[str, Any]:
-        """A SimplePublicObject; requested-but-unset properties are null, as HubSpot returns."""
+    def render(self, contact: _Contact, requested: Iterable[str] | None,
+               with_history: Iterable[str] = ()) -> dict[str, Any]:
+        """A SimplePublicObject; requested-but-unset properties are null, as HubSpot returns.
+        `with_history` names properties returned under `propertiesWithHistory` too."""
         if requested is None:
             names: Iterable[str] = [n for n in contact.properties if self.live_property(n)]
         else:
@@ -537,6 +551,11 @@ class _Portal:
         }
         if contact.archived_ms is not None:
             body["archivedAt"] = _iso(contact.archived_ms)
+        history = {name: [{"value": value, "timestamp": _iso(at), "sourceType": "API"}
+                          for value, at in reversed(contact.history.get(name, []))]
+                   for name in with_history if self.live_property(name)}
+        if history:
+            body["propertiesWithHistory"] = history
         return body
 
     def dump(self) -> list[dict[str, Any]]:
@@ -999,6 +1018,10 @@ class HubSpotEmulator:
         self._operations: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._rate_limited: Counter[str] = Counter()
         self._faults_served: Counter[str] = Counter()
+        # Whether clients honour Retry-After: when each client may call again after a 429,
+        # and how many requests came sooner.
+        self._retry_not_before: dict[str, float] = {}
+        self._early_retries: Counter[str] = Counter()
         self._unauthorized = 0
         self._faults: defaultdict[str, deque[int | str]] = defaultdict(deque)
         self._limits: dict[str, _ClientLimits] = {}
@@ -1054,6 +1077,7 @@ class HubSpotEmulator:
                 "unauthorized": self._unauthorized,
                 "rate_limited": dict(self._rate_limited),
                 "faults_served": dict(self._faults_served),
+                "early_retries": dict(self._early_retries),
                 "faults_pending": {c: len(q) for c, q in self._faults.items() if q},
             }
         with self._portal.lock:
@@ -1080,6 +1104,8 @@ class HubSpotEmulator:
             self._operations.clear()
             self._rate_limited.clear()
             self._faults_served.clear()
+            self._retry_not_before.clear()
+            self._early_retries.clear()
             self._faults.clear()
             self._limits.clear()
             self._unauthorized = 0
@@ -1214,6 +1240,10 @@ class HubSpotEmulator:
                 self._faults_served[client] += 1
             limits = self._client_limits(client)
             now = time.monotonic()
+            if now < self._retry_not_before.get(client, 0.0):
+                self._early_retries[client] += 1
+            if fault == 429:
+                self._retry_not_before[client] = now + FAULT_RETRY_AFTER_SECONDS
             headers = self._rate_headers(limits, now)
             if fault is None and limits is not None:
                 self._enforce(client, limits, now, operation in SEARCH_OPERATIONS, headers)
@@ -1276,6 +1306,7 @@ class HubSpotEmulator:
         else:
             return
         self._rate_limited[client] += 1
+        self._retry_not_before[client] = now + retry_after
         raise HubSpotError(
             429, "RATE_LIMITS", message,
             headers={**headers, "Retry-After": str(retry_after)},
@@ -1287,7 +1318,8 @@ class HubSpotEmulator:
         if status == 429:
             return HubSpotError(
                 429, "RATE_LIMITS", "You have reached your ten_secondly_rolling limit.",
-                headers={**headers, "Retry-After": "1", "X-HubSpot-RateLimit-Remaining": "0"},
+                headers={**headers, "Retry-After": str(FAULT_RETRY_AFTER_SECONDS),
+                         "X-HubSpot-RateLimit-Remaining": "0"},
                 extra={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"},
             )
         category = ERROR_CATEGORIES.get(status, "INTERNAL_ERROR" if status >= 500 else
@@ -1341,7 +1373,8 @@ class HubSpotEmulator:
             if contact is None:
                 raise _not_found("resource not found")
             requested = _string_list(req.query.get("properties")) or DEFAULT_PROPERTIES
-            return _Reply(200, self._portal.render(contact, requested))
+            return _Reply(200, self._portal.render(
+                contact, requested, _string_list(req.query.get("propertiesWithHistory"))))
 
     def _op_update_contact(self, req: _Request) -> _Reply:
         values = req.body.get("properties") if isinstance(req.body, Mapping) else None
@@ -1381,6 +1414,7 @@ class HubSpotEmulator:
         inputs = _batch_inputs(req.body)
         id_property = req.body.get("idProperty")
         requested = _string_list(req.body.get("properties")) or DEFAULT_PROPERTIES
+        with_history = _string_list(req.body.get("propertiesWithHistory"))
         keys = list(dict.fromkeys(str((i or {}).get("id", "")) for i in inputs))
         with self._portal.lock:
             results, missing = [], []
@@ -1389,7 +1423,7 @@ class HubSpotEmulator:
                 if contact is None:
                     missing.append(key)
                 else:
-                    results.append(self._portal.render(contact, requested))
+                    results.append(self._portal.render(contact, requested, with_history))
         return _batch_reply(results, missing, started)
 
     def _op_batch_create(self, req: _Request) -> _Reply:
