@@ -17,12 +17,13 @@ deliveries, and the synchronous score API.
 
 Loopback only; the stack stops itself when the script ends, and every wait has a deadline.
 Prints a markdown table; writes JSON to --out: `figures` (stable key -> value), `targets`
-(key -> target) and `rows` (figure, value, unit, target, met, as infra/bench/run_all.py's Row).
+(key -> target) and `rows` (benchkit.Row: figure, value, unit, target, met, key).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -31,40 +32,20 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
+from benchkit import ROOT, Row, emulator, exit_status, markdown, percentile, write_figures
 
 from leadscore_local.demo import new_leads
 from leadscore_local.process import LocalStackProcess
 from leadscore_local.webhook_sender import encode_events, signed_headers
 
-ROOT = Path(__file__).resolve().parents[2]
 PORTAL_ID = 62515
 SCORE_ROUTES = ("POST /crm/v3/objects/contacts/batch/read",
                 "POST /crm/v3/objects/contacts/batch/update")
-
-
-@dataclass
-class Row:
-    step: str
-    figure: str
-    value: float | str
-    unit: str = ""
-    target: str = ""
-    met: bool | None = None
-    key: str = ""  # stable name in the JSON `figures` object
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 30) -> int:
@@ -81,16 +62,12 @@ class Bench:
     def __init__(self, stack: LocalStackProcess):
         self.stack = stack
         self.info = stack.info
-        self.next_event_id = 5_000_000
+        # next() on a count is atomic, so deliveries sent from several threads never share an id.
+        self.event_ids = itertools.count(5_000_001)
 
     # ------------------------------------------------------------------ helpers
     def emulator(self, method: str, action: str, payload: Any = None) -> Any:
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(f"{self.info['hubspot_url']}/_emulator/{action}",
-                                         data=data, method=method,
-                                         headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
+        return emulator(self.info["hubspot_url"], method, action, payload)
 
     def seed(self, leads: list[dict[str, str]]) -> list[str]:
         ids: list[str] = []
@@ -100,8 +77,7 @@ class Bench:
         return ids
 
     def creation_event(self, contact_id: str) -> dict[str, Any]:
-        self.next_event_id += 1
-        return {"eventId": self.next_event_id, "subscriptionId": 1, "portalId": PORTAL_ID,
+        return {"eventId": next(self.event_ids), "subscriptionId": 1, "portalId": PORTAL_ID,
                 "appId": 54321, "occurredAt": int(time.time() * 1000),
                 "subscriptionType": "contact.creation", "attemptNumber": 0,
                 "objectId": int(contact_id), "changeFlag": "CREATED", "changeSource": "CRM"}
@@ -122,10 +98,20 @@ class Bench:
             time.sleep(0.3 * 2**attempt)
         return status, first_ms
 
-    def scored_at(self) -> dict[str, str]:
-        return {c["id"]: c["properties"]["ai_lead_scored_at"]
-                for c in self.emulator("GET", "contacts")["results"]
-                if c["properties"].get("ai_lead_scored_at")}
+    def wait_scored(self, sent_at: dict[str, float], timeout: float) -> dict[str, float]:
+        """Webhook-to-score seconds (`ai_lead_scored_at` minus the moment the contact's delivery
+        was sent) of the sent contacts scored within `timeout`."""
+        deadline = time.monotonic() + timeout
+        scored: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            scored = {c["id"]: c["properties"]["ai_lead_scored_at"]
+                      for c in self.emulator("GET", "contacts")["results"]
+                      if c["id"] in sent_at and c["properties"].get("ai_lead_scored_at")}
+            if len(scored) == len(sent_at):
+                break
+            time.sleep(1.0)
+        return {cid: datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() - sent_at[cid]
+                for cid, at in scored.items()}
 
     def settle(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -195,16 +181,9 @@ class Bench:
         acks = [ms for _, ms in answers]
         statuses = sorted({status for status, _ in answers})
 
-        deadline = time.monotonic() + 180
-        scored: dict[str, str] = {}
-        while time.monotonic() < deadline:
-            scored = {cid: at for cid, at in self.scored_at().items() if cid in sent_at}
-            if len(scored) == len(ids):
-                break
-            time.sleep(1.0)
+        scored = self.wait_scored(sent_at, timeout=180)
         scored_seconds = time.monotonic() - started
-        latencies = [datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() - sent_at[cid]
-                     for cid, at in scored.items()]
+        latencies = list(scored.values())
         stats = self.settle(240)
         ops_after = self.operations()
         delta = {route: ops_after.get(route, 0) - ops_before.get(route, 0) for route in ops_after}
@@ -281,15 +260,6 @@ class Bench:
         ]
 
 
-def markdown(rows: list[Row]) -> str:
-    lines = ["| figure | value | target | met |", "|---|---|---|---|"]
-    for row in rows:
-        value = f"{row.value:,}" if isinstance(row.value, int | float) else row.value
-        met = {True: "yes", False: "**no**", None: ""}[row.met]
-        lines.append(f"| {row.figure} | {value} {row.unit} | {row.target} | {met} |")
-    return "\n".join(lines)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
@@ -312,13 +282,8 @@ def main() -> int:
         print("== score_api", file=sys.stderr, flush=True)
         rows += bench.score_api(args.score_api_requests, warmup=20)
     print(markdown(rows))
-    args.out.write_text(json.dumps({
-        "seconds": round(time.monotonic() - started, 1),
-        "figures": {row.key: row.value for row in rows if row.key},
-        "targets": {row.key: row.target for row in rows if row.key and row.target},
-        "rows": [{k: v for k, v in asdict(row).items() if k != "key"} for row in rows],
-    }, indent=2) + "\n")
-    return 0 if all(row.met is not False for row in rows) else 1
+    write_figures(args.out, rows, time.monotonic() - started)
+    return exit_status(rows)
 
 
 if __name__ == "__main__":

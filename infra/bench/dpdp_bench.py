@@ -16,41 +16,28 @@ were scored 200 days ago, half 10 days ago. Then:
 
 The sweep examines every scored contact daily, so its HubSpot cost per contact decides how
 large a portal one run (900 s Lambda timeout, HubSpot's search limit of 5 requests/s) covers.
-Prints a markdown table; writes JSON to --out: `figures` (figure name -> value) and `rows`
-(figure, value, unit, target, met, as infra/bench/run_all.py's Row).
+Prints a markdown table; writes JSON to --out: `figures` (figure name -> value), `targets`
+and `rows` (benchkit.Row: figure, value, unit, target, met, key).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-import urllib.request
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+from benchkit import ROOT, Row, emulator, exit_status, markdown, write_figures
 
 from leadscore.hubspot_client import AI_PROPERTIES
 from leadscore.ledger import DynamoDBLedger, LedgerEntry, iso_millis
 from leadscore_local.process import LocalStackProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 PROP = "dpdp_consent_purposes"
 LAMBDA_TIMEOUT_SECONDS = 900
-
-
-@dataclass
-class Row:
-    step: str
-    figure: str
-    value: float | str
-    unit: str = ""
-    target: str = ""
-    met: bool | None = None
 
 
 class Bench:
@@ -60,12 +47,7 @@ class Bench:
         self.now = datetime.now(UTC)
 
     def emulator(self, method: str, action: str, payload: Any = None) -> Any:
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(f"{self.info['hubspot_url']}/_emulator/{action}",
-                                         data=data, method=method,
-                                         headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return json.loads(response.read())
+        return emulator(self.info["hubspot_url"], method, action, payload)
 
     def aws(self, kind: str, service: str) -> Any:
         return getattr(boto3, kind)(service, region_name="ap-south-1",
@@ -191,15 +173,6 @@ def purge_rows(bench: Bench, plan: dict[str, dict[str, Any]]) -> list[Row]:
     ]
 
 
-def markdown(rows: list[Row]) -> str:
-    lines = ["| figure | value | unit | target | met |", "|---|---|---|---|---|"]
-    for row in rows:
-        met = "" if row.met is None else ("yes" if row.met else "**no**")
-        value = f"{row.value:,}" if isinstance(row.value, int | float) else row.value
-        lines.append(f"| {row.figure} | {value} | {row.unit} | {row.target} | {met} |")
-    return "\n".join(lines)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
@@ -216,12 +189,8 @@ def main() -> int:
         print("== retention purge", file=sys.stderr, flush=True)
         rows += purge_rows(bench, plan)
     print(markdown(rows))
-    args.out.write_text(json.dumps({
-        "seconds": round(time.monotonic() - started, 1),
-        "figures": {row.figure: row.value for row in rows},
-        "rows": [asdict(row) for row in rows],
-    }, indent=2) + "\n")
-    return 0 if all(row.met is not False for row in rows) else 1
+    write_figures(args.out, rows, time.monotonic() - started)
+    return exit_status(rows)
 
 
 if __name__ == "__main__":
