@@ -134,9 +134,12 @@ def install_personal_data_filter(*loggers: logging.Logger | Logger) -> None:
                 filterer.addFilter(PERSONAL_DATA_FILTER)
 
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "leadscore"))
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "leadscore")
+logger = Logger(service=SERVICE)
 install_personal_data_filter(logger, logging.getLogger())
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LeadScore"))
+# The service is the metrics' one dimension, which every custom-metric alarm filters on.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LeadScore"),
+                  service=SERVICE)
 tracer = Tracer()
 
 # The HubSpot SDK logs whole response bodies (contact properties) at DEBUG; keep it quiet even

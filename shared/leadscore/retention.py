@@ -211,7 +211,6 @@ class RetentionPurge:
                 break
         count("RetentionErasures", result.erased + result.ledger_only + result.hubspot_only)
         count("RetentionKeptRescored", result.kept_rescored)
-        count("ErasureFailures", result.failed)
         count("InactiveContactsFound", result.inactive_found)
         count("InactiveContactsDeleted", result.inactive_deleted)
         if not result.complete:

@@ -1,0 +1,161 @@
+"""Every alarm on a custom metric gets that metric when its condition really happens.
+
+test_alarms.py checks that some `count("X")` exists in the code; that does not prove the count
+runs on the path that matters (an early return, a zero, a renamed dimension would all keep the
+alarm silent in production). Here each alarmed condition is driven through the function's
+`lambda_handler` and the Embedded Metric Format blob Powertools prints is read as CloudWatch
+would: namespace, metric, value and dimensions must match what the alarm watches. The same run
+without the condition must not emit the metric, so a count that fires always fails too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from dpdp_fakes import SearchableHubSpot
+from test_alarms import ALARMS, NAMESPACE, TEMPLATE, alarm_metrics
+from test_dpdp_handlers import aws  # noqa: F401  (fixture: the DPDP jobs' moto stack)
+from test_enrichment import queue_body, sqs_event
+
+from leadscore.enrichment_queue import DailyBudget
+from leadscore.hubspot_client import HubSpotBatchError
+
+NOW = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)
+SERVICE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+ALARMED = {m["MetricName"]: m["Dimensions"] for alarm in ALARMS.values()
+           for m in alarm_metrics(alarm) if m["Namespace"] == NAMESPACE}
+
+
+@pytest.fixture
+def stack(request, monkeypatch, kit, lambda_context):
+    """The DPDP jobs' tables and secrets, plus the enrich function's budget table and queue."""
+    request.getfixturevalue("aws")
+    boto3.client("dynamodb").create_table(
+        TableName="EnrichBudgetTable", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "day", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "day", "KeyType": "HASH"}])
+    queue = boto3.client("sqs").create_queue(QueueName="EnrichQueue")["QueueUrl"]
+    for name, value in {"LLM_PROVIDER": "bedrock", "ENRICH_BUDGET_TABLE": "EnrichBudgetTable",
+                        "LLM_DAILY_BUDGET_USD": "0.05", "ENRICH_QUEUE_URL": queue}.items():
+        monkeypatch.setenv(name, value)
+    return SimpleNamespace(kit=kit, context=lambda_context, monkeypatch=monkeypatch)
+
+
+def scored(consent: str, scored_at: datetime) -> dict[str, str]:
+    """A contact leadscore scored at `scored_at`, with this consent value."""
+    return {"ai_lead_score": "50", "ai_lead_tier": "warm",
+            "ai_lead_scored_at": scored_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "dpdp_consent_purposes": consent}
+
+
+def run_job(stack, name: str, hubspot: SearchableHubSpot, *, time_runs_out: bool = False):
+    """Runs a daily DPDP job at NOW; the invocation starts with the template's 900 s, and
+    `time_runs_out` leaves it 1 s from the job's second look at the clock on."""
+    module = stack.kit.load_function(name)
+    module.hubspot_client_factory = lambda token, base_url, budget=None: hubspot
+    looks = iter([900_000])
+    stack.context.get_remaining_time_in_millis = lambda: next(
+        looks, 1_000 if time_runs_out else 900_000)
+    return module.lambda_handler({"time": NOW.isoformat()}, stack.context)
+
+
+def refusing(hubspot: SearchableHubSpot, refuse: bool) -> SearchableHubSpot:
+    if refuse:  # HubSpot's batch update answers 207 with contact 1 among the errors
+        hubspot.update_error = HubSpotBatchError("batch update", ["1"])
+    return hubspot
+
+
+# --- the alarming conditions: `alarming=False` is the same run with all well ---------------
+
+
+def sweep_fails_to_clear_a_contact(stack, alarming: bool) -> None:
+    hubspot = refusing(SearchableHubSpot({"1": scored("", NOW)}), alarming)  # consent withdrawn
+    assert run_job(stack, "consent_sweep", hubspot)["failed"] == int(alarming)
+
+
+def purge_fails_to_clear_a_contact(stack, alarming: bool) -> None:
+    expired = scored("lead_scoring", NOW - timedelta(days=200))  # RETENTION_DAYS is 180
+    hubspot = refusing(SearchableHubSpot({"1": expired}), alarming)
+    assert run_job(stack, "retention_purge", hubspot)["failed"] == int(alarming)
+
+
+def sweep_runs_out_of_time(stack, alarming: bool) -> None:
+    hubspot = SearchableHubSpot({"1": scored("", NOW), "2": scored("lead_scoring", NOW)})
+    result = run_job(stack, "consent_sweep", hubspot, time_runs_out=alarming)
+    assert (result["erased"], result["complete"]) == (1, not alarming)
+
+
+def purge_runs_out_of_time(stack, alarming: bool) -> None:
+    hubspot = SearchableHubSpot({"1": scored("lead_scoring", NOW - timedelta(days=200))})
+    result = run_job(stack, "retention_purge", hubspot, time_runs_out=alarming)
+    assert (result["hubspot_only"], result["complete"]) == (1, not alarming)
+
+
+def daily_llm_budget_spent(stack, alarming: bool) -> None:
+    if alarming:  # today's $0.05 is gone (and tomorrow's, should the test straddle midnight)
+        today = datetime.now(UTC)
+        for day in (today, today + timedelta(days=1)):
+            assert DailyBudget("EnrichBudgetTable", 0.05).try_reserve(0.05, day)
+    # Without the budget problem the contact, lacking ai_enrichment consent, is skipped.
+    hubspot = stack.kit.FakeHubSpot({"1": {"dpdp_consent_purposes": "lead_scoring"}})
+    app = stack.kit.load_function("enrich")
+    stack.monkeypatch.setattr(app, "hubspot_client", lambda token, base_url: hubspot)
+    response = app.lambda_handler(sqs_event(queue_body("1")), stack.context)
+    assert response == {"batchItemFailures": []}  # deferred (queued again), not failed
+    assert hubspot.reads == ([] if alarming else [["1"]])
+
+
+CASES: list[tuple[str, Callable[[Any, bool], None]]] = [
+    ("ErasureFailures", sweep_fails_to_clear_a_contact),
+    ("ErasureFailures", purge_fails_to_clear_a_contact),
+    ("ConsentSweepIncomplete", sweep_runs_out_of_time),
+    ("RetentionPurgeIncomplete", purge_runs_out_of_time),
+    ("EnrichmentDeferredBudget", daily_llm_budget_spent),
+]
+CASE_IDS = [f"{metric}-{drive.__name__}" for metric, drive in CASES]
+
+
+def emitted(capsys, metric: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(EMF blob, its CloudWatchMetrics directive) for each blob Powertools printed (one JSON
+    line on stdout per flush) that carries `metric`."""
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if '"_aws"' in line]
+    return [(blob, directive) for blob in blobs for directive in blob["_aws"]["CloudWatchMetrics"]
+            if metric in {m["Name"] for m in directive["Metrics"]}]
+
+
+def total(blob: dict[str, Any], metric: str) -> float:
+    """An EMF value is a number, or a list of them when it was added more than once."""
+    value = blob[metric]
+    return sum(value) if isinstance(value, list) else value
+
+
+def test_every_alarmed_custom_metric_has_a_case():
+    assert ALARMED, "no alarm reads a custom metric: is the template still parsed right?"
+    assert {metric for metric, _ in CASES} == set(ALARMED)
+
+
+@pytest.mark.parametrize(("metric", "drive"), CASES, ids=CASE_IDS)
+def test_alarmed_metric_is_emitted_when_its_condition_happens(metric, drive, stack, capsys):
+    drive(stack, True)
+
+    [(blob, directive)] = emitted(capsys, metric) or pytest.fail(f"{metric} not emitted")
+    assert directive["Namespace"] == NAMESPACE
+    # Exactly the alarm's dimensions: the same name under another dimension set is another
+    # CloudWatch metric, which the alarm would never see.
+    [names] = directive["Dimensions"]
+    assert [{"Name": name, "Value": blob[name]} for name in names] == ALARMED[metric]
+    assert total(blob, metric) == 1  # one contact refused, one run cut short, one deferral
+
+
+@pytest.mark.parametrize(("metric", "drive"), CASES, ids=CASE_IDS)
+def test_alarmed_metric_stays_silent_when_all_is_well(metric, drive, stack, capsys):
+    drive(stack, False)
+
+    assert sum(total(blob, metric) for blob, _ in emitted(capsys, metric)) == 0
