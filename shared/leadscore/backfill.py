@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from leadscore.consent import Purpose
-from leadscore.hubspot_client import BATCH_LIMIT, Contact
+from leadscore.hubspot_client import BATCH_LIMIT, SEARCH_REQUESTS_PER_SECOND, Contact
 from leadscore.ingest import BACKFILL, ScoreMessage
 
-DEFAULT_REQUESTS_PER_SECOND = 4.0  # HubSpot allows 5 search requests per second per account
+DEFAULT_REQUESTS_PER_SECOND = SEARCH_REQUESTS_PER_SECOND  # a backfill is mostly searches
 
 
 class ContactSearch(Protocol):

@@ -319,23 +319,27 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--limit", type=int, help="stop after about this many contacts")
     backfill.set_defaults(func=cmd_backfill)
     dpdp = commands.add_parser("dpdp", help="DPDP evidence from the erasure receipts")
-    dpdp.add_argument("--table", required=True,
-                      help="ErasureReceiptsTable name (stack output ErasureReceiptsTableName)")
-    dpdp.add_argument("--region", default="ap-south-1")
-    dpdp.add_argument("--endpoint-url", help="e.g. the local stack's aws_endpoint_url")
+    receipts = argparse.ArgumentParser(add_help=False)  # where the receipts are, for both
+    receipts.add_argument("--table", required=True,
+                          help="ErasureReceiptsTable name (stack output ErasureReceiptsTableName)")
+    receipts.add_argument("--region", default="ap-south-1")
+    receipts.add_argument("--endpoint-url", help="e.g. the local stack's aws_endpoint_url")
     dpdp_commands = dpdp.add_subparsers(dest="dpdp_command", required=True)
     dpdp_report = dpdp_commands.add_parser(
-        "report", help="erasure counts by reason and period (no personal data)")
+        "report", parents=[receipts],
+        help="erasure counts by reason and period (no personal data)")
     dpdp_report.add_argument("--by", choices=["day", "week", "month"], default="month")
     dpdp_report.add_argument("--since", type=_date, help="ISO date/time, inclusive (UTC)")
     dpdp_report.add_argument("--until", type=_date, help="ISO date/time, exclusive (UTC)")
     dpdp_report.add_argument("--json", action="store_true", help="the figures as JSON")
     dpdp_report.set_defaults(func=cmd_dpdp_report)
     dpdp_lookup = dpdp_commands.add_parser(
-        "lookup", help="one contact's erasure receipts (answers a data principal's request)")
+        "lookup", parents=[receipts],
+        help="one contact's erasure receipts (answers a data principal's request)")
     dpdp_lookup.add_argument("--contact-id", required=True, help="HubSpot record id")
     dpdp_lookup.add_argument("--key-secret", required=True,
-                             help="ErasureReceiptKeySecret id/ARN (the hashing key)")
+                             help="the hashing key's secret (stack output "
+                                  "ErasureReceiptKeySecretArn)")
     dpdp_lookup.set_defaults(func=cmd_dpdp_lookup)
     dlq = commands.add_parser("dlq", help="dead-letter queue operations")
     dlq.add_argument("--region", default="ap-south-1")

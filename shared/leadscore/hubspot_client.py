@@ -42,6 +42,8 @@ MAX_RETRY_AFTER_SECONDS = 10.0  # HubSpot's limits are per 10 s window; never sl
 NOT_FOUND_CATEGORY = "OBJECT_NOT_FOUND"
 # A Professional private app may make 190 requests per 10 s; several containers share that.
 DEFAULT_REQUESTS_PER_SECOND = 10.0
+# HubSpot's search endpoints allow 5 requests per second per token, below the general limit.
+SEARCH_REQUESTS_PER_SECOND = 4.0
 REQUESTS_PER_SECOND_ENV = "HUBSPOT_REQUESTS_PER_SECOND"
 # When HubSpot says fewer than this share of the window is left, slow down before the 429.
 LOW_WATER_FRACTION = 0.05
@@ -156,6 +158,9 @@ def shared_budget(per_second: float | None = None) -> RequestBudget:
         if per_second not in _shared_budgets:
             _shared_budgets[per_second] = RequestBudget(per_second)
         return _shared_budgets[per_second]
+
+
+_search_budget = RequestBudget(SEARCH_REQUESTS_PER_SECOND)  # process-wide, as shared_budget
 
 
 class RequestMeter:
@@ -356,6 +361,7 @@ class HubSpotClient:
             filter_groups=[dict(group) for group in filter_groups], properties=list(properties),
             limit=limit, after=after, sorts=list(sorts),
         )
+        _search_budget.acquire()  # then the general budget, in `_call`
         response = self._call("search", self._search_api.do_search_with_http_info, request)
         contacts = [Contact(id=str(obj.id), properties=dict(obj.properties or {}))
                     for obj in response.results or []]

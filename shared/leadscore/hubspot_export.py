@@ -27,12 +27,12 @@ from typing import Any
 
 from leadscore.consent import DEFAULT_PURPOSES_PROPERTY, Purpose, consent_for
 from leadscore.features import FeatureConfig
-from leadscore.hubspot_client import Contact, HubSpotClient
+from leadscore.hubspot_client import SEARCH_REQUESTS_PER_SECOND, Contact, HubSpotClient
 
 ID_PROPERTY = "hs_object_id"
 SEARCH_WINDOW = 10_000  # HubSpot's search never pages beyond 10,000 results of one query
 PAGE_SIZE = 200  # the search API's maximum `limit`
-REQUESTS_PER_SECOND = 4.0  # below HubSpot's 5 search requests per second per token
+REQUESTS_PER_SECOND = SEARCH_REQUESTS_PER_SECOND  # an export is all searches
 
 
 @dataclass

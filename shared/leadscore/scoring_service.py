@@ -351,7 +351,8 @@ class ScorePipeline:
         logger.info("Score batch done", extra={
             "event_ids": sorted({key for m in messages if (key := event_key(m))}),
             "scored": len(result.scored), "skipped_consent": len(result.skipped_consent),
-            "stale": result.stale, "erased": result.erased, "not_found": result.not_found,
+            "stale": result.stale, "erased": len(result.erased),  # erased: named by receipts only
+            "not_found": result.not_found,
             "failed": result.failed,
         })
         return result

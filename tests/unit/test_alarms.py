@@ -111,9 +111,10 @@ def test_alarm_watches_a_metric_that_is_emitted(alarm_id):
             assert RESOURCES[resource]["Type"] == DIMENSION_TYPES[dimension["Name"]], alarm_id
 
 
-def test_every_function_is_watched_for_errors():
+@pytest.mark.parametrize("metric_name", ["Errors", "Throttles"])
+def test_every_function_is_watched_for_errors_and_throttles(metric_name):
     watched = {referenced_resource(d["Value"]) for a in ALARMS.values() for m in alarm_metrics(a)
-               if m["MetricName"] == "Errors" for d in m["Dimensions"]}
+               if m["MetricName"] == metric_name for d in m["Dimensions"]}
     functions = {k for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
     assert watched == functions
 

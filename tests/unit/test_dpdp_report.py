@@ -65,25 +65,25 @@ def _seed(aws_env):
 def test_cli_report_and_window(aws_env, capsys):
     with mock_aws():
         _seed(aws_env)
-        assert main(["dpdp", "--table", "Receipts", "report", "--by", "month", "--json"]) == 0
+        assert main(["dpdp", "report", "--table", "Receipts", "--by", "month", "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["totals"] == {"consent_withdrawn": 1, "privacy_deletion": 1,
                                     "retention_expired": 1}
-        assert main(["dpdp", "--table", "Receipts", "report", "--since", "2026-02-01",
+        assert main(["dpdp", "report", "--table", "Receipts", "--since", "2026-02-01",
                      "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["total"] == 2
-        assert main(["dpdp", "--table", "Receipts", "report", "--by", "day"]) == 0
+        assert main(["dpdp", "report", "--table", "Receipts", "--by", "day"]) == 0
         assert "2026-01-30" in capsys.readouterr().out
 
 
 def test_cli_lookup_finds_one_contacts_receipts_with_the_key(aws_env, capsys):
     with mock_aws():
         _seed(aws_env)
-        assert main(["dpdp", "--table", "Receipts", "lookup", "--contact-id", "1",
+        assert main(["dpdp", "lookup", "--table", "Receipts", "--contact-id", "1",
                      "--key-secret", "receipt-key"]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert [line.split()[1] for line in lines] == ["consent_withdrawn", "retention_expired"]
         assert "ai_lead_score" in lines[0] and "ledger record" in lines[0]
-        assert main(["dpdp", "--table", "Receipts", "lookup", "--contact-id", "3",
+        assert main(["dpdp", "lookup", "--table", "Receipts", "--contact-id", "3",
                      "--key-secret", "receipt-key"]) == 0
         assert "no erasure receipts" in capsys.readouterr().out

@@ -19,6 +19,7 @@ from leadscore.dlq import REASON_ATTRIBUTE
 from leadscore.erasure import ErasureReason, ErasureResult
 from leadscore.hubspot_client import (
     ENRICHMENT_PROPERTIES,
+    SEARCH_REQUESTS_PER_SECOND,
     HubSpotBatchError,
     HubSpotClient,
     HubSpotError,
@@ -789,3 +790,17 @@ def test_search_pages(scripted):
     assert ([c.id for c in page], after) == (["2"], None)
     assert scripted.requests[1]["body"]["after"] == "1"
     assert scripted.requests[0]["body"]["filterGroups"] == groups
+
+
+def test_searches_stay_under_hubspots_search_limit_whatever_the_general_budget(
+        scripted, monkeypatch):
+    clock = FakeClock()
+    search_budget = RequestBudget(SEARCH_REQUESTS_PER_SECOND, clock=clock, sleep=clock.sleep)
+    monkeypatch.setattr("leadscore.hubspot_client._search_budget", search_budget)
+    for _ in range(8):
+        scripted.then(200, {"total": 0, "results": []})
+    client = HubSpotClient("token", scripted.url, budget=RequestBudget(1000))
+    for _ in range(8):
+        client.search([], ["ai_lead_score"])
+    # A burst of 4, then one every quarter second: 4 per second, below HubSpot's 5.
+    assert clock.slept == [0.25] * 4
