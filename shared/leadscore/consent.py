@@ -237,7 +237,8 @@ def sweep_withdrawn_consent(
     count("MalformedConsent", result.malformed)
     if not result.complete:
         count("ConsentSweepIncomplete")
-        logger.warning("Consent sweep stopped before the Lambda timeout; the next run continues",
+        logger.warning("Consent sweep stopped before the Lambda timeout; contacts after the last "
+                       "one examined were not checked (the next run starts over)",
                        extra={"examined": result.examined})
     return result
 

@@ -23,12 +23,10 @@ import urllib3
 from hubspot import HubSpot
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
-    BatchInputSimplePublicObjectBatchInputForCreate,
     BatchReadInputSimplePublicObjectId,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInput,
     SimplePublicObjectId,
-    SimplePublicObjectInputForCreate,
 )
 from hubspot.crm.contacts.exceptions import ApiException
 from urllib3.util.retry import Retry
@@ -368,17 +366,3 @@ class HubSpotClient:
         paging = response.paging
         next_after = paging.next.after if paging and paging.next else None
         return contacts, next_after
-
-    def create_contacts(self, rows: Sequence[Mapping[str, str]]) -> list[str]:
-        """Creates contacts, 100 per request; returns the new ids (HubSpot's order)."""
-        created: list[str] = []
-        for start in range(0, len(rows), BATCH_LIMIT):
-            request = BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
-                SimplePublicObjectInputForCreate(properties=dict(row), associations=[])
-                for row in rows[start:start + BATCH_LIMIT]
-            ])
-            response = self._call("batch create", self._batch_api.create_with_http_info, request)
-            if getattr(response, "errors", None):
-                raise HubSpotError("batch create", 207, response.errors[0].category)
-            created.extend(str(obj.id) for obj in response.results or [])
-        return created

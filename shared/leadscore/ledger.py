@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import boto3
 from boto3.dynamodb.conditions import Attr
@@ -83,20 +83,6 @@ class LedgerState:
 class RecordOutcome:
     recorded: set[str] = field(default_factory=set)
     superseded: set[str] = field(default_factory=set)  # a newer event was applied meanwhile
-
-
-class Ledger(Protocol):
-    def put_many(self, entries: Iterable[LedgerEntry]) -> None: ...
-
-    def delete_many(self, contact_ids: Iterable[str]) -> None: ...
-
-    def scored_before(self, cutoff: datetime) -> Iterator[str]:
-        """Contact ids whose latest score is older than `cutoff`."""
-        ...
-
-    def delete_if_scored_before(self, contact_id: str, cutoff: datetime) -> bool:
-        """Deletes the item unless it was re-scored since `cutoff`; True if deleted."""
-        ...
 
 
 def _item(entry: LedgerEntry) -> dict[str, Any]:
@@ -271,16 +257,4 @@ class DynamoDBLedger:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def delete_if_scored_before(self, contact_id: str, cutoff: datetime) -> bool:
-        try:
-            self._table.delete_item(
-                Key={"contact_id": contact_id},
-                ConditionExpression=Attr("scored_at").lt(iso_millis(cutoff)),
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
 
