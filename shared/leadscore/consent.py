@@ -90,8 +90,11 @@ SEARCH_PAGE = 200  # HubSpot's largest search page
 # enrichment write the last two.
 AI_MARKERS = ("ai_lead_score", "ai_lead_scored_at", "ai_lead_tier", "ai_lead_summary",
               "ai_lead_next_action")
-# Stop this long before the Lambda timeout; the next daily run starts over.
+# Stop this long before the Lambda timeout.
 TIME_MARGIN_SECONDS = 60.0
+# The search pass leaves this much for the ledger pass (a scan of the ledger table, and batch
+# reads of the few items whose contacts carry no ai_* property).
+LEDGER_PASS_RESERVE_SECONDS = 120.0
 
 
 class ContactSearch(Protocol):
@@ -111,6 +114,15 @@ class ScoredContacts(Protocol):
     def scored_before(self, cutoff: datetime) -> Iterator[str]: ...
 
 
+class SweepCursor(Protocol):
+    """Where the next sweep starts: the highest contact id a finished range ended on (0: from
+    the first). `leadscore.dpdp_jobs.SsmSweepCursor` keeps it in SSM Parameter Store."""
+
+    def load(self) -> int: ...
+
+    def save(self, after_id: int) -> None: ...
+
+
 class ContactEraser(Protocol):
     """`leadscore.erasure.Eraser`."""
 
@@ -126,7 +138,9 @@ class SweepResult(BaseModel):
     deleted_contacts: int = 0  # ledger items of contacts HubSpot no longer has
     malformed: int = 0  # consent values that could not be read (treated as withdrawn)
     failed: int = 0  # HubSpot refused the clear; retried by the next sweep
-    complete: bool = True  # False: stopped before the Lambda timeout; the rest next run
+    complete: bool = True  # False: this run did not reach the last contact
+    resumed_after: int = 0  # the run examined contacts with ids above this one
+    next_start: int = 0  # where the next run starts (0: from the first contact)
 
 
 def carrying_ai_properties(after_id: int) -> list[dict[str, Any]]:
@@ -185,31 +199,34 @@ def sweep_withdrawn_consent(
     purposes_property: str,
     now: datetime,
     seconds_left: Callable[[], float] | None = None,
+    cursor: SweepCursor | None = None,
 ) -> SweepResult:
     """Erases what consent no longer covers, for withdrawals whose webhook never arrived.
 
-    1. Every contact carrying an ai_* property (HubSpot search, keyset-paged by id): consent
-       without `lead_scoring` (or unreadable) → erase everything; without `ai_enrichment` but
-       with LLM-written properties → clear those.
-    2. Every ledger item whose contact step 1 did not see (batch read by id): contact gone
-       from HubSpot → erase the item; consent not covering it → erase.
-    Each page is erased as it is read. `seconds_left` (the Lambda's remaining time) stops the
-    sweep early, reported as `complete=False`.
+    1. Contacts carrying an ai_* property (HubSpot search, keyset-paged by id, from where the
+       `cursor` says the last run stopped): consent without `lead_scoring` (or unreadable) →
+       erase everything; without `ai_enrichment` but with LLM-written properties → clear those.
+    2. Ledger items in the same id range whose contacts step 1 did not see (batch read by id):
+       contact gone from HubSpot → erase the item; consent not covering it → erase.
+    Each page is erased as it is read. `seconds_left` (the Lambda's remaining time) ends step 1
+    early enough for step 2; the cursor then keeps the range's end, and the next run goes on
+    from there (a portal too large for one run is swept over several days, not only its
+    first ids). Reaching the last contact resets the cursor. Either way `complete=False`
+    reports that the run did not reach the end.
     """
     result = SweepResult()
     sweep = _Sweep(hubspot, eraser, purposes_property, now, result)
     deadline = seconds_left or (lambda: float("inf"))
     seen: set[str] = set()
 
-    last_id = 0
-    while True:
-        if deadline() < TIME_MARGIN_SECONDS:
-            result.complete = False
-            break
+    start_id = last_id = cursor.load() if cursor else 0
+    reached_end = False
+    while deadline() >= TIME_MARGIN_SECONDS + LEDGER_PASS_RESERVE_SECONDS:
         contacts, _ = hubspot.search(
             carrying_ai_properties(last_id), [purposes_property, *ENRICHMENT_PROPERTIES],
             limit=SEARCH_PAGE, sorts=["hs_object_id"])
         if not contacts:
+            reached_end = True
             break
         last_id = max(int(contact.id) for contact in contacts)
         seen.update(contact.id for contact in contacts)
@@ -218,28 +235,43 @@ def sweep_withdrawn_consent(
         sweep.erase(erase)
         sweep.erase(clear_enrichment, scope="enrichment")
 
+    def in_range(contact_id: str) -> bool:
+        number = int(contact_id)
+        return number > start_id and (reached_end or number <= last_id)
+
+    ledger_done = True
     pending: list[str] = []
-    unseen = (cid for cid in ledger.scored_before(now) if cid not in seen)
-    for contact_id in [] if not result.complete else unseen:
+    for contact_id in ledger.scored_before(now):
+        if contact_id in seen or not in_range(contact_id):
+            continue
         pending.append(contact_id)
         if len(pending) == BATCH_LIMIT:
             _sweep_ledger_chunk(sweep, pending)
             pending = []
             if deadline() < TIME_MARGIN_SECONDS:
-                result.complete = False
+                ledger_done = False
                 break
-    if pending and result.complete:
+    if pending and ledger_done:
         _sweep_ledger_chunk(sweep, pending)
 
+    result.resumed_after = start_id
+    if ledger_done:  # otherwise the next run sweeps this range again
+        result.next_start = 0 if reached_end else last_id
+        if cursor and result.next_start != start_id:
+            cursor.save(result.next_start)
+    else:
+        result.next_start = start_id
+    result.complete = reached_end and ledger_done
     count("ConsentSweepErasures", result.erased)
     count("ConsentSweepEnrichmentErasures", result.enrichment_cleared)
     count("ConsentSweepDeletedContacts", result.deleted_contacts)
     count("MalformedConsent", result.malformed)
     if not result.complete:
         count("ConsentSweepIncomplete")
-        logger.warning("Consent sweep stopped before the Lambda timeout; contacts after the last "
-                       "one examined were not checked (the next run starts over)",
-                       extra={"examined": result.examined})
+        logger.warning("Consent sweep stopped before the Lambda timeout; the next run goes on "
+                       "from where this one stopped", extra={
+                           "examined": result.examined, "resumed_after": start_id,
+                           "next_start": result.next_start})
     return result
 
 

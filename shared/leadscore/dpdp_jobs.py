@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.utilities import parameters
 
 from leadscore.consent import SweepResult, sweep_withdrawn_consent
@@ -23,6 +24,26 @@ from leadscore.retention import GdprDeleter, PurgeResult, RetentionPurge, schedu
 from leadscore.settings import ConsentSweepSettings, RetentionPurgeSettings
 
 SecondsLeft = Callable[[], float]
+
+
+class SsmSweepCursor:
+    """The consent sweep's resume point in an SSM String parameter (a contact id number; "0"
+    or missing: from the first contact). A position only: no data about that contact."""
+
+    def __init__(self, name: str, *, ssm: Any | None = None):
+        self.name = name
+        self._ssm = ssm or boto3.client("ssm")
+
+    def load(self) -> int:
+        try:
+            value = self._ssm.get_parameter(Name=self.name)["Parameter"]["Value"]
+        except self._ssm.exceptions.ParameterNotFound:
+            return 0
+        return int(value) if value.isdigit() else 0  # unreadable: sweep everything again
+
+    def save(self, after_id: int) -> None:
+        self._ssm.put_parameter(Name=self.name, Value=str(after_id), Type="String",
+                                Overwrite=True)
 
 
 @dataclass(frozen=True)
@@ -49,7 +70,9 @@ def run_consent_sweep(event: Mapping[str, Any], seconds_left: SecondsLeft, *,
     result = sweep_withdrawn_consent(
         hubspot=wired.hubspot, ledger=wired.ledger, eraser=wired.eraser,
         purposes_property=settings.consent_purposes_property, now=scheduled_time(event),
-        seconds_left=seconds_left)
+        seconds_left=seconds_left,
+        cursor=SsmSweepCursor(settings.consent_sweep_cursor_parameter)
+        if settings.consent_sweep_cursor_parameter else None)
     logger.info("Consent sweep done", extra=result.model_dump())
     return result
 

@@ -97,6 +97,7 @@ class ErasureSettings(_EnvModel):
 class ConsentSweepSettings(CommonSettings, ErasureSettings):
     hubspot_token_secret: NonEmpty
     ledger_table: NonEmpty
+    consent_sweep_cursor_parameter: str | None = None  # SSM name; unset: every run starts over
 
 
 class RetentionPurgeSettings(CommonSettings, ErasureSettings):

@@ -17,6 +17,7 @@ from leadscore.consent import (
 from leadscore.erasure import Eraser, ErasureReason
 from leadscore.hubspot_client import (
     AI_PROPERTIES,
+    BATCH_LIMIT,
     ENRICHMENT_PROPERTIES,
     SCORE_PROPERTIES,
     HubSpotBatchError,
@@ -206,3 +207,61 @@ def test_sweep_stops_before_the_lambda_timeout():
     assert not result.complete
     assert result.examined == 5  # one page read, then out of time
     assert result.ledger_checked == 0  # the ledger pass is left for the next run
+
+
+class MemoryCursor:
+    def __init__(self, after_id=0):
+        self.after_id, self.saved = after_id, []
+
+    def load(self):
+        return self.after_id
+
+    def save(self, after_id):
+        self.after_id = after_id
+        self.saved.append(after_id)
+
+
+def test_a_portal_too_large_for_one_run_is_swept_over_several():
+    contacts = {str(i): _scored("" if i % 2 else "lead_scoring;ai_enrichment")
+                for i in range(2, 452)}
+    hubspot = SearchableHubSpot(contacts)
+    # Ledger items of contacts since deleted in HubSpot ("1", "1300"): one in each run's range.
+    ledger = _ledger([*contacts, "1", "1300"])
+    cursor = MemoryCursor()
+    receipts = MemoryReceipts()
+    eraser = Eraser(hubspot=hubspot, ledger=ledger, receipts=receipts, receipt_key=b"k" * 32)
+
+    def run(seconds_left):
+        return sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, eraser=eraser,
+                                       purposes_property=PROP, now=NOW,
+                                       seconds_left=seconds_left, cursor=cursor)
+
+    left = iter([600.0])
+    first = run(lambda: next(left, 100.0))  # one page, then only the ledger pass fits
+    assert (first.examined, first.complete, first.next_start) == (200, False, 201)
+    assert cursor.saved == [201]
+    assert first.deleted_contacts == 1  # "1"; "1300" lies beyond this run's range
+
+    second = run(None)
+    assert (second.resumed_after, second.examined, second.complete) == (201, 250, True)
+    assert cursor.saved == [201, 0]  # the end reached: the next run starts from the first
+    assert second.deleted_contacts == 1
+    assert [group[0]["filters"][1]["value"] for group in hubspot.searches][1] == "201"
+    assert first.erased + second.erased == 225  # every withdrawn contact, across both runs
+    assert not [cid for cid, props in hubspot.contacts.items()
+                if props["ai_lead_score"] and int(cid) % 2]
+
+
+def test_a_run_that_cannot_finish_its_ledger_pass_keeps_the_cursor():
+    hubspot = SearchableHubSpot({str(i): _scored("lead_scoring") for i in range(1, 11)})
+    ledger = _ledger([str(i) for i in range(2001, 2001 + 2 * BATCH_LIMIT)])  # deleted contacts
+    cursor = MemoryCursor(after_id=0)
+    receipts = MemoryReceipts()
+    eraser = Eraser(hubspot=hubspot, ledger=ledger, receipts=receipts, receipt_key=b"k" * 32)
+    left = iter([600.0, 600.0])
+    result = sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, eraser=eraser,
+                                     purposes_property=PROP, now=NOW, cursor=cursor,
+                                     seconds_left=lambda: next(left, 10.0))
+    assert (result.examined, result.ledger_checked) == (10, BATCH_LIMIT)  # then out of time
+    assert not result.complete and result.next_start == 0
+    assert cursor.saved == []  # this range is swept again by the next run

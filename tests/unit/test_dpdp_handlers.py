@@ -119,6 +119,27 @@ def test_consent_sweep_handler(aws, kit, context):
     assert one["erased_at"] == "2026-06-01T21:30:00.000Z"  # the schedule event's time
 
 
+def test_consent_sweep_handler_resumes_from_its_ssm_cursor(aws, kit, context, monkeypatch):
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name="/leadscore/test/consent-sweep/next-start", Value="0", Type="String")
+    monkeypatch.setenv("CONSENT_SWEEP_CURSOR_PARAMETER", "/leadscore/test/consent-sweep/next-start")
+    hubspot = SearchableHubSpot({str(i): _scored("", NOW) for i in range(1, 251)})  # withdrawn
+    module = _module(kit, "consent_sweep", hubspot)
+    remaining = iter([900_000])  # one search page, then only time for the ledger pass
+    context.get_remaining_time_in_millis = lambda: next(remaining, 150_000)
+
+    first = module.lambda_handler({"time": "2026-06-01T21:30:00Z"}, context)
+    cursor = ssm.get_parameter(Name="/leadscore/test/consent-sweep/next-start")["Parameter"]
+    assert (first["examined"], first["complete"], cursor["Value"]) == (200, False, "200")
+
+    context.get_remaining_time_in_millis = lambda: 900_000
+    second = module.lambda_handler({"time": "2026-06-02T21:30:00Z"}, context)
+    cursor = ssm.get_parameter(Name="/leadscore/test/consent-sweep/next-start")["Parameter"]
+    assert (second["resumed_after"], second["examined"], second["complete"]) == (200, 50, True)
+    assert cursor["Value"] == "0"
+    assert first["erased"] + second["erased"] == 250
+
+
 def test_retention_purge_handler_uses_the_schedule_time(aws, kit, context):
     old, recent = NOW - timedelta(days=200), NOW - timedelta(days=10)
     hubspot = SearchableHubSpot({
@@ -206,8 +227,9 @@ def test_daily_jobs_may_erase_ledger_items_but_never_write_one(logical_id):
     grants: dict[str, set[str]] = {}
     for policy in policies:
         for statement in policy.get("Statement", []):
-            table = statement["Resource"]["Fn::GetAtt"][0]
-            grants.setdefault(table, set()).update(statement["Action"])
+            if "Fn::GetAtt" in statement["Resource"]:  # the tables (the sweep's SSM cursor aside)
+                table = statement["Resource"]["Fn::GetAtt"][0]
+                grants.setdefault(table, set()).update(statement["Action"])
     assert grants["LedgerTable"] == {"dynamodb:Scan", "dynamodb:BatchGetItem",
                                      "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
     assert grants["ErasureReceiptsTable"] == {"dynamodb:PutItem", "dynamodb:BatchWriteItem"}
