@@ -3,7 +3,8 @@ never arrived), writing an erasure receipt per contact. Logic: leadscore.consent
 leadscore.dpdp_jobs.
 
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, LEDGER_TABLE, CONSENT_PURPOSES_PROPERTY,
-ERASURE_RECEIPTS_TABLE, ERASURE_RECEIPT_KEY_SECRET, AUDIT_RETENTION_DAYS, plus Powertools.
+ERASURE_RECEIPTS_TABLE, ERASURE_RECEIPT_KEY_SECRET, AUDIT_RETENTION_DAYS,
+CONSENT_SWEEP_CURSOR_PARAMETER (where the next run starts), plus Powertools.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ were scored 200 days ago, half 10 days ago. Then:
    exactly the contacts past RETENTION_DAYS (180) lost their data.
 
 The sweep examines every scored contact daily, so its HubSpot cost per contact decides how
-large a portal one run (900 s Lambda timeout, HubSpot's search limit of 5 requests/s) covers.
+large a portal one run covers (900 s Lambda timeout less the ledger pass's reserve, searches
+paced at 4/s); a larger one is swept over several days (the sweep's cursor).
 Prints a markdown table; writes JSON to --out: `figures` (figure name -> value), `targets`
 and `rows` (benchkit.Row: figure, value, unit, target, met, key).
 """
@@ -23,6 +24,7 @@ and `rows` (benchkit.Row: figure, value, unit, target, met, key).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -32,7 +34,12 @@ from typing import Any
 import boto3
 from benchkit import ROOT, Row, emulator, exit_status, markdown, write_figures
 
-from leadscore.hubspot_client import AI_PROPERTIES
+from leadscore.consent import LEDGER_PASS_RESERVE_SECONDS, SEARCH_PAGE, TIME_MARGIN_SECONDS
+from leadscore.hubspot_client import (
+    AI_PROPERTIES,
+    DEFAULT_REQUESTS_PER_SECOND,
+    SEARCH_REQUESTS_PER_SECOND,
+)
 from leadscore.ledger import DynamoDBLedger, LedgerEntry, iso_millis
 from leadscore_local.process import LocalStackProcess
 
@@ -128,9 +135,13 @@ def sweep_rows(bench: Bench, plan: dict[str, dict[str, Any]]) -> list[Row]:
     )
     examined = result["examined"] + result["ledger_checked"]
     per_1000 = requests / examined * 1000
-    # One run's reach: the Lambda timeout at this run's pace, and at HubSpot's 5 searches/s.
-    reach = min(LAMBDA_TIMEOUT_SECONDS * examined / seconds,
-                LAMBDA_TIMEOUT_SECONDS * 5 * 1000 / per_1000)
+    # One run's reach: the time the sweep gives its search pass, at this run's pace and at the
+    # client's pacing (searches at 4/s, the other requests at the default 10/s).
+    searches = math.ceil(result["examined"] / SEARCH_PAGE) + 1  # the last one finds nothing
+    paced_seconds = (searches / SEARCH_REQUESTS_PER_SECOND
+                     + (requests - searches) / DEFAULT_REQUESTS_PER_SECOND)
+    window = LAMBDA_TIMEOUT_SECONDS - TIME_MARGIN_SECONDS - LEDGER_PASS_RESERVE_SECONDS
+    reach = min(window * examined / seconds, window * examined / paced_seconds)
     return [
         Row("sweep", "consent sweep: contacts examined", examined, "contacts"),
         Row("sweep", "consent sweep: wall time", round(seconds, 2), "s"),

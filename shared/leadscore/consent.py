@@ -10,8 +10,9 @@ No numpy/lightgbm here: the ingest and sweep functions import this module.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -95,6 +96,9 @@ TIME_MARGIN_SECONDS = 60.0
 # The search pass leaves this much for the ledger pass (a scan of the ledger table, and batch
 # reads of the few items whose contacts carry no ai_* property).
 LEDGER_PASS_RESERVE_SECONDS = 120.0
+# The saved resume point is rounded down to a multiple of this (re-examining a few contacts is
+# harmless; storing the id of a real, possibly just erased, contact is not needed).
+CURSOR_STEP = 1000
 
 
 class ContactSearch(Protocol):
@@ -160,6 +164,7 @@ class _Sweep:
     purposes_property: str
     now: datetime
     result: SweepResult
+    failed_ids: set[str] = field(default_factory=set)  # HubSpot refused to clear these
 
     def decide(self, contacts: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
         """(contacts to erase entirely, contacts whose LLM-written properties to clear)."""
@@ -189,6 +194,7 @@ class _Sweep:
         else:
             self.result.erased += done
         self.result.failed += len(outcome.failed)
+        self.failed_ids.update(outcome.failed)
 
 
 def sweep_withdrawn_consent(
@@ -206,21 +212,21 @@ def sweep_withdrawn_consent(
     1. Contacts carrying an ai_* property (HubSpot search, keyset-paged by id, from where the
        `cursor` says the last run stopped): consent without `lead_scoring` (or unreadable) →
        erase everything; without `ai_enrichment` but with LLM-written properties → clear those.
-    2. Ledger items in the same id range whose contacts step 1 did not see (batch read by id):
-       contact gone from HubSpot → erase the item; consent not covering it → erase.
+    2. Ledger items in the same id range whose contacts step 1 did not see, in id order (batch
+       read by id): contact gone from HubSpot → erase the item; consent not covering it → erase.
     Each page is erased as it is read. `seconds_left` (the Lambda's remaining time) ends step 1
-    early enough for step 2; the cursor then keeps the range's end, and the next run goes on
-    from there (a portal too large for one run is swept over several days, not only its
-    first ids). Reaching the last contact resets the cursor. Either way `complete=False`
-    reports that the run did not reach the end.
+    early enough for step 2. The cursor then keeps the id up to which both steps are done, so
+    the next run goes on from there: a portal too large for one run is swept over several
+    days, not only its first ids. A contact HubSpot refused to clear holds the cursor back
+    (retried next run) unless that would stop all progress. Reaching the end resets it.
     """
     result = SweepResult()
     sweep = _Sweep(hubspot, eraser, purposes_property, now, result)
     deadline = seconds_left or (lambda: float("inf"))
-    seen: set[str] = set()
+    start_id = _load_cursor(cursor)
 
-    start_id = last_id = cursor.load() if cursor else 0
-    reached_end = False
+    seen: set[str] = set()
+    last_id, reached_end = start_id, False
     while deadline() >= TIME_MARGIN_SECONDS + LEDGER_PASS_RESERVE_SECONDS:
         contacts, _ = hubspot.search(
             carrying_ai_properties(last_id), [purposes_property, *ENRICHMENT_PROPERTIES],
@@ -235,44 +241,85 @@ def sweep_withdrawn_consent(
         sweep.erase(erase)
         sweep.erase(clear_enrichment, scope="enrichment")
 
-    def in_range(contact_id: str) -> bool:
-        number = int(contact_id)
-        return number > start_id and (reached_end or number <= last_id)
-
-    ledger_done = True
-    pending: list[str] = []
-    for contact_id in ledger.scored_before(now):
-        if contact_id in seen or not in_range(contact_id):
-            continue
-        pending.append(contact_id)
-        if len(pending) == BATCH_LIMIT:
-            _sweep_ledger_chunk(sweep, pending)
-            pending = []
-            if deadline() < TIME_MARGIN_SECONDS:
-                ledger_done = False
-                break
-    if pending and ledger_done:
-        _sweep_ledger_chunk(sweep, pending)
-
-    result.resumed_after = start_id
-    if ledger_done:  # otherwise the next run sweeps this range again
-        result.next_start = 0 if reached_end else last_id
-        if cursor and result.next_start != start_id:
-            cursor.save(result.next_start)
+    # Every id up to `done_to` is swept once step 2 has covered it too.
+    done_to = math.inf if reached_end else float(last_id)
+    to_check = _ledger_ids_to_check(ledger, now, seen, start_id, done_to, deadline)
+    if to_check is None:  # no time left even to list them
+        done_to = start_id
     else:
-        result.next_start = start_id
-    result.complete = reached_end and ledger_done
+        chunks = [to_check[i:i + BATCH_LIMIT] for i in range(0, len(to_check), BATCH_LIMIT)]
+        for index, chunk in enumerate(chunks):
+            _sweep_ledger_chunk(sweep, chunk)
+            if index + 1 < len(chunks) and deadline() < TIME_MARGIN_SECONDS:
+                following = chunks[index + 1][0]
+                done_to = min(done_to, int(following) - 1) if following.isdigit() else start_id
+                break
+    refused = [int(cid) for cid in sweep.failed_ids if cid.isdigit()]
+    if refused and min(refused) - 1 > start_id:
+        done_to = min(done_to, min(refused) - 1)
+
+    result.complete = done_to == math.inf
+    result.resumed_after = start_id
+    result.next_start = 0 if result.complete else int(done_to)
     count("ConsentSweepErasures", result.erased)
     count("ConsentSweepEnrichmentErasures", result.enrichment_cleared)
     count("ConsentSweepDeletedContacts", result.deleted_contacts)
     count("MalformedConsent", result.malformed)
     if not result.complete:
         count("ConsentSweepIncomplete")
-        logger.warning("Consent sweep stopped before the Lambda timeout; the next run goes on "
+        if result.next_start <= start_id:
+            count("ConsentSweepNoProgress")
+        logger.warning("Consent sweep did not reach the last contact; the next run goes on "
                        "from where this one stopped", extra={
                            "examined": result.examined, "resumed_after": start_id,
                            "next_start": result.next_start})
+    _save_cursor(cursor, start_id, result.next_start)
     return result
+
+
+def _ledger_ids_to_check(ledger: ScoredContacts, now: datetime, seen: set[str], start_id: int,
+                         done_to: float, deadline: Callable[[], float]) -> list[str] | None:
+    """Ledger ids in (start_id, done_to] that the search did not see: ids that are not HubSpot
+    numbers first (always checked), then the rest in id order. None: out of time."""
+    other: list[str] = []
+    numbered: list[int] = []
+    for index, contact_id in enumerate(ledger.scored_before(now)):
+        if index % 1000 == 999 and deadline() < TIME_MARGIN_SECONDS:
+            return None
+        if contact_id in seen:
+            continue
+        if not contact_id.isdigit():
+            other.append(contact_id)
+        elif start_id < int(contact_id) <= done_to:
+            numbered.append(int(contact_id))
+    return other + [str(number) for number in sorted(numbered)]
+
+
+def _load_cursor(cursor: SweepCursor | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        return max(0, cursor.load())
+    except Exception:  # a broken cursor must not switch the safety net off: sweep it all
+        count("ConsentSweepCursorFailures")
+        logger.exception("Consent sweep cursor unreadable; sweeping from the first contact")
+        return 0
+
+
+def _save_cursor(cursor: SweepCursor | None, start_id: int, next_start: int) -> None:
+    """Saves `next_start` rounded down to CURSOR_STEP when that still moves on: a position in
+    the id space rather than the id of a contact (SSM keeps old values in its history)."""
+    if cursor is None:
+        return
+    rounded = next_start // CURSOR_STEP * CURSOR_STEP
+    position = rounded if rounded > start_id or next_start == 0 else next_start
+    if position == start_id:
+        return
+    try:
+        cursor.save(position)
+    except Exception:  # the erasures are done; the next run repeats this range
+        count("ConsentSweepCursorFailures")
+        logger.exception("Consent sweep cursor not saved; the next run repeats this range")
 
 
 def _sweep_ledger_chunk(sweep: _Sweep, contact_ids: list[str]) -> None:

@@ -158,7 +158,8 @@ def shared_budget(per_second: float | None = None) -> RequestBudget:
         return _shared_budgets[per_second]
 
 
-_search_budget = RequestBudget(SEARCH_REQUESTS_PER_SECOND)  # process-wide, as shared_budget
+# Per process, as shared_budget (HubSpot's limit is per token). No burst: 4 evenly spaced.
+_search_budget = RequestBudget(SEARCH_REQUESTS_PER_SECOND, burst=1)
 
 
 class RequestMeter:

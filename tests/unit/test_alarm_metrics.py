@@ -18,11 +18,13 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from dpdp_fakes import SearchableHubSpot
 from test_alarms import ALARMS, NAMESPACE, TEMPLATE, alarm_metrics
 from test_dpdp_handlers import aws  # noqa: F401  (fixture: the DPDP jobs' moto stack)
 from test_enrichment import queue_body, sqs_event
 
+from leadscore.dpdp_jobs import SsmSweepCursor
 from leadscore.enrichment_queue import DailyBudget
 from leadscore.hubspot_client import HubSpotBatchError
 
@@ -54,12 +56,14 @@ def scored(consent: str, scored_at: datetime) -> dict[str, str]:
             "dpdp_consent_purposes": consent}
 
 
-def run_job(stack, name: str, hubspot: SearchableHubSpot, *, time_runs_out: bool = False):
+def run_job(stack, name: str, hubspot: SearchableHubSpot, *, time_runs_out: bool = False,
+            from_the_start: bool = False):
     """Runs a daily DPDP job at NOW; the invocation starts with the template's 900 s, and
-    `time_runs_out` leaves it 1 s from the job's second look at the clock on."""
+    `time_runs_out` leaves it 1 s from the job's second look at the clock on (from its first
+    with `from_the_start`)."""
     module = stack.kit.load_function(name)
     module.hubspot_client_factory = lambda token, base_url, budget=None: hubspot
-    looks = iter([900_000])
+    looks = iter([] if from_the_start else [900_000])
     stack.context.get_remaining_time_in_millis = lambda: next(
         looks, 1_000 if time_runs_out else 900_000)
     return module.lambda_handler({"time": NOW.isoformat()}, stack.context)
@@ -85,10 +89,26 @@ def purge_fails_to_clear_a_contact(stack, alarming: bool) -> None:
     assert run_job(stack, "retention_purge", hubspot)["failed"] == int(alarming)
 
 
-def sweep_runs_out_of_time(stack, alarming: bool) -> None:
+def sweep_makes_no_progress(stack, alarming: bool) -> None:
     hubspot = SearchableHubSpot({"1": scored("", NOW), "2": scored("lead_scoring", NOW)})
-    result = run_job(stack, "consent_sweep", hubspot, time_runs_out=alarming)
-    assert (result["erased"], result["complete"]) == (1, not alarming)
+    result = run_job(stack, "consent_sweep", hubspot, time_runs_out=alarming,
+                     from_the_start=True)
+    assert (result["erased"], result["complete"]) == (0 if alarming else 1, not alarming)
+
+
+def sweep_cannot_save_its_place(stack, alarming: bool) -> None:
+    name = "/leadscore/test/consent-sweep/next-start"
+    boto3.client("ssm").put_parameter(Name=name, Value="0", Type="String")
+    stack.monkeypatch.setenv("CONSENT_SWEEP_CURSOR_PARAMETER", name)
+    if alarming:  # SSM refuses the write (e.g. a policy edited by hand)
+        def refuse(cursor, after_id):
+            raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "PutParameter")
+        stack.monkeypatch.setattr(SsmSweepCursor, "save", refuse)
+    contacts = {str(i): scored("lead_scoring", NOW) for i in range(1, 251)}
+    result = run_job(stack, "consent_sweep", SearchableHubSpot(contacts), time_runs_out=True)
+    assert (result["examined"], result["next_start"]) == (200, 200)  # one page, then out of time
+    saved = boto3.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+    assert saved == ("0" if alarming else "200")
 
 
 def purge_runs_out_of_time(stack, alarming: bool) -> None:
@@ -114,7 +134,8 @@ def daily_llm_budget_spent(stack, alarming: bool) -> None:
 CASES: list[tuple[str, Callable[[Any, bool], None]]] = [
     ("ErasureFailures", sweep_fails_to_clear_a_contact),
     ("ErasureFailures", purge_fails_to_clear_a_contact),
-    ("ConsentSweepIncomplete", sweep_runs_out_of_time),
+    ("ConsentSweepNoProgress", sweep_makes_no_progress),
+    ("ConsentSweepCursorFailures", sweep_cannot_save_its_place),
     ("RetentionPurgeIncomplete", purge_runs_out_of_time),
     ("EnrichmentDeferredBudget", daily_llm_budget_spent),
 ]
@@ -151,7 +172,7 @@ def test_alarmed_metric_is_emitted_when_its_condition_happens(metric, drive, sta
     # CloudWatch metric, which the alarm would never see.
     [names] = directive["Dimensions"]
     assert [{"Name": name, "Value": blob[name]} for name in names] == ALARMED[metric]
-    assert total(blob, metric) == 1  # one contact refused, one run cut short, one deferral
+    assert total(blob, metric) == 1  # one refusal, one stuck run, one failed write, one deferral
 
 
 @pytest.mark.parametrize(("metric", "drive"), CASES, ids=CASE_IDS)

@@ -252,16 +252,56 @@ def test_a_portal_too_large_for_one_run_is_swept_over_several():
                 if props["ai_lead_score"] and int(cid) % 2]
 
 
-def test_a_run_that_cannot_finish_its_ledger_pass_keeps_the_cursor():
+def _sweep_with(hubspot, ledger, cursor, seconds_left=None):
+    eraser = Eraser(hubspot=hubspot, ledger=ledger, receipts=MemoryReceipts(),
+                    receipt_key=b"k" * 32)
+    return sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, eraser=eraser,
+                                   purposes_property=PROP, now=NOW, cursor=cursor,
+                                   seconds_left=seconds_left)
+
+
+def test_a_ledger_pass_cut_short_saves_how_far_it_got_in_id_order():
     hubspot = SearchableHubSpot({str(i): _scored("lead_scoring") for i in range(1, 11)})
-    ledger = _ledger([str(i) for i in range(2001, 2001 + 2 * BATCH_LIMIT)])  # deleted contacts
-    cursor = MemoryCursor(after_id=0)
-    receipts = MemoryReceipts()
-    eraser = Eraser(hubspot=hubspot, ledger=ledger, receipts=receipts, receipt_key=b"k" * 32)
-    left = iter([600.0, 600.0])
-    result = sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, eraser=eraser,
-                                     purposes_property=PROP, now=NOW, cursor=cursor,
-                                     seconds_left=lambda: next(left, 10.0))
-    assert (result.examined, result.ledger_checked) == (10, BATCH_LIMIT)  # then out of time
-    assert not result.complete and result.next_start == 0
-    assert cursor.saved == []  # this range is swept again by the next run
+    deleted = [str(i) for i in range(2001, 2001 + 2 * BATCH_LIMIT)]  # gone from HubSpot
+    ledger = _ledger(list(reversed(deleted)))  # the scan's order is not the id order
+    cursor = MemoryCursor()
+    left = iter([600.0, 600.0])  # two searches (one page, then the end), one ledger chunk
+    first = _sweep_with(hubspot, ledger, cursor, seconds_left=lambda: next(left, 10.0))
+    assert (first.ledger_checked, first.deleted_contacts) == (BATCH_LIMIT, BATCH_LIMIT)
+    assert (first.complete, first.next_start) == (False, 2100)  # 2001..2100 are done
+    assert cursor.saved == [2000]  # rounded down: a position, not a contact's id
+
+    second = _sweep_with(hubspot, ledger, cursor)
+    assert second.complete and cursor.saved == [2000, 0]
+    assert not ledger.scored
+
+
+def test_a_contact_hubspot_refused_to_clear_holds_the_cursor_back():
+    hubspot = SearchableHubSpot({str(i): _scored("" if i == 1500 else "lead_scoring")
+                                 for i in range(1001, 2001)})
+    hubspot.update_error = HubSpotBatchError("batch update", ["1500"])
+    cursor = MemoryCursor()
+    first = _sweep_with(hubspot, _ledger([]), cursor)
+    assert (first.failed, first.complete, first.next_start) == (1, False, 1499)
+    assert cursor.saved == [1000]
+    hubspot.update_error = None
+    second = _sweep_with(hubspot, _ledger([]), cursor)  # the retry comes the next run
+    assert (second.erased, second.complete, cursor.saved) == (1, True, [1000, 0])
+
+
+def test_ledger_ids_that_are_not_hubspot_numbers_are_checked_not_fatal():
+    hubspot = SearchableHubSpot({"5": _scored("lead_scoring")})
+    ledger = _ledger(["5", "legacy-import-7"])  # not a HubSpot record id: gone from HubSpot
+    result = _sweep_with(hubspot, ledger, MemoryCursor(after_id=3))
+    assert (result.complete, result.deleted_contacts) == (True, 1)
+    assert set(ledger.scored) == {"5"}
+
+
+def test_an_unreadable_cursor_means_sweeping_everything():
+    class Broken(MemoryCursor):
+        def load(self):
+            raise RuntimeError("AccessDenied")
+
+    hubspot = SearchableHubSpot(_contacts())
+    result = _sweep_with(hubspot, _ledger([]), Broken())
+    assert (result.resumed_after, result.examined, result.complete) == (0, 5, True)

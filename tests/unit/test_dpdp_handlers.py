@@ -12,6 +12,7 @@ import pytest
 from dpdp_fakes import SearchableHubSpot
 from moto import mock_aws
 
+from leadscore.dpdp_jobs import SsmSweepCursor
 from leadscore.erasure import subject_hash
 from leadscore.hubspot_client import AI_PROPERTIES
 from leadscore.ledger import DynamoDBLedger, LedgerEntry
@@ -227,9 +228,23 @@ def test_daily_jobs_may_erase_ledger_items_but_never_write_one(logical_id):
     grants: dict[str, set[str]] = {}
     for policy in policies:
         for statement in policy.get("Statement", []):
-            if "Fn::GetAtt" in statement["Resource"]:  # the tables (the sweep's SSM cursor aside)
+            if "Fn::GetAtt" in statement["Resource"]:
                 table = statement["Resource"]["Fn::GetAtt"][0]
                 grants.setdefault(table, set()).update(statement["Action"])
+            else:  # only the sweep's resume point, in SSM
+                assert logical_id == "ConsentSweepFunction"
+                assert statement["Action"] == ["ssm:GetParameter", "ssm:PutParameter"]
+                assert "${ConsentSweepCursorParameter}" in statement["Resource"]["Fn::Sub"]
     assert grants["LedgerTable"] == {"dynamodb:Scan", "dynamodb:BatchGetItem",
                                      "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
     assert grants["ErasureReceiptsTable"] == {"dynamodb:PutItem", "dynamodb:BatchWriteItem"}
+
+
+def test_ssm_cursor_reads_a_missing_or_garbled_value_as_the_first_contact(aws):
+    cursor = SsmSweepCursor("/leadscore/test/consent-sweep/next-start")
+    assert cursor.load() == 0  # no parameter yet
+    cursor.save(4000)
+    assert cursor.load() == 4000
+    boto3.client("ssm").put_parameter(Name=cursor.name, Value="garbled", Type="String",
+                                      Overwrite=True)
+    assert cursor.load() == 0
