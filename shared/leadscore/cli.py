@@ -172,7 +172,7 @@ def _score_queue_url(args: argparse.Namespace) -> str:
 def cmd_backfill(args: argparse.Namespace) -> int:
     import boto3
 
-    from leadscore.backfill import backfill
+    from leadscore.backfill import DEFAULT_REQUESTS_PER_SECOND, backfill
     from leadscore.hubspot_client import HubSpotClient, HubSpotError, RequestBudget
     from leadscore.ingest import EnqueueError, ScoreQueue
 
@@ -182,7 +182,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     queue = ScoreQueue(_score_queue_url(args), boto3.client(
         "sqs", region_name=args.region, endpoint_url=args.endpoint_url))
     hubspot = HubSpotClient(token, args.base_url,
-                            budget=RequestBudget(args.requests_per_second))
+                            budget=RequestBudget(args.requests_per_second
+                                                 or DEFAULT_REQUESTS_PER_SECOND))
     try:
         checkpoint = backfill(hubspot=hubspot, queue=queue, checkpoint_path=args.checkpoint,
                               purposes_property=args.consent_property, portal_id=args.portal_id,
@@ -282,40 +283,38 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep a webhook event's recorded signature (it will be stale)")
     invoke.set_defaults(func=cmd_local_invoke)
 
+    portal = argparse.ArgumentParser(add_help=False)  # every command that talks to HubSpot
+    portal.add_argument("--base-url", default="https://api.hubapi.com")
+    portal.add_argument("--consent-property", default="dpdp_consent_purposes")
     hubspot = commands.add_parser("hubspot", help="HubSpot portal set-up")
     hubspot_commands = hubspot.add_subparsers(dest="hubspot_command", required=True)
     setup = hubspot_commands.add_parser(
-        "setup", help="create the ai_lead_scoring properties (idempotent); token in HUBSPOT_TOKEN"
-    )
-    setup.add_argument("--base-url", default="https://api.hubapi.com")
-    setup.add_argument("--consent-property", default="dpdp_consent_purposes")
+        "setup", parents=[portal],
+        help="create the ai_lead_scoring properties (idempotent); token in HUBSPOT_TOKEN")
     setup.add_argument("--consent-updated-property", default="dpdp_consent_updated_at")
     setup.set_defaults(func=cmd_hubspot_setup)
     export = hubspot_commands.add_parser(
-        "export", help="contacts with lead_scoring consent → a labelled CSV for `leadscore "
-                       "train`; token in HUBSPOT_TOKEN")
+        "export", parents=[portal],
+        help="contacts with lead_scoring consent → a labelled CSV for `leadscore train`; token "
+             "in HUBSPOT_TOKEN")
     export.add_argument("--config", type=_existing_file, required=True,
                         help="features.toml: which properties and label to export")
     export.add_argument("--out", type=Path, required=True, help="CSV file to write")
-    export.add_argument("--base-url", default="https://api.hubapi.com")
-    export.add_argument("--consent-property", default="dpdp_consent_purposes")
     export.set_defaults(func=cmd_hubspot_export)
     backfill = commands.add_parser(
-        "backfill", help="queue every consented contact for scoring (resumable); token in "
-                         "HUBSPOT_TOKEN")
+        "backfill", parents=[portal],
+        help="queue every consented contact for scoring (resumable); token in HUBSPOT_TOKEN")
     backfill.add_argument("--queue-url", help="the ScoreQueue URL (default: from the stack)")
     backfill.add_argument("--stack-name", default="leadscore",
                           help="stack whose ScoreQueueUrl output to use without --queue-url")
     backfill.add_argument("--region", default="ap-south-1")
     backfill.add_argument("--endpoint-url", help="SQS endpoint, e.g. the local stack's "
                                                  "aws_endpoint_url")
-    backfill.add_argument("--base-url", default="https://api.hubapi.com")
-    backfill.add_argument("--consent-property", default="dpdp_consent_purposes")
     backfill.add_argument("--portal-id", type=int, default=0)
     backfill.add_argument("--checkpoint", type=Path, default=Path("leadscore-backfill.json"),
                           help="progress file; an interrupted backfill resumes from it")
-    backfill.add_argument("--requests-per-second", type=float, default=4.0,
-                          help="HubSpot search budget (HubSpot allows 5 per second)")
+    backfill.add_argument("--requests-per-second", type=float,
+                          help="HubSpot search budget (default 4; HubSpot allows 5 per second)")
     backfill.add_argument("--limit", type=int, help="stop after about this many contacts")
     backfill.set_defaults(func=cmd_backfill)
     dpdp = commands.add_parser("dpdp", help="DPDP evidence from the erasure receipts")

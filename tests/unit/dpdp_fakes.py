@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from fakes import FakeHubSpot
+
 from leadscore.hubspot_client import Contact
 from leadscore.ledger import LedgerState
 
@@ -21,30 +23,15 @@ def _ms(value: str) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000
 
 
-class SearchableHubSpot:
+class SearchableHubSpot(FakeHubSpot):
+    """FakeHubSpot whose search honours the filters and records them; also a GdprDeleter."""
+
     def __init__(self, contacts: dict[str, dict[str, str | None]] | None = None):
-        self.contacts = {cid: dict(props) for cid, props in (contacts or {}).items()}
-        self.reads: list[list[str]] = []
-        self.updates: list[dict[str, dict[str, str]]] = []
-        self.searches: list[list[dict]] = []
-        self.update_error: Exception | None = None
+        super().__init__(contacts)
+        self.searches: list[list[dict]] = []  # type: ignore[assignment]  # the filter groups
         self.gdpr_deleted: list[str] = []
 
-    # --- HubSpotClient ---------------------------------------------------------------------
-
-    def batch_read(self, ids, properties):
-        ids, properties = list(ids), list(properties)
-        self.reads.append(ids)
-        return {cid: {p: self.contacts[cid].get(p) for p in properties}
-                for cid in ids if cid in self.contacts}
-
-    def batch_update(self, updates):
-        updates = {cid: dict(props) for cid, props in updates.items()}
-        self.updates.append(updates)
-        if self.update_error:
-            raise self.update_error
-        for cid, props in updates.items():
-            self.contacts[cid].update(props)
+    # --- HubSpotClient search ----------------------------------------------------------------
 
     def search(self, filter_groups, properties, after=None, limit=100, sorts=()):
         self.searches.append([dict(g) for g in filter_groups])

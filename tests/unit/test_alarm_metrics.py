@@ -20,6 +20,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from dpdp_fakes import SearchableHubSpot
+from fakes import create_table
 from test_alarms import ALARMS, NAMESPACE, TEMPLATE, alarm_metrics
 from test_dpdp_handlers import aws  # noqa: F401  (fixture: the DPDP jobs' moto stack)
 from test_enrichment import queue_body, sqs_event
@@ -38,10 +39,7 @@ ALARMED = {m["MetricName"]: m["Dimensions"] for alarm in ALARMS.values()
 def stack(request, monkeypatch, kit, lambda_context):
     """The DPDP jobs' tables and secrets, plus the enrich function's budget table and queue."""
     request.getfixturevalue("aws")
-    boto3.client("dynamodb").create_table(
-        TableName="EnrichBudgetTable", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "day", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "day", "KeyType": "HASH"}])
+    create_table("EnrichBudgetTable")
     queue = boto3.client("sqs").create_queue(QueueName="EnrichQueue")["QueueUrl"]
     for name, value in {"LLM_PROVIDER": "bedrock", "ENRICH_BUDGET_TABLE": "EnrichBudgetTable",
                         "LLM_DAILY_BUDGET_USD": "0.05", "ENRICH_QUEUE_URL": queue}.items():

@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 from dpdp_fakes import SearchableHubSpot
+from fakes import create_table
 from moto import mock_aws
 
 from leadscore.dpdp_jobs import SsmSweepCursor
@@ -35,17 +36,8 @@ def context(lambda_context):
 def aws(aws_env, monkeypatch):
     """The ledger, the receipts table and the two secrets as template.yaml wires them."""
     with mock_aws():
-        dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName="LedgerTable", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "contact_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "contact_id", "AttributeType": "S"}])
-        dynamodb.create_table(
-            TableName="ErasureReceiptsTable", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "subject", "KeyType": "HASH"},
-                       {"AttributeName": "receipt", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "subject", "AttributeType": "S"},
-                                  {"AttributeName": "receipt", "AttributeType": "S"}])
+        create_table("LedgerTable")
+        create_table("ErasureReceiptsTable")
         secrets = boto3.client("secretsmanager")
         secrets.create_secret(Name="hubspot-token", SecretString="pat-test")
         secrets.create_secret(Name="receipt-key", SecretString=RECEIPT_KEY)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 from dpdp_fakes import MemoryLedger, SearchableHubSpot
+from fakes import create_table
 from moto import mock_aws
 
 from leadscore.cli import main
@@ -47,12 +48,7 @@ def test_build_report_counts_by_reason_and_period():
 
 
 def _seed(aws_env):
-    boto3.client("dynamodb").create_table(
-        TableName="Receipts", BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "subject", "KeyType": "HASH"},
-                   {"AttributeName": "receipt", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "subject", "AttributeType": "S"},
-                              {"AttributeName": "receipt", "AttributeType": "S"}])
+    create_table("ErasureReceiptsTable", "Receipts")
     boto3.client("secretsmanager").create_secret(Name="receipt-key", SecretString=KEY)
     hubspot = SearchableHubSpot({"1": {"ai_lead_score": "80"}, "2": {"ai_lead_score": "20"}})
     eraser = Eraser(hubspot=hubspot, ledger=MemoryLedger({"1": JAN}),

@@ -23,6 +23,7 @@ import httpx2
 import pytest
 from anthropic.types import Message
 from aws_lambda_powertools.utilities import parameters
+from fakes import create_table
 from moto import mock_aws
 
 from leadscore.enrichment import (
@@ -764,11 +765,7 @@ def test_budget_is_asked_right_before_the_first_call(emulator, llm):
 
 
 def budget_table(name: str = "budget") -> str:
-    boto3.client("dynamodb").create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "day", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "day", "KeyType": "HASH"}])
-    return name
+    return create_table("EnrichBudgetTable", name)
 
 
 def test_daily_budget_is_an_atomic_counter_per_utc_day(aws_env):
@@ -894,10 +891,7 @@ def test_provider_overload_is_retried_then_dead_lettered_on_the_last_receive(
 
 def test_a_message_delivered_twice_is_enriched_once_and_a_deferred_one_is_not_marked_done(
         queues, enrich_app, emulator, lambda_context, monkeypatch):
-    boto3.client("dynamodb").create_table(
-        TableName="idempotency", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    create_table("IdempotencyTable", "idempotency")
     monkeypatch.setenv("IDEMPOTENCY_TABLE", "idempotency")
     app, hubspot = enrich_app
     emulator.override_tool_input(CONFIDENT, count=10)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
+from fakes import create_table
 from moto import mock_aws
 
 from leadscore.erasure import (
@@ -136,12 +137,7 @@ def test_empty_key_is_refused():
 
 
 def _receipts_table():
-    boto3.client("dynamodb").create_table(
-        TableName="Receipts", BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "subject", "KeyType": "HASH"},
-                   {"AttributeName": "receipt", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "subject", "AttributeType": "S"},
-                              {"AttributeName": "receipt", "AttributeType": "S"}])
+    create_table("ErasureReceiptsTable", "Receipts")
 
 
 def test_dynamodb_receipts_round_trip_and_filter_by_period(aws_env):

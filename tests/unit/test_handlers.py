@@ -8,6 +8,7 @@ import json
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from fakes import create_table
 from moto import mock_aws
 
 from leadscore.hubspot_client import HubSpotBatchError, HubSpotUnavailable
@@ -30,18 +31,8 @@ def stack(aws_env, kit, monkeypatch):
                                              AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn,
                       Attributes={"RawMessageDelivery": "true"})
-        boto3.client("dynamodb").create_table(
-            TableName="LedgerTable", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "contact_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "contact_id", "AttributeType": "S"}],
-        )
-        boto3.client("dynamodb").create_table(
-            TableName="ErasureReceiptsTable", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "subject", "KeyType": "HASH"},
-                       {"AttributeName": "receipt", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "subject", "AttributeType": "S"},
-                                  {"AttributeName": "receipt", "AttributeType": "S"}],
-        )
+        create_table("LedgerTable")
+        create_table("ErasureReceiptsTable")
         secrets = boto3.client("secretsmanager")
         secrets.create_secret(Name="hubspot-client-secret", SecretString=kit.CLIENT_SECRET)
         secrets.create_secret(Name="hubspot-token", SecretString=TOKEN)

@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from fakes import create_table
 from moto import mock_aws
 from pydantic import ValidationError
 
@@ -275,11 +276,7 @@ def test_sqs_outage_answers_500(aws, kit):
 
 @pytest.fixture
 def idempotency_table(aws, monkeypatch):
-    boto3.client("dynamodb").create_table(
-        TableName="IdempotencyTable", BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-    )
+    create_table("IdempotencyTable")
     monkeypatch.setenv("IDEMPOTENCY_TABLE", "IdempotencyTable")
     return "IdempotencyTable"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
+from fakes import create_table
 from moto import mock_aws
 
 from leadscore.ledger import DynamoDBLedger, LedgerEntry
@@ -18,10 +18,7 @@ NOW = datetime(2025, 1, 15, 3, 4, 5, 678000, tzinfo=UTC)
 @pytest.fixture
 def ledger(aws_env):
     with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName="LedgerTable", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "contact_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "contact_id", "AttributeType": "S"}])
+        create_table("LedgerTable")
         yield DynamoDBLedger("LedgerTable")
 
 
