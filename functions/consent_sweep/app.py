@@ -1,6 +1,6 @@
 """ConsentSweepFunction — daily: erase what consent no longer covers (withdrawals whose webhook
-never arrived), writing an erasure receipt per contact. Logic: leadscore.consent; wiring:
-leadscore.dpdp_jobs.
+never arrived), writing an erasure receipt per contact. Logic: leadscore.dpdp.consent; wiring:
+leadscore.dpdp.wiring.
 
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, LEDGER_TABLE, CONSENT_PURPOSES_PROPERTY,
 ERASURE_RECEIPTS_TABLE, ERASURE_RECEIPT_KEY_SECRET, AUDIT_RETENTION_DAYS,
@@ -14,8 +14,8 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadscore.dpdp_jobs import run_consent_sweep
-from leadscore.hubspot_client import HubSpotClient
+from leadscore.dpdp.wiring import run_consent_sweep
+from leadscore.hubspot.client import HubSpotClient
 from leadscore.observability import logger, metrics, tracer
 
 hubspot_client_factory = HubSpotClient  # seam for tests

@@ -1,12 +1,12 @@
 """EnrichQueue consumer: re-read each scored contact, re-check consent, enrich it with an LLM
 and write the `ai_lead_*` enrichment properties back to HubSpot
-(`leadscore.enrichment_queue.EnrichmentWorker`; partial batch failures are redelivered).
+(`leadscore.enrichment.worker.EnrichmentWorker`; partial batch failures are redelivered).
 
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, CONSENT_PURPOSES_PROPERTY, the LLM_* variables,
 ANTHROPIC_BASE_URL, BEDROCK_REGION, ENRICHMENT_PROMPT_PARAMETER,
 QUALIFICATION_CRITERIA_PARAMETER, ENRICHMENT_CONFIG_MAX_AGE_SECONDS, ENRICH_BUDGET_TABLE,
 LLM_DAILY_BUDGET_USD, LLM_COST_RESERVATION_USD, ENRICH_QUEUE_URL, ENRICH_DLQ_URL,
-ENRICH_QUEUE_MAX_RECEIVE_COUNT, IDEMPOTENCY_TABLE (see leadscore.enrichment.EnrichSettings),
+ENRICH_QUEUE_MAX_RECEIVE_COUNT, IDEMPOTENCY_TABLE (see leadscore.enrichment.enrich.EnrichSettings),
 plus Powertools.
 """
 
@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadscore.enrichment import (
+from leadscore.enrichment.enrich import (
     EnrichmentPrompt,
     EnrichSettings,
     ModelPrice,
@@ -33,14 +33,14 @@ from leadscore.enrichment import (
     load_prompt,
     parse_prices,
 )
-from leadscore.enrichment_queue import (
+from leadscore.enrichment.worker import (
     DailyBudget,
     DeadLetters,
     DeferredEnrichments,
     EnrichmentWorker,
     EnrichOnce,
 )
-from leadscore.hubspot_client import HubSpotClient
+from leadscore.hubspot.client import HubSpotClient
 from leadscore.observability import count, hubspot_usage, logger, metrics, tracer
 
 SECRET_MAX_AGE_SECONDS = 300  # rotated secrets are picked up within five minutes

@@ -15,8 +15,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadscore.ingest import DedupingScoreQueue, ScoreQueue, handle_webhook
 from leadscore.observability import logger, metrics, tracer
+from leadscore.scoring.ingest import DedupingScoreQueue, ScoreQueue, handle_webhook
 from leadscore.settings import IngestSettings
 
 SECRET_MAX_AGE_SECONDS = 300

@@ -1,7 +1,7 @@
 """RetentionPurgeFunction — daily: erase derived data older than RETENTION_DAYS, taking "now"
 from the schedule event's `time`; optionally report or GDPR-delete contacts with no consent and
 no activity for the period (PURGE_INACTIVE_CONTACTS=off|report|delete). Logic:
-leadscore.retention; wiring: leadscore.dpdp_jobs.
+leadscore.dpdp.retention; wiring: leadscore.dpdp.wiring.
 
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, LEDGER_TABLE, RETENTION_DAYS,
 CONSENT_PURPOSES_PROPERTY, PURGE_INACTIVE_CONTACTS, ERASURE_RECEIPTS_TABLE,
@@ -15,10 +15,10 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadscore.dpdp_jobs import run_retention_purge
-from leadscore.hubspot_client import HubSpotClient
+from leadscore.dpdp.retention import GdprDeleter
+from leadscore.dpdp.wiring import run_retention_purge
+from leadscore.hubspot.client import HubSpotClient
 from leadscore.observability import logger, metrics, tracer
-from leadscore.retention import GdprDeleter
 
 # Seams for tests.
 hubspot_client_factory = HubSpotClient

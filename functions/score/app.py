@@ -4,7 +4,7 @@ HubSpot write → ledger → hot alert → enrichment; erasure for deletions, me
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, HUBSPOT_REQUESTS_PER_SECOND, LEDGER_TABLE,
 RETENTION_DAYS, MODEL_DIR, CONSENT_PURPOSES_PROPERTY, ENRICH_QUEUE_URL, HOT_LEADS_TOPIC_ARN,
 ENRICH_TIERS, SCORE_QUEUE_URL, SCORE_DLQ_URL, SCORE_QUEUE_MAX_RECEIVE_COUNT, WATCHED_PROPERTIES,
-the erasure variables (see leadscore.erasure), plus Powertools.
+the erasure variables (see leadscore.dpdp.erasure), plus Powertools.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadscore.hubspot_client import HubSpotClient, shared_budget
-from leadscore.ingest import ScoreQueue
-from leadscore.ledger import DynamoDBLedger
+from leadscore.hubspot.client import HubSpotClient, shared_budget
 from leadscore.observability import count, hubspot_usage, logger, metrics, tracer
-from leadscore.scoring_service import (
+from leadscore.scoring.ingest import ScoreQueue
+from leadscore.scoring.ledger import DynamoDBLedger
+from leadscore.scoring.pipeline import (
     DeadLetters,
     EnrichmentQueue,
     HotLeadAlerts,
@@ -46,7 +46,7 @@ def load_model(model_dir: str) -> Any:
 
 
 def eraser_factory(hubspot: Any, ledger: DynamoDBLedger) -> Any:
-    from leadscore.erasure import eraser_from_env
+    from leadscore.dpdp.erasure import eraser_from_env
 
     return eraser_from_env(hubspot=hubspot, ledger=ledger)
 

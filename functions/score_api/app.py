@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadscore.observability import logger, metrics, tracer
-from leadscore.scoring_service import answer_score_request
+from leadscore.scoring.pipeline import answer_score_request
 from leadscore.settings import ScoreApiSettings
 
 SECRET_MAX_AGE_SECONDS = 300

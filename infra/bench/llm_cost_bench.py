@@ -4,13 +4,13 @@ settings, through the local stack with its Anthropic emulator.
     .venv/bin/python infra/bench/llm_cost_bench.py --out llm_cost.json [--contacts 400]
 
 Synthetic leads (realistic job titles, sources, engagement and free-text messages from
-`leadscore.synthetic`, consent as it is distributed there) are created in the HubSpot emulator;
+`leadscore.cli.synthetic`, consent as it is distributed there) are created in the HubSpot emulator;
 the stack scores them, queues hot and warm leads with `ai_enrichment` consent (the default
 EnrichTiers) and the enrich function calls the emulator with the real prompt, tool schema and
 lead data, with the default models (warm leads on the fast model, its invalid or
 low-confidence answers escalated; hot leads straight on the escalation model).
 Token counts come from the emulator (characters / 4, not the real tokenizer) and are priced
-per model with `leadscore.enrichment.MODEL_PRICES`.
+per model with `leadscore.enrichment.enrich.MODEL_PRICES`.
 
 Three figures per 1,000 scored leads, all from the same run:
 - `usd_per_1000_scored`: tokens as the emulator reports them, prompt-cache reads of the fixed
@@ -44,7 +44,7 @@ from typing import Any
 
 from hubspot import HubSpot
 
-from leadscore.enrichment import DEFAULT_MODELS, TokenUsage, capabilities, cost_usd
+from leadscore.enrichment.enrich import DEFAULT_MODELS, TokenUsage, capabilities, cost_usd
 from leadscore_local.demo import create_contacts, new_leads, wait_until_settled
 from leadscore_local.process import LocalStackProcess
 

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT / "infra/bench"))
 
 import numpy as np  # noqa: E402
 
-from leadscore.features import Vectorizer  # noqa: E402
+from leadscore.cli.synthetic import SYNTHETIC_NOW, generate_contacts  # noqa: E402
 from leadscore.model import load  # noqa: E402
-from leadscore.synthetic import SYNTHETIC_NOW, generate_contacts  # noqa: E402
+from leadscore.model.features import Vectorizer  # noqa: E402
 
 MODEL_DIR = ROOT / "layers/model/model"
 TARGETS = {"score_p99_ms": 1.0, "score_many_per_second": 20_000, "load_and_imports_ms": 500}

@@ -40,7 +40,7 @@ class CommonSettings(_EnvModel):
     consent_purposes_property: NonEmpty = "dpdp_consent_purposes"
     consent_updated_at_property: NonEmpty = "dpdp_consent_updated_at"
     retention_days: PositiveInt = 180
-    # Token bucket per container (leadscore.hubspot_client.RequestBudget).
+    # Token bucket per container (leadscore.hubspot.client.RequestBudget).
     hubspot_requests_per_second: PositiveFloat = 10.0
 
 
@@ -87,7 +87,7 @@ class ScoreApiSettings(CommonSettings):
 
 
 class ErasureSettings(_EnvModel):
-    """What `leadscore.erasure.eraser_from_env` needs (score, consent sweep, retention purge)."""
+    """What `leadscore.dpdp.erasure.eraser_from_env` needs (score, sweep, purge)."""
 
     erasure_receipts_table: NonEmpty
     erasure_receipt_key_secret: NonEmpty  # Secrets Manager id of the receipt hashing key

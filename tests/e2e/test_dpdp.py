@@ -27,8 +27,8 @@ from hubspot.crm.contacts import (
 )
 from support import settle, wait_for
 
-from leadscore.erasure import subject_hash
-from leadscore.hubspot_client import AI_PROPERTIES
+from leadscore.dpdp.erasure import subject_hash
+from leadscore.hubspot.client import AI_PROPERTIES
 from leadscore_local.webhook_sender import signed_headers
 
 pytestmark = pytest.mark.e2e

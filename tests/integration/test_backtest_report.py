@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from leadscore.backtest import REPORT_HTML, backtest_csv
-from leadscore.synthetic import generate_contacts
+from leadscore.cli.synthetic import generate_contacts
+from leadscore.model.backtest import REPORT_HTML, backtest_csv
 
 pytestmark = pytest.mark.browser
 

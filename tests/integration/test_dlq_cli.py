@@ -9,7 +9,7 @@ from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
 from leadscore.cli import main
-from leadscore.dlq import NO_REASON, redrive
+from leadscore.cli.dlq import NO_REASON, redrive
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from leadscore.cli import main
-from leadscore.features import load_config
-from leadscore.hubspot_client import Contact, HubSpotClient
-from leadscore.hubspot_export import ExportResult, export_columns, export_contacts
+from leadscore.cli.hubspot_export import ExportResult, export_columns, export_contacts
+from leadscore.cli.synthetic import generate_contacts
+from leadscore.hubspot.client import Contact, HubSpotClient
 from leadscore.model import load
-from leadscore.synthetic import generate_contacts
+from leadscore.model.features import load_config
 from leadscore_local.hubspot_emulator import HubSpotEmulator
 
 ROOT = Path(__file__).resolve().parents[2]

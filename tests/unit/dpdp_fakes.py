@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from fakes import FakeHubSpot
 
-from leadscore.hubspot_client import Contact
-from leadscore.ledger import LedgerState
+from leadscore.hubspot.client import Contact
+from leadscore.scoring.ledger import LedgerState
 
 
 def _ms(value: str) -> float | None:

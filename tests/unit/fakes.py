@@ -6,7 +6,7 @@ from pathlib import Path
 
 import boto3
 
-from leadscore.hubspot_client import Contact
+from leadscore.hubspot.client import Contact
 from leadscore_local.cfn_yaml import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

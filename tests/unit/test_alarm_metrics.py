@@ -25,9 +25,9 @@ from test_alarms import ALARMS, NAMESPACE, TEMPLATE, alarm_metrics
 from test_dpdp_handlers import aws  # noqa: F401  (fixture: the DPDP jobs' moto stack)
 from test_enrichment import queue_body, sqs_event
 
-from leadscore.dpdp_jobs import SsmSweepCursor
-from leadscore.enrichment_queue import DailyBudget
-from leadscore.hubspot_client import HubSpotBatchError
+from leadscore.dpdp.wiring import SsmSweepCursor
+from leadscore.enrichment.worker import DailyBudget
+from leadscore.hubspot.client import HubSpotBatchError
 
 NOW = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)
 SERVICE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]

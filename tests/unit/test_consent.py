@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 
-from leadscore.consent import (
+from leadscore.dpdp.consent import (
     ConsentDecision,
     Purpose,
     consent_for,
     parse_purposes,
     sweep_withdrawn_consent,
 )
-from leadscore.erasure import Eraser, ErasureReason
-from leadscore.hubspot_client import (
+from leadscore.dpdp.erasure import Eraser, ErasureReason
+from leadscore.hubspot.client import (
     AI_PROPERTIES,
     BATCH_LIMIT,
     ENRICHMENT_PROPERTIES,
@@ -85,7 +85,7 @@ def test_parse_purposes():
 
 
 def test_ai_properties_match_what_setup_creates():
-    from leadscore.hubspot_setup import AI_PROPERTY_NAMES
+    from leadscore.hubspot.setup import AI_PROPERTY_NAMES
 
     assert set(AI_PROPERTIES) == set(AI_PROPERTY_NAMES)
     assert set(SCORE_PROPERTIES) | set(ENRICHMENT_PROPERTIES) == set(AI_PROPERTIES)

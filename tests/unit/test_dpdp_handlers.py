@@ -13,10 +13,10 @@ from dpdp_fakes import SearchableHubSpot
 from fakes import create_table
 from moto import mock_aws
 
-from leadscore.dpdp_jobs import SsmSweepCursor
-from leadscore.erasure import subject_hash
-from leadscore.hubspot_client import AI_PROPERTIES
-from leadscore.ledger import DynamoDBLedger, LedgerEntry
+from leadscore.dpdp.erasure import subject_hash
+from leadscore.dpdp.wiring import SsmSweepCursor
+from leadscore.hubspot.client import AI_PROPERTIES
+from leadscore.scoring.ledger import DynamoDBLedger, LedgerEntry
 from leadscore_local.cfn_yaml import load_template
 
 PROP = "dpdp_consent_purposes"

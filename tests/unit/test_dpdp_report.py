@@ -11,8 +11,8 @@ from fakes import create_table
 from moto import mock_aws
 
 from leadscore.cli import main
-from leadscore.dpdp_report import build_report, period_of
-from leadscore.erasure import DynamoDBReceipts, Eraser, ErasureReason
+from leadscore.cli.dpdp_report import build_report, period_of
+from leadscore.dpdp.erasure import DynamoDBReceipts, Eraser, ErasureReason
 
 KEY = "report-test-key"
 JAN = datetime(2026, 1, 30, 10, 0, tzinfo=UTC)

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities import parameters
 from fakes import create_table
 from moto import mock_aws
 
-from leadscore.enrichment import (
+from leadscore.enrichment.enrich import (
     AUTO_SUMMARY_LABEL,
     DEFAULT_MODELS,
     MODEL_CAPABILITIES,
@@ -52,7 +52,7 @@ from leadscore.enrichment import (
     redact,
     review_reasons,
 )
-from leadscore.enrichment_queue import DailyBudget, seconds_until_next_day
+from leadscore.enrichment.worker import DailyBudget, seconds_until_next_day
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 
 PRIMARY, ESCALATION = DEFAULT_MODELS["anthropic"]

@@ -12,14 +12,14 @@ from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 from fakes import create_table
 from moto import mock_aws
 
-from leadscore.erasure import (
+from leadscore.dpdp.erasure import (
     DynamoDBReceipts,
     Eraser,
     ErasureReason,
     eraser_from_env,
     subject_hash,
 )
-from leadscore.hubspot_client import (
+from leadscore.hubspot.client import (
     AI_PROPERTIES,
     ENRICHMENT_PROPERTIES,
     HubSpotBatchError,

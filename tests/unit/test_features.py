@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from leadscore.features import (
+from leadscore.model.features import (
     FeatureSchema,
     Vectorizer,
     config_columns,

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from fakes import create_table
 from moto import mock_aws
 
-from leadscore.hubspot_client import HubSpotBatchError, HubSpotUnavailable
+from leadscore.hubspot.client import HubSpotBatchError, HubSpotUnavailable
 
 PROP = "dpdp_consent_purposes"
 TOKEN = "pat-ap1-test-token"

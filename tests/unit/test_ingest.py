@@ -10,7 +10,7 @@ from fakes import create_table
 from moto import mock_aws
 from pydantic import ValidationError
 
-from leadscore.ingest import (
+from leadscore.scoring.ingest import (
     ENQUEUE_ATTEMPTS,
     DedupingScoreQueue,
     ScoreMessage,

@@ -1,6 +1,7 @@
-"""`leadscore.ledger.DynamoDBLedger` (moto): event order, event ids, first score and the hot-alert
-claim; `record`'s read-then-conditional-PutItem keeps the semantics of the conditional UpdateItem
-it replaced, also when another writer changes the item between the read and the write."""
+"""`leadscore.scoring.ledger.DynamoDBLedger` (moto): event order, event ids, first score and the
+hot-alert claim; `record`'s read-then-conditional-PutItem keeps the semantics of the conditional
+UpdateItem it replaced, also when another writer changes the item between the read and the
+write."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from fakes import create_table
 from moto import mock_aws
 
-from leadscore.ledger import DynamoDBLedger, LedgerEntry
+from leadscore.scoring.ledger import DynamoDBLedger, LedgerEntry
 
 NOW = datetime(2025, 1, 15, 3, 4, 5, 678000, tzinfo=UTC)
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import leadscore.features
-import leadscore.model
+import leadscore.model.features
+import leadscore.model.scoring
 from leadscore.cli import main
-from leadscore.features import Vectorizer
+from leadscore.cli.synthetic import SYNTHETIC_NOW, generate_contacts
 from leadscore.model import ScoreResult, load, score_csv
-from leadscore.scoring_service import request_properties, score_one
-from leadscore.synthetic import SYNTHETIC_NOW, generate_contacts
+from leadscore.model.features import Vectorizer
+from leadscore.scoring.pipeline import request_properties, score_one
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "layers/model/model"
@@ -130,14 +130,14 @@ def test_training_cli_lambda_and_api_build_the_same_vectors(tmp_path, monkeypatc
     model_dir = tmp_path / "model"
     reference = json.loads((model_dir / "metadata.json").read_text())["reference_time"]
     # Serving measures datetime ages from "now": pin it to the export's reference time.
-    to_epoch_seconds = leadscore.features.to_epoch_seconds
+    to_epoch_seconds = leadscore.model.features.to_epoch_seconds
     at = to_epoch_seconds(datetime.fromisoformat(reference))
 
     def pinned(now=None):
         return at if now is None else to_epoch_seconds(now)
 
-    monkeypatch.setattr(leadscore.features, "to_epoch_seconds", pinned)
-    monkeypatch.setattr(leadscore.model, "to_epoch_seconds", pinned)
+    monkeypatch.setattr(leadscore.model.features, "to_epoch_seconds", pinned)
+    monkeypatch.setattr(leadscore.model.scoring, "to_epoch_seconds", pinned)
 
     assert main(["score", "--model", str(model_dir), "--data", str(data),
                  "--out", str(tmp_path / "scores.csv")]) == 0

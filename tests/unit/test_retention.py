@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 
-from leadscore.erasure import Eraser, ErasureReason
-from leadscore.hubspot_client import AI_PROPERTIES, HubSpotBatchError
-from leadscore.retention import (
+from leadscore.dpdp.erasure import Eraser, ErasureReason
+from leadscore.dpdp.retention import (
     HUBSPOT_CONTACT,
     RetentionPurge,
     parse_hubspot_datetime,
     scheduled_time,
     still_expired,
 )
+from leadscore.hubspot.client import AI_PROPERTIES, HubSpotBatchError
 
 PROP = "dpdp_consent_purposes"
 NOW = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)

@@ -15,9 +15,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from leadscore.dlq import REASON_ATTRIBUTE
-from leadscore.erasure import ErasureReason, ErasureResult
-from leadscore.hubspot_client import (
+from leadscore.cli.dlq import REASON_ATTRIBUTE
+from leadscore.dpdp.erasure import ErasureReason, ErasureResult
+from leadscore.hubspot.client import (
     ENRICHMENT_PROPERTIES,
     SEARCH_REQUESTS_PER_SECOND,
     HubSpotBatchError,
@@ -26,9 +26,9 @@ from leadscore.hubspot_client import (
     HubSpotUnavailable,
     RequestBudget,
 )
-from leadscore.ingest import ScoreMessage
-from leadscore.ledger import LedgerState, RecordOutcome
-from leadscore.scoring_service import (
+from leadscore.scoring.ingest import ScoreMessage
+from leadscore.scoring.ledger import LedgerState, RecordOutcome
+from leadscore.scoring.pipeline import (
     DeadLetters,
     InvalidScoreRequest,
     ScorePipeline,
@@ -797,7 +797,7 @@ def test_searches_stay_under_hubspots_search_limit_whatever_the_general_budget(
     clock = FakeClock()
     search_budget = RequestBudget(SEARCH_REQUESTS_PER_SECOND, burst=1, clock=clock,
                                   sleep=clock.sleep)
-    monkeypatch.setattr("leadscore.hubspot_client._search_budget", search_budget)
+    monkeypatch.setattr("leadscore.hubspot.client._search_budget", search_budget)
     for _ in range(8):
         scripted.then(200, {"total": 0, "results": []})
     client = HubSpotClient("token", scripted.url, budget=RequestBudget(1000))

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from leadscore.features import parse_email, parse_timestamp
-from leadscore.synthetic import SYNTHETIC_NOW, generate_contacts
+from leadscore.cli.synthetic import SYNTHETIC_NOW, generate_contacts
+from leadscore.model.features import parse_email, parse_timestamp
 
 POSITIVE = {"opportunity", "customer"}
 PROPERTIES = {

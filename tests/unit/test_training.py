@@ -11,11 +11,11 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from leadscore.backtest import roc_auc
-from leadscore.features import Vectorizer, load_config, read_csv
+from leadscore.cli.synthetic import generate_contacts
 from leadscore.model import load, score_csv
-from leadscore.synthetic import generate_contacts
-from leadscore.training import (
+from leadscore.model.backtest import roc_auc
+from leadscore.model.features import Vectorizer, load_config, read_csv
+from leadscore.model.training import (
     default_tiers,
     fit_percentile_scale,
     fit_platt,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from leadscore.webhooks import (
+from leadscore.hubspot.webhooks import (
     MAX_TIMESTAMP_SKEW_MS,
     HttpRequest,
     InvalidWebhookPayload,

@@ -16,7 +16,7 @@ from pathlib import Path
 from hubspot import HubSpot
 from hubspot.crm.contacts import BatchInputSimplePublicObjectBatchInputForCreate
 
-from leadscore.synthetic import generate_contacts
+from leadscore.cli.synthetic import generate_contacts
 from leadscore_local.process import LocalStackProcess
 
 CONSENT_PROPERTY = "dpdp_consent_purposes"

@@ -20,7 +20,7 @@ from typing import Any
 
 from hubspot import HubSpot
 
-from leadscore.hubspot_setup import ensure_properties
+from leadscore.hubspot.setup import ensure_properties
 from leadscore_local import moto_speedups
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller

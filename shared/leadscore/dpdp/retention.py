@@ -32,9 +32,9 @@ from hubspot.crm.contacts import PublicGdprDeleteInput
 from hubspot.crm.contacts.exceptions import ApiException
 from pydantic import BaseModel
 
-from leadscore.consent import consent_for
-from leadscore.erasure import ErasureReason, ErasureResult, Scope
-from leadscore.hubspot_client import (
+from leadscore.dpdp.consent import consent_for
+from leadscore.dpdp.erasure import ErasureReason, ErasureResult, Scope
+from leadscore.hubspot.client import (
     BATCH_LIMIT,
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT,
@@ -56,7 +56,7 @@ TIME_MARGIN_SECONDS = 60.0  # stop this long before the Lambda timeout
 
 
 class ContactSearch(Protocol):
-    """`leadscore.hubspot_client.HubSpotClient`'s batch read and search."""
+    """`leadscore.hubspot.client.HubSpotClient`'s batch read and search."""
 
     def batch_read(self, ids: Iterable[str],
                    properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
@@ -67,13 +67,13 @@ class ContactSearch(Protocol):
 
 
 class ScoredContacts(Protocol):
-    """`leadscore.ledger.DynamoDBLedger.scored_before`."""
+    """`leadscore.scoring.ledger.DynamoDBLedger.scored_before`."""
 
     def scored_before(self, cutoff: datetime) -> Iterator[str]: ...
 
 
 class ContactEraser(Protocol):
-    """`leadscore.erasure.Eraser`."""
+    """`leadscore.dpdp.erasure.Eraser`."""
 
     def erase(self, contact_ids: Sequence[str], reason: ErasureReason, *, scope: Scope = "all",
               clear_hubspot: bool = True, now: datetime | None = None,

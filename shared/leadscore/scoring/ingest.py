@@ -39,9 +39,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadscore.hubspot_client import AI_PROPERTY_PREFIX
-from leadscore.observability import count, logger
-from leadscore.webhooks import (
+from leadscore.hubspot.client import AI_PROPERTY_PREFIX
+from leadscore.hubspot.webhooks import (
     InvalidWebhookPayload,
     MalformedRequest,
     RequestTooLarge,
@@ -50,6 +49,7 @@ from leadscore.webhooks import (
     parse_events,
     request_from_http_api_event,
 )
+from leadscore.observability import count, logger
 
 SCORE_EVENTS = frozenset({"contact.creation", "contact.restore", "contact.merge"})
 PROPERTY_CHANGE = "contact.propertyChange"

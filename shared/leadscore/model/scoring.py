@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from leadscore.features import (
+from leadscore.model.features import (
     FeatureConfig,
     FeatureSchema,
     FeatureSpec,

@@ -41,8 +41,8 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from leadscore.backtest import brier, log_loss, roc_auc, tier_table
-from leadscore.features import (
+from leadscore.model.backtest import brier, log_loss, roc_auc, tier_table
+from leadscore.model.features import (
     FeatureSchema,
     Vectorizer,
     config_columns,
@@ -52,7 +52,7 @@ from leadscore.features import (
     reference_time,
     require_columns,
 )
-from leadscore.model import (
+from leadscore.model.scoring import (
     CONFIG_FILE,
     METADATA_FILE,
     METADATA_FORMAT,

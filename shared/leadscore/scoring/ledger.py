@@ -52,7 +52,7 @@ class LedgerEntry(BaseModel):
     model_version: str
     scored_at: str  # iso_millis
     expires_at: int  # epoch seconds (DynamoDB TTL)
-    feature_hash: str = ""  # leadscore.scoring_service.feature_hash of the model's inputs
+    feature_hash: str = ""  # leadscore.scoring.pipeline.feature_hash of the model's inputs
     last_event_at: int = 0  # epoch ms: occurredAt of the newest event this score applies
     # "portalId:eventId" of the latest webhook events applied, to recognise redeliveries.
     recent_event_ids: tuple[str, ...] = ()

@@ -34,9 +34,9 @@ import boto3
 from boto3.dynamodb.conditions import Attr, Key
 from pydantic import BaseModel, ConfigDict
 
-from leadscore.hubspot_client import AI_PROPERTIES, ENRICHMENT_PROPERTIES, HubSpotBatchError
-from leadscore.ledger import LedgerState, iso_millis
+from leadscore.hubspot.client import AI_PROPERTIES, ENRICHMENT_PROPERTIES, HubSpotBatchError
 from leadscore.observability import count, logger
+from leadscore.scoring.ledger import LedgerState, iso_millis
 
 Scope = Literal["all", "enrichment"]
 LEDGER = "ledger"  # the store name a receipt lists when the contact's ledger item was deleted
@@ -98,7 +98,7 @@ def key_id(key: bytes) -> str:
 
 
 class ContactProperties(Protocol):
-    """`leadscore.hubspot_client.HubSpotClient`'s batch calls."""
+    """`leadscore.hubspot.client.HubSpotClient`'s batch calls."""
 
     def batch_read(self, ids: Iterable[str],
                    properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
@@ -107,7 +107,7 @@ class ContactProperties(Protocol):
 
 
 class ErasableLedger(Protocol):
-    """`leadscore.ledger.DynamoDBLedger`: which contacts it holds, and deleting them."""
+    """`leadscore.scoring.ledger.DynamoDBLedger`: which contacts it holds, and deleting them."""
 
     def states(self, contact_ids: Sequence[str]) -> dict[str, LedgerState]: ...
 

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from leadscore.consent import Purpose
-from leadscore.hubspot_client import BATCH_LIMIT, SEARCH_REQUESTS_PER_SECOND, Contact
-from leadscore.ingest import BACKFILL, ScoreMessage
+from leadscore.dpdp.consent import Purpose
+from leadscore.hubspot.client import BATCH_LIMIT, SEARCH_REQUESTS_PER_SECOND, Contact
+from leadscore.scoring.ingest import BACKFILL, ScoreMessage
 
 DEFAULT_REQUESTS_PER_SECOND = SEARCH_REQUESTS_PER_SECOND  # a backfill is mostly searches
 

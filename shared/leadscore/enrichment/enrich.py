@@ -29,7 +29,7 @@ The flow for one contact (`enrich_contact`):
 
 Company name is not sent: for small companies it identifies the person as surely as a name.
 The SQS side (budget counter, deferral, dead-lettering, once-per-score) is in
-`leadscore.enrichment_queue`.
+`leadscore.enrichment.worker`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from pydantic import (
     field_validator,
 )
 
-from leadscore.consent import DEFAULT_PURPOSES_PROPERTY, consent_for
+from leadscore.dpdp.consent import DEFAULT_PURPOSES_PROPERTY, consent_for
 from leadscore.settings import CommonSettings, NonEmpty
 
 if TYPE_CHECKING:  # imported on the first LLM call: init and provider "off" never load it

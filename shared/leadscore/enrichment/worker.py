@@ -1,7 +1,7 @@
 """An EnrichQueue message, start to finish: `EnrichmentWorker.handle`.
 
 Per message: parse → (once per contact and score, Powertools idempotency) fresh HubSpot read →
-`leadscore.enrichment.enrich_contact` (consent, staleness, budget, LLM) → HubSpot write.
+`leadscore.enrichment.enrich.enrich_contact` (consent, staleness, budget, LLM) → HubSpot write.
 Over the daily budget the message is queued again for later (`DeferredEnrichments`); a
 failure that is final (no valid answer from any model, an unreadable body), or any failure on
 the last allowed receive, goes to EnrichDLQ with the reason (`DeadLetters`); other failures
@@ -37,8 +37,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from leadscore.dlq import REASON_ATTRIBUTE
-from leadscore.enrichment import (
+from leadscore.cli.dlq import REASON_ATTRIBUTE
+from leadscore.enrichment.enrich import (
     BudgetExhausted,
     ClientFactory,
     EnrichmentError,
@@ -260,7 +260,7 @@ def _log_result(result: EnrichmentResult) -> None:
 class EnrichmentWorker:
     """Everything one invocation needs; `handle` takes one SQS record's parts."""
 
-    hubspot: Any  # leadscore.hubspot_client.HubSpotClient's batch_read / batch_update
+    hubspot: Any  # leadscore.hubspot.client.HubSpotClient's batch_read / batch_update
     llm: LlmSettings
     prompt: EnrichmentPrompt
     prices: Mapping[str, ModelPrice]

@@ -4,7 +4,7 @@ Batch flow, per 100 contacts: ledger state (one BatchGetItem) → drop events al
 older than the newest applied → one HubSpot batch read (model properties, consent, what we
 wrote) → consent gate → model → one HubSpot batch update → ledger (conditional on event order)
 → hot-lead alert (only when entering `hot`) → enrichment message. Deletions, merges and
-withdrawn consent erase instead (`leadscore.erasure.Eraser`). A contact is reported as failed
+withdrawn consent erase instead (`leadscore.dpdp.erasure.Eraser`). A contact is reported as failed
 (its SQS records go back to the queue) unless every step it needed succeeded; contacts HubSpot
 no longer has are dropped, not retried. Contacts without `lead_scoring` consent are never
 written, stored, alerted on or enriched.
@@ -34,25 +34,25 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from leadscore.consent import consent_for
-from leadscore.dlq import REASON_ATTRIBUTE
-from leadscore.erasure import ErasureReason
-from leadscore.hubspot_client import (
+from leadscore.cli.dlq import REASON_ATTRIBUTE
+from leadscore.dpdp.consent import consent_for
+from leadscore.dpdp.erasure import ErasureReason
+from leadscore.hubspot.client import (
     BATCH_LIMIT,
     ENRICHMENT_PROPERTIES,
     HubSpotBatchError,
     HubSpotError,
 )
-from leadscore.ingest import ERASE_EVENTS, ScoreMessage, score_messages
-from leadscore.ledger import LedgerEntry, LedgerState, RecordOutcome, iso_millis
-from leadscore.observability import count, logger
-from leadscore.webhooks import (
+from leadscore.hubspot.webhooks import (
     HttpRequest,
     MalformedRequest,
     RequestTooLarge,
     is_valid_signature,
     request_from_http_api_event,
 )
+from leadscore.observability import count, logger
+from leadscore.scoring.ingest import ERASE_EVENTS, ScoreMessage, score_messages
+from leadscore.scoring.ledger import LedgerEntry, LedgerState, RecordOutcome, iso_millis
 
 SNS_BATCH_LIMIT = 10
 SQS_BATCH_LIMIT = 10
@@ -90,7 +90,7 @@ class ContactReaderWriter(Protocol):
 
 
 class ScoreLedger(Protocol):
-    """`leadscore.ledger.DynamoDBLedger`'s ordering and alert bookkeeping."""
+    """`leadscore.scoring.ledger.DynamoDBLedger`'s ordering and alert bookkeeping."""
 
     def states(self, contact_ids: Sequence[str]) -> dict[str, LedgerState]: ...
 
@@ -102,7 +102,7 @@ class ScoreLedger(Protocol):
 
 
 class ContactEraser(Protocol):
-    """`leadscore.erasure.Eraser` (CONTRACTS.md, "Erasure")."""
+    """`leadscore.dpdp.erasure.Eraser` (CONTRACTS.md, "Erasure")."""
 
     def erase(self, contact_ids: Sequence[str], reason: ErasureReason, *, scope: Scope = "all",
               clear_hubspot: bool = True, now: datetime | None = None) -> Any: ...

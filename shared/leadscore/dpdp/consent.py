@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from leadscore.erasure import ErasureReason, ErasureResult, Scope
-from leadscore.hubspot_client import BATCH_LIMIT, ENRICHMENT_PROPERTIES, Contact
+from leadscore.dpdp.erasure import ErasureReason, ErasureResult, Scope
+from leadscore.hubspot.client import BATCH_LIMIT, ENRICHMENT_PROPERTIES, Contact
 from leadscore.observability import count, logger
 
 DEFAULT_PURPOSES_PROPERTY = "dpdp_consent_purposes"
@@ -102,7 +102,7 @@ CURSOR_STEP = 1000
 
 
 class ContactSearch(Protocol):
-    """`leadscore.hubspot_client.HubSpotClient`'s search and batch read."""
+    """`leadscore.hubspot.client.HubSpotClient`'s search and batch read."""
 
     def search(self, filter_groups: Sequence[Mapping[str, Any]], properties: Sequence[str],
                after: str | None = None, limit: int = BATCH_LIMIT,
@@ -113,14 +113,14 @@ class ContactSearch(Protocol):
 
 
 class ScoredContacts(Protocol):
-    """`leadscore.ledger.DynamoDBLedger`: the contacts it holds an item for."""
+    """`leadscore.scoring.ledger.DynamoDBLedger`: the contacts it holds an item for."""
 
     def scored_before(self, cutoff: datetime) -> Iterator[str]: ...
 
 
 class SweepCursor(Protocol):
     """Where the next sweep starts: the highest contact id a finished range ended on (0: from
-    the first). `leadscore.dpdp_jobs.SsmSweepCursor` keeps it in SSM Parameter Store."""
+    the first). `leadscore.dpdp.wiring.SsmSweepCursor` keeps it in SSM Parameter Store."""
 
     def load(self) -> int: ...
 
@@ -128,7 +128,7 @@ class SweepCursor(Protocol):
 
 
 class ContactEraser(Protocol):
-    """`leadscore.erasure.Eraser`."""
+    """`leadscore.dpdp.erasure.Eraser`."""
 
     def erase(self, contact_ids: Sequence[str], reason: ErasureReason, *, scope: Scope = "all",
               clear_hubspot: bool = True, now: datetime | None = None) -> ErasureResult: ...

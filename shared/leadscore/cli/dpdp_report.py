@@ -5,7 +5,7 @@ or month: the figures a data-protection officer shows a Data Protection Board. T
 answers one data principal's question ("was my data erased, when, why?"): it hashes the
 contact id with the receipt key, the only way to find a contact's receipts.
 
-Receipts carry no personal data (see leadscore.erasure), so neither does the output.
+Receipts carry no personal data (see leadscore.dpdp.erasure), so neither does the output.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from leadscore.erasure import ErasureReason
+from leadscore.dpdp.erasure import ErasureReason
 
 Period = Literal["day", "week", "month"]
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leadscore.consent import DEFAULT_PURPOSES_PROPERTY, Purpose, consent_for
-from leadscore.features import FeatureConfig
-from leadscore.hubspot_client import SEARCH_REQUESTS_PER_SECOND, Contact, HubSpotClient
+from leadscore.dpdp.consent import DEFAULT_PURPOSES_PROPERTY, Purpose, consent_for
+from leadscore.hubspot.client import SEARCH_REQUESTS_PER_SECOND, Contact, HubSpotClient
+from leadscore.model.features import FeatureConfig
 
 ID_PROPERTY = "hs_object_id"
 SEARCH_WINDOW = 10_000  # HubSpot's search never pages beyond 10,000 results of one query

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leadscore.features import config_columns, read_csv, reference_time, require_columns
+from leadscore.model.features import config_columns, read_csv, reference_time, require_columns
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -193,7 +193,7 @@ def backtest_csv(
     """Score the labelled CSV `data` with the model in `model_dir` and write `report.json`
     and `report.html` into `out_dir`. `now` overrides the reference time for datetime ages
     (default: the latest timestamp in the file). Returns the report."""
-    from leadscore.model import load
+    from leadscore.model.scoring import load
 
     model_dir, data, out_dir = Path(model_dir), Path(data), Path(out_dir)
     model = load(model_dir)

@@ -1,6 +1,6 @@
 """Feature engineering: the one place where HubSpot property strings become model inputs.
 
-Training (`leadscore.training`), `leadscore score`, the Lambdas and the sync API all go
+Training (`leadscore.model.training`), `leadscore score`, the Lambdas and the sync API all go
 through `Vectorizer`, so a model never sees a feature computed two ways.
 
 Conventions, per kind of column in features.toml:

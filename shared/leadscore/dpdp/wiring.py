@@ -15,12 +15,12 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities import parameters
 
-from leadscore.consent import SweepResult, sweep_withdrawn_consent
-from leadscore.erasure import SECRET_MAX_AGE_SECONDS, Eraser, eraser_from_env
-from leadscore.hubspot_client import HubSpotClient, shared_budget
-from leadscore.ledger import DynamoDBLedger
+from leadscore.dpdp.consent import SweepResult, sweep_withdrawn_consent
+from leadscore.dpdp.erasure import SECRET_MAX_AGE_SECONDS, Eraser, eraser_from_env
+from leadscore.dpdp.retention import GdprDeleter, PurgeResult, RetentionPurge, scheduled_time
+from leadscore.hubspot.client import HubSpotClient, shared_budget
 from leadscore.observability import logger
-from leadscore.retention import GdprDeleter, PurgeResult, RetentionPurge, scheduled_time
+from leadscore.scoring.ledger import DynamoDBLedger
 from leadscore.settings import ConsentSweepSettings, RetentionPurgeSettings
 
 SecondsLeft = Callable[[], float]

@@ -32,7 +32,7 @@ def _existing_dir(value: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from leadscore.training import train_csv
+    from leadscore.model.training import train_csv
 
     metadata = train_csv(args.data, args.config, args.out, echo=print)
     print(f"model {metadata['version']} written to {args.out}")
@@ -48,7 +48,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from leadscore.backtest import REPORT_HTML, REPORT_JSON, backtest_csv
+    from leadscore.model.backtest import REPORT_HTML, REPORT_JSON, backtest_csv
 
     backtest_csv(args.model, args.data, args.out, echo=print)
     print(f"report → {args.out / REPORT_HTML} (figures in {args.out / REPORT_JSON})")
@@ -80,7 +80,7 @@ def cmd_local_invoke(args: argparse.Namespace) -> int:
 def cmd_hubspot_setup(args: argparse.Namespace) -> int:
     from hubspot import HubSpot
 
-    from leadscore.hubspot_setup import WEBHOOK_SUBSCRIPTIONS_HELP, ensure_properties
+    from leadscore.hubspot.setup import WEBHOOK_SUBSCRIPTIONS_HELP, ensure_properties
 
     token = os.environ.get("HUBSPOT_TOKEN")
     if not token:
@@ -92,9 +92,9 @@ def cmd_hubspot_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_hubspot_export(args: argparse.Namespace) -> int:
-    from leadscore.features import load_config
-    from leadscore.hubspot_client import HubSpotClient, HubSpotError, RequestBudget
-    from leadscore.hubspot_export import REQUESTS_PER_SECOND, export_contacts
+    from leadscore.cli.hubspot_export import REQUESTS_PER_SECOND, export_contacts
+    from leadscore.hubspot.client import HubSpotClient, HubSpotError, RequestBudget
+    from leadscore.model.features import load_config
 
     token = os.environ.get("HUBSPOT_TOKEN")
     if not token:
@@ -125,7 +125,7 @@ def _sqs_client(args: argparse.Namespace):
 
 
 def cmd_dlq_inspect(args: argparse.Namespace) -> int:
-    from leadscore.dlq import inspect
+    from leadscore.cli.dlq import inspect
 
     report = inspect(_sqs_client(args), args.queue, limit=args.limit)
     print(f"{report.queue_url}: about {report.approximate_messages} messages, "
@@ -141,7 +141,7 @@ def cmd_dlq_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_redrive(args: argparse.Namespace) -> int:
-    from leadscore.dlq import redrive
+    from leadscore.cli.dlq import redrive
 
     result = redrive(_sqs_client(args), args.queue, to=args.to, copy=args.copy)
     if result.method == "copy":
@@ -172,9 +172,9 @@ def _score_queue_url(args: argparse.Namespace) -> str:
 def cmd_backfill(args: argparse.Namespace) -> int:
     import boto3
 
-    from leadscore.backfill import DEFAULT_REQUESTS_PER_SECOND, backfill
-    from leadscore.hubspot_client import HubSpotClient, HubSpotError, RequestBudget
-    from leadscore.ingest import EnqueueError, ScoreQueue
+    from leadscore.cli.backfill import DEFAULT_REQUESTS_PER_SECOND, backfill
+    from leadscore.hubspot.client import HubSpotClient, HubSpotError, RequestBudget
+    from leadscore.scoring.ingest import EnqueueError, ScoreQueue
 
     token = os.environ.get("HUBSPOT_TOKEN")
     if not token:
@@ -200,7 +200,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def _receipts_store(args: argparse.Namespace):
     import boto3
 
-    from leadscore.erasure import DynamoDBReceipts
+    from leadscore.dpdp.erasure import DynamoDBReceipts
 
     return DynamoDBReceipts(args.table, boto3.resource(
         "dynamodb", region_name=args.region, endpoint_url=args.endpoint_url))
@@ -217,7 +217,7 @@ def _date(value: str):
 
 
 def cmd_dpdp_report(args: argparse.Namespace) -> int:
-    from leadscore.dpdp_report import build_report
+    from leadscore.cli.dpdp_report import build_report
 
     receipts = _receipts_store(args).scan(since=args.since, until=args.until)
     report = build_report(receipts, args.by, since=args.since, until=args.until)
@@ -228,8 +228,8 @@ def cmd_dpdp_report(args: argparse.Namespace) -> int:
 def cmd_dpdp_lookup(args: argparse.Namespace) -> int:
     import boto3
 
-    from leadscore.dpdp_report import describe_receipt
-    from leadscore.erasure import subject_hash
+    from leadscore.cli.dpdp_report import describe_receipt
+    from leadscore.dpdp.erasure import subject_hash
 
     key = boto3.client("secretsmanager", region_name=args.region,
                        endpoint_url=args.endpoint_url).get_secret_value(
@@ -365,7 +365,3 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, FileNotFoundError, ValueError) as exc:
         print(f"leadscore: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

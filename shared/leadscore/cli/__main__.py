@@ -1,0 +1,5 @@
+import sys
+
+from leadscore.cli.commands import main
+
+sys.exit(main())
