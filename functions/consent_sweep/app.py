@@ -1,6 +1,6 @@
 """ConsentSweepFunction — daily: erase what consent no longer covers (withdrawals whose webhook
-never arrived), writing an erasure receipt per contact. Logic: leadscore.dpdp.consent; wiring:
-leadscore.dpdp.wiring.
+never arrived), writing an erasure receipt per contact. Logic: leadscore.dpdp.sweep; wiring:
+leadscore.dpdp.wiring.ConsentSweepFunction.
 
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, LEDGER_TABLE, CONSENT_PURPOSES_PROPERTY,
 ERASURE_RECEIPTS_TABLE, ERASURE_RECEIPT_KEY_SECRET, AUDIT_RETENTION_DAYS,
@@ -14,11 +14,12 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadscore.dpdp.wiring import run_consent_sweep
-from leadscore.hubspot.client import HubSpotClient
+from leadscore.dpdp.wiring import ConsentSweepFunction
 from leadscore.observability import logger, metrics, tracer
+from leadscore.scoring.ledger import DynamoDBLedger
 
-hubspot_client_factory = HubSpotClient  # seam for tests
+# The sweep scans and erases from the score ledger; once per container.
+function = ConsentSweepFunction(ledger_factory=DynamoDBLedger)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE,
@@ -26,7 +27,4 @@ hubspot_client_factory = HubSpotClient  # seam for tests
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return run_consent_sweep(
-        event, lambda: context.get_remaining_time_in_millis() / 1000,
-        hubspot_client_factory=hubspot_client_factory,
-    ).model_dump()
+    return function.handle(event, context)

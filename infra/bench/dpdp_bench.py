@@ -34,13 +34,15 @@ from typing import Any
 import boto3
 from benchkit import ROOT, Row, emulator, exit_status, markdown, write_figures
 
-from leadscore.dpdp.consent import LEDGER_PASS_RESERVE_SECONDS, SEARCH_PAGE, TIME_MARGIN_SECONDS
+from leadscore.dpdp.sweep import LEDGER_PASS_RESERVE_SECONDS, TIME_MARGIN_SECONDS
 from leadscore.hubspot.client import (
-    AI_PROPERTIES,
     DEFAULT_REQUESTS_PER_SECOND,
+    SEARCH_PAGE,
     SEARCH_REQUESTS_PER_SECOND,
 )
-from leadscore.scoring.ledger import DynamoDBLedger, LedgerEntry, iso_millis
+from leadscore.hubspot.properties import AI_PROPERTIES
+from leadscore.scoring.ledger import DynamoDBLedger, LedgerEntry
+from leadscore.timestamps import iso_millis
 from leadscore_local.process import LocalStackProcess
 
 PROP = "dpdp_consent_purposes"

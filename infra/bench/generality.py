@@ -38,11 +38,13 @@ sys.path.insert(0, str(ROOT / "shared"))
 
 import numpy as np  # noqa: E402
 
+from leadscore.cli.csv_files import backtest_csv, read_csv, train_csv  # noqa: E402
 from leadscore.cli.synthetic import generate_contacts  # noqa: E402
 from leadscore.model import load  # noqa: E402
-from leadscore.model.backtest import backtest_csv, roc_auc  # noqa: E402
-from leadscore.model.features import Vectorizer, load_config, read_csv  # noqa: E402
-from leadscore.model.training import stratified_split, train_csv  # noqa: E402
+from leadscore.model.backtest import roc_auc  # noqa: E402
+from leadscore.model.config import load_config  # noqa: E402
+from leadscore.model.features import Vectorizer  # noqa: E402
+from leadscore.model.training import stratified_split  # noqa: E402
 
 BANK_CSV = ROOT.parent / "shared" / "data" / "bank-marketing.csv"
 BANK_CONFIG = ROOT / "infra/bench/bank-marketing.features.toml"

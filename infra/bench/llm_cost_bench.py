@@ -44,7 +44,7 @@ from typing import Any
 
 from hubspot import HubSpot
 
-from leadscore.enrichment.enrich import DEFAULT_MODELS, TokenUsage, capabilities, cost_usd
+from leadscore.enrichment.llm import DEFAULT_MODELS, TokenUsage, capabilities, cost_usd
 from leadscore_local.demo import create_contacts, new_leads, wait_until_settled
 from leadscore_local.process import LocalStackProcess
 

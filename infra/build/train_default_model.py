@@ -21,9 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "shared"))  # works without an installed leadscore too
 
-from leadscore.model.backtest import backtest_csv  # noqa: E402
+from leadscore.cli.csv_files import backtest_csv, train_csv  # noqa: E402
 from leadscore.cli.synthetic import generate_contacts  # noqa: E402
-from leadscore.model.training import train_csv  # noqa: E402
 
 
 def write_contacts(path: Path, contacts: list[dict[str, str]]) -> Path:

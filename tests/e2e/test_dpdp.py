@@ -28,7 +28,7 @@ from hubspot.crm.contacts import (
 from support import settle, wait_for
 
 from leadscore.dpdp.erasure import subject_hash
-from leadscore.hubspot.client import AI_PROPERTIES
+from leadscore.hubspot.properties import AI_PROPERTIES
 from leadscore_local.webhook_sender import signed_headers
 
 pytestmark = pytest.mark.e2e

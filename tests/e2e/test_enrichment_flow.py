@@ -17,7 +17,7 @@ import pytest
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 from support import aws_client, settle, wait_for
 
-from leadscore.enrichment.enrich import DEFAULT_MODELS
+from leadscore.enrichment.llm import DEFAULT_MODELS
 from leadscore_local.webhook_sender import deliver
 
 pytestmark = pytest.mark.e2e

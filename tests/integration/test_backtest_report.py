@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from leadscore.cli.csv_files import backtest_csv
 from leadscore.cli.synthetic import generate_contacts
-from leadscore.model.backtest import REPORT_HTML, backtest_csv
+from leadscore.model.backtest import REPORT_HTML
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ from leadscore.cli.hubspot_export import ExportResult, export_columns, export_co
 from leadscore.cli.synthetic import generate_contacts
 from leadscore.hubspot.client import Contact, HubSpotClient
 from leadscore.model import load
-from leadscore.model.features import load_config
+from leadscore.model.config import load_config
 from leadscore_local.hubspot_emulator import HubSpotEmulator
 
 ROOT = Path(__file__).resolve().parents[2]

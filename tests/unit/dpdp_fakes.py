@@ -76,7 +76,10 @@ class SearchableHubSpot(FakeHubSpot):
 
 
 class MemoryLedger:
-    """`DynamoDBLedger`'s erasure-side methods over {contact_id: scored_at}."""
+    """`DynamoDBLedger`'s DPDP side (an `ErasableStore` and `ScoredContacts`) over
+    {contact_id: scored_at}."""
+
+    record_name = "ledger"
 
     def __init__(self, scored: dict[str, datetime] | None = None):
         self.scored = dict(scored or {})
@@ -86,9 +89,11 @@ class MemoryLedger:
         return {cid: LedgerState() for cid in contact_ids if cid in self.scored}
 
     def delete_many(self, contact_ids):
-        for cid in contact_ids:
+        held = set(self.states(contact_ids))
+        for cid in sorted(held):
             self.deleted.append(cid)
             self.scored.pop(cid, None)
+        return held
 
     def scored_before(self, cutoff):
         return iter([cid for cid, at in self.scored.items() if at < cutoff])

@@ -25,7 +25,7 @@ from test_alarms import ALARMS, NAMESPACE, TEMPLATE, alarm_metrics
 from test_dpdp_handlers import aws  # noqa: F401  (fixture: the DPDP jobs' moto stack)
 from test_enrichment import queue_body, sqs_event
 
-from leadscore.dpdp.wiring import SsmSweepCursor
+from leadscore.dpdp.sweep import SsmSweepCursor
 from leadscore.enrichment.worker import DailyBudget
 from leadscore.hubspot.client import HubSpotBatchError
 
@@ -60,7 +60,7 @@ def run_job(stack, name: str, hubspot: SearchableHubSpot, *, time_runs_out: bool
     `time_runs_out` leaves it 1 s from the job's second look at the clock on (from its first
     with `from_the_start`)."""
     module = stack.kit.load_function(name)
-    module.hubspot_client_factory = lambda token, base_url, budget=None: hubspot
+    module.function.hubspot_client_factory = lambda token, base_url, budget=None: hubspot
     looks = iter([] if from_the_start else [900_000])
     stack.context.get_remaining_time_in_millis = lambda: next(
         looks, 1_000 if time_runs_out else 900_000)
@@ -123,7 +123,7 @@ def daily_llm_budget_spent(stack, alarming: bool) -> None:
     # Without the budget problem the contact, lacking ai_enrichment consent, is skipped.
     hubspot = stack.kit.FakeHubSpot({"1": {"dpdp_consent_purposes": "lead_scoring"}})
     app = stack.kit.load_function("enrich")
-    stack.monkeypatch.setattr(app, "hubspot_client", lambda token, base_url: hubspot)
+    stack.monkeypatch.setattr(app.function, "hubspot_client", lambda token, base_url: hubspot)
     response = app.lambda_handler(sqs_event(queue_body("1")), stack.context)
     assert response == {"batchItemFailures": []}  # deferred (queued again), not failed
     assert hubspot.reads == ([] if alarming else [["1"]])

@@ -10,9 +10,10 @@ import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from leadscore.cli import main
+from leadscore.cli.csv_files import backtest_csv
 from leadscore.cli.synthetic import generate_contacts
 from leadscore.model import Tiers
-from leadscore.model.backtest import REPORT_HTML, REPORT_JSON, backtest_csv, evaluate, roc_auc
+from leadscore.model.backtest import REPORT_HTML, REPORT_JSON, evaluate, roc_auc
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "layers/model/model"

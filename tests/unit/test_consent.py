@@ -7,22 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 
-from leadscore.dpdp.consent import (
-    ConsentDecision,
-    Purpose,
-    consent_for,
-    parse_purposes,
-    sweep_withdrawn_consent,
-)
+from leadscore.dpdp.consent import ConsentDecision, Purpose, consent_for, parse_purposes
 from leadscore.dpdp.erasure import Eraser, ErasureReason
-from leadscore.hubspot.client import (
-    AI_PROPERTIES,
-    BATCH_LIMIT,
-    ENRICHMENT_PROPERTIES,
-    SCORE_PROPERTIES,
-    HubSpotBatchError,
-    HubSpotUnavailable,
-)
+from leadscore.dpdp.sweep import sweep_withdrawn_consent
+from leadscore.hubspot.client import BATCH_LIMIT, HubSpotBatchError, HubSpotUnavailable
+from leadscore.hubspot.properties import AI_PROPERTIES, ENRICHMENT_PROPERTIES, SCORE_PROPERTIES
 
 PROP = "dpdp_consent_purposes"
 NOW = datetime(2025, 1, 15, 3, 0, tzinfo=UTC)
@@ -85,8 +74,9 @@ def test_parse_purposes():
 
 
 def test_ai_properties_match_what_setup_creates():
-    from leadscore.hubspot.setup import AI_PROPERTY_NAMES
+    from leadscore.hubspot.properties import AI_PROPERTY_SPECS
 
+    AI_PROPERTY_NAMES = [spec.name for spec in AI_PROPERTY_SPECS]  # what setup creates
     assert set(AI_PROPERTIES) == set(AI_PROPERTY_NAMES)
     assert set(SCORE_PROPERTIES) | set(ENRICHMENT_PROPERTIES) == set(AI_PROPERTIES)
 
@@ -116,7 +106,7 @@ def _contacts():
 
 def _sweep(hubspot, ledger, seconds_left=None):
     receipts = MemoryReceipts()
-    eraser = Eraser(hubspot=hubspot, ledger=ledger, receipts=receipts, receipt_key=b"k" * 32)
+    eraser = Eraser(hubspot=hubspot, stores=[ledger], receipts=receipts, receipt_key=b"k" * 32)
     result = sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, eraser=eraser,
                                      purposes_property=PROP, now=NOW, seconds_left=seconds_left)
     return result, receipts, eraser
@@ -229,7 +219,7 @@ def test_a_portal_too_large_for_one_run_is_swept_over_several():
     ledger = _ledger([*contacts, "1", "1300"])
     cursor = MemoryCursor()
     receipts = MemoryReceipts()
-    eraser = Eraser(hubspot=hubspot, ledger=ledger, receipts=receipts, receipt_key=b"k" * 32)
+    eraser = Eraser(hubspot=hubspot, stores=[ledger], receipts=receipts, receipt_key=b"k" * 32)
 
     def run(seconds_left):
         return sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, eraser=eraser,
@@ -253,7 +243,7 @@ def test_a_portal_too_large_for_one_run_is_swept_over_several():
 
 
 def _sweep_with(hubspot, ledger, cursor, seconds_left=None):
-    eraser = Eraser(hubspot=hubspot, ledger=ledger, receipts=MemoryReceipts(),
+    eraser = Eraser(hubspot=hubspot, stores=[ledger], receipts=MemoryReceipts(),
                     receipt_key=b"k" * 32)
     return sweep_withdrawn_consent(hubspot=hubspot, ledger=ledger, eraser=eraser,
                                    purposes_property=PROP, now=NOW, cursor=cursor,

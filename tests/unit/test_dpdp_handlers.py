@@ -14,8 +14,8 @@ from fakes import create_table
 from moto import mock_aws
 
 from leadscore.dpdp.erasure import subject_hash
-from leadscore.dpdp.wiring import SsmSweepCursor
-from leadscore.hubspot.client import AI_PROPERTIES
+from leadscore.dpdp.sweep import SsmSweepCursor
+from leadscore.hubspot.properties import AI_PROPERTIES
 from leadscore.scoring.ledger import DynamoDBLedger, LedgerEntry
 from leadscore_local.cfn_yaml import load_template
 
@@ -85,7 +85,7 @@ def _module(kit, name, hubspot):
         made.append((token, base_url))
         return hubspot
 
-    module.hubspot_client_factory = factory
+    module.function.hubspot_client_factory = factory
     module.made = made
     return module
 
@@ -160,7 +160,7 @@ def test_retention_purge_report_mode_deletes_nothing(aws, kit, context, monkeypa
     hubspot = SearchableHubSpot({"30": {PROP: "", "email": "gone@old.in",
                                         "lastmodifieddate": stale}})
     module = _module(kit, "retention_purge", hubspot)
-    module.gdpr_deleter_factory = lambda *args: pytest.fail("report mode must not delete")
+    module.function.gdpr_deleter_factory = lambda *args: pytest.fail("report mode must not delete")
 
     result = module.lambda_handler({"time": NOW.isoformat()}, context)
 
@@ -184,7 +184,7 @@ def test_retention_purge_delete_mode_gdpr_deletes_with_the_token(aws, kit, conte
         deleters.append((token, base_url))
         return hubspot
 
-    module.gdpr_deleter_factory = deleter
+    module.function.gdpr_deleter_factory = deleter
     result = module.lambda_handler({"time": NOW.isoformat()}, context)
     assert result["inactive_deleted"] == 1 and deleters == [("pat-test", "http://hubspot.invalid")]
     assert "30" not in hubspot.contacts

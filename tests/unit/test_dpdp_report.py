@@ -51,7 +51,7 @@ def _seed(aws_env):
     create_table("ErasureReceiptsTable", "Receipts")
     boto3.client("secretsmanager").create_secret(Name="receipt-key", SecretString=KEY)
     hubspot = SearchableHubSpot({"1": {"ai_lead_score": "80"}, "2": {"ai_lead_score": "20"}})
-    eraser = Eraser(hubspot=hubspot, ledger=MemoryLedger({"1": JAN}),
+    eraser = Eraser(hubspot=hubspot, stores=[MemoryLedger({"1": JAN})],
                     receipts=DynamoDBReceipts("Receipts"), receipt_key=KEY.encode())
     eraser.erase(["1"], ErasureReason.CONSENT_WITHDRAWN, now=JAN)
     eraser.erase(["2"], ErasureReason.PRIVACY_DELETION, now=FEB)

@@ -26,32 +26,37 @@ from aws_lambda_powertools.utilities import parameters
 from fakes import create_table
 from moto import mock_aws
 
-from leadscore.enrichment.enrich import (
+from leadscore.enrichment.assessment import (
     AUTO_SUMMARY_LABEL,
-    DEFAULT_MODELS,
-    MODEL_CAPABILITIES,
-    BudgetExhausted,
-    EnrichmentError,
-    EnrichRequest,
     LeadAssessment,
-    LlmSettings,
-    PromptConfigError,
-    TokenUsage,
     assessment_tool,
-    capabilities,
-    clean_output,
-    compose_prompt,
-    cost_usd,
-    default_prompt,
-    default_texts,
-    enrich_contact,
-    load_prompt,
-    parse_prices,
-    price_key,
-    read_properties,
-    redact,
     review_reasons,
 )
+from leadscore.enrichment.conversation import EnrichmentError
+from leadscore.enrichment.enrich import (
+    BudgetExhausted,
+    EnrichRequest,
+    enrich_contact,
+    read_properties,
+)
+from leadscore.enrichment.llm import (
+    DEFAULT_MODELS,
+    MODEL_CAPABILITIES,
+    LlmSettings,
+    TokenUsage,
+    capabilities,
+    cost_usd,
+    parse_prices,
+    price_key,
+)
+from leadscore.enrichment.prompt import (
+    PromptConfigError,
+    compose_prompt,
+    default_prompt,
+    default_texts,
+    load_prompt,
+)
+from leadscore.enrichment.redaction import clean_output, redact
 from leadscore.enrichment.worker import DailyBudget, seconds_until_next_day
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 
@@ -596,8 +601,8 @@ def enrich_app(aws_env, monkeypatch, kit, emulator):
     hubspot = kit.FakeHubSpot({
         "1": contact(), "2": contact(dpdp_consent_purposes="lead_scoring"),
     })
-    monkeypatch.setattr(app, "_secret", lambda name: f"secret-of-{name}" if name else None)
-    monkeypatch.setattr(app, "hubspot_client", lambda token, base_url: hubspot)
+    monkeypatch.setattr(app.function, "secret", lambda name: f"secret-of-{name}" if name else None)
+    monkeypatch.setattr(app.function, "hubspot_client", lambda token, base_url: hubspot)
     return app, hubspot
 
 
@@ -907,12 +912,12 @@ def test_a_message_delivered_twice_is_enriched_once_and_a_deferred_one_is_not_ma
     # Over budget: deferred, and the deferral must not count as "done" for this score.
     later = json.dumps(rescored | {"scored_at": "2025-01-17T09:00:00Z"})
     monkeypatch.setenv("LLM_DAILY_BUDGET_USD", "0.01")
-    app.settings.cache_clear()
-    app.outputs.cache_clear()
+    app.function.settings.cache_clear()
+    app.function.outputs.cache_clear()
     app.lambda_handler(sqs_event(later), lambda_context)
     assert len(emulator.requests) == 2
     monkeypatch.setenv("LLM_DAILY_BUDGET_USD", "5")
-    app.settings.cache_clear()
-    app.outputs.cache_clear()
+    app.function.settings.cache_clear()
+    app.function.outputs.cache_clear()
     app.lambda_handler(sqs_event(later), lambda_context)  # the next day's delivery
     assert len(emulator.requests) == 3 and len(hubspot.updates) == 3

@@ -12,19 +12,10 @@ from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 from fakes import create_table
 from moto import mock_aws
 
-from leadscore.dpdp.erasure import (
-    DynamoDBReceipts,
-    Eraser,
-    ErasureReason,
-    eraser_from_env,
-    subject_hash,
-)
-from leadscore.hubspot.client import (
-    AI_PROPERTIES,
-    ENRICHMENT_PROPERTIES,
-    HubSpotBatchError,
-    HubSpotUnavailable,
-)
+from leadscore.dpdp.erasure import DynamoDBReceipts, Eraser, ErasureReason, subject_hash
+from leadscore.dpdp.wiring import eraser_from_env
+from leadscore.hubspot.client import HubSpotBatchError, HubSpotUnavailable
+from leadscore.hubspot.properties import AI_PROPERTIES, ENRICHMENT_PROPERTIES
 
 KEY = b"receipt-key-0123456789abcdef0123"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -39,7 +30,7 @@ def _contact(**extra):
 
 
 def _eraser(hubspot, ledger, receipts=None):
-    return Eraser(hubspot=hubspot, ledger=ledger, receipts=receipts or MemoryReceipts(),
+    return Eraser(hubspot=hubspot, stores=[ledger], receipts=receipts or MemoryReceipts(),
                   receipt_key=KEY, audit_retention_days=30)
 
 
@@ -52,7 +43,7 @@ def test_erase_all_clears_ai_properties_deletes_ledger_and_writes_receipt():
     result = eraser.erase(["11", "12", "11"], ErasureReason.CONSENT_WITHDRAWN, now=NOW)
 
     assert result.erased == ["11", "12"] and result.failed == []
-    assert (result.hubspot_cleared, result.ledger_deleted) == (2, 2)
+    assert (result.hubspot_cleared, result.records_deleted) == (2, {"ledger": 2})
     assert all(hubspot.contacts[cid][p] == "" for cid in ("11", "12") for p in AI_PROPERTIES)
     assert hubspot.contacts["11"]["email"] == "asha@acme.in"  # not ours: untouched
     assert set(ledger.scored) == {"99"}
@@ -132,7 +123,7 @@ def test_hubspot_down_raises_before_anything_is_erased():
 
 def test_empty_key_is_refused():
     with pytest.raises(ValueError):
-        Eraser(hubspot=SearchableHubSpot(), ledger=MemoryLedger(), receipts=MemoryReceipts(),
+        Eraser(hubspot=SearchableHubSpot(), stores=[MemoryLedger()], receipts=MemoryReceipts(),
                receipt_key=b"")
 
 
@@ -160,7 +151,7 @@ def test_eraser_from_env_reads_key_from_secrets_manager(aws_env):
     with mock_aws():
         _receipts_table()
         boto3.client("secretsmanager").create_secret(Name="receipt-key", SecretString="s3cret")
-        eraser = eraser_from_env(hubspot=SearchableHubSpot(), ledger=MemoryLedger(), environ={
+        eraser = eraser_from_env(hubspot=SearchableHubSpot(), stores=[MemoryLedger()], environ={
             "ERASURE_RECEIPTS_TABLE": "Receipts", "ERASURE_RECEIPT_KEY_SECRET": "receipt-key",
             "AUDIT_RETENTION_DAYS": "400"})
         assert eraser.subject("1") == subject_hash(b"s3cret", "1")

@@ -6,21 +6,19 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from leadscore.cli.csv_files import config_columns, require_columns
+from leadscore.model.config import parse_config
 from leadscore.model.features import (
     FeatureSchema,
     Vectorizer,
-    config_columns,
-    describe,
     layout,
     learn_schema,
     parse_boolean,
-    parse_config,
     parse_email,
     parse_number,
     parse_timestamp,
-    property_label,
-    require_columns,
 )
+from leadscore.model.reasons import describe, property_label
 
 CONFIG = """
 id = "hs_object_id"

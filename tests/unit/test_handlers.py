@@ -1,5 +1,5 @@
 """The Lambda handlers in-process against moto (real boto3), with a fake HubSpot and model
-injected through each module's seams (`hubspot_client_factory`, `load_model`)."""
+injected through each function's seams (`hubspot_client_factory`, `load_model`)."""
 
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ def score_module(kit, hubspot, model):
         made.append((token, base_url))
         return hubspot
 
-    module.hubspot_client_factory = factory
-    module.load_model = lambda model_dir: model
+    module.function.hubspot_client_factory = factory
+    module.function.load_model = lambda model_dir: model
     module.made = made
     return module
 
@@ -179,7 +179,7 @@ def test_score_loads_model_once_per_container(stack, kit, fake_model, lambda_con
     sqs, urls = stack
     module = score_module(kit, kit.FakeHubSpot({"1": contact(5)}), fake_model)
     loads = []
-    module.load_model = lambda model_dir: loads.append(model_dir) or fake_model
+    module.function.load_model = lambda model_dir: loads.append(model_dir) or fake_model
     for _ in range(2):
         sqs.send_message(QueueUrl=urls["ScoreQueue"], MessageBody=json.dumps({
             "contact_id": "1", "event_id": 1, "subscription_type": "contact.creation",
@@ -193,7 +193,7 @@ def test_score_loads_model_once_per_container(stack, kit, fake_model, lambda_con
 
 def _score_api(kit, fake_model, event, lambda_context):
     module = kit.load_function("score_api")
-    module.load_model = lambda model_dir: fake_model
+    module.function.load_model = lambda model_dir: fake_model
     response = module.lambda_handler(event, lambda_context)
     return response["statusCode"], json.loads(response["body"])
 
@@ -304,7 +304,7 @@ def test_record_failing_on_its_last_receive_is_dead_lettered_with_the_reason(
 def test_settings_name_the_missing_variable_and_treat_empty_as_unset():
     from pydantic import ValidationError
 
-    from leadscore.settings import IngestSettings, ScoreSettings
+    from leadscore.scoring.settings import IngestSettings, ScoreSettings
 
     with pytest.raises(ValidationError, match="HUBSPOT_CLIENT_SECRET_SECRET"):
         IngestSettings.from_env({"SCORE_QUEUE_URL": "https://q"})

@@ -10,12 +10,12 @@ from fakes import create_table
 from moto import mock_aws
 from pydantic import ValidationError
 
-from leadscore.scoring.ingest import (
+from leadscore.scoring.ingest import handle_webhook
+from leadscore.scoring.queues import (
     ENQUEUE_ATTEMPTS,
     DedupingScoreQueue,
     ScoreMessage,
     ScoreQueue,
-    handle_webhook,
     score_messages,
 )
 

@@ -15,10 +15,11 @@ import pytest
 import leadscore.model.features
 import leadscore.model.scoring
 from leadscore.cli import main
+from leadscore.cli.csv_files import score_csv
 from leadscore.cli.synthetic import SYNTHETIC_NOW, generate_contacts
-from leadscore.model import ScoreResult, load, score_csv
+from leadscore.model import ScoreResult, load
 from leadscore.model.features import Vectorizer
-from leadscore.scoring.pipeline import request_properties, score_one
+from leadscore.scoring.score_api import request_properties, score_one
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "layers/model/model"

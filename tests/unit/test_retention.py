@@ -8,14 +8,11 @@ import pytest
 from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 
 from leadscore.dpdp.erasure import Eraser, ErasureReason
-from leadscore.dpdp.retention import (
-    HUBSPOT_CONTACT,
-    RetentionPurge,
-    parse_hubspot_datetime,
-    scheduled_time,
-    still_expired,
-)
-from leadscore.hubspot.client import AI_PROPERTIES, HubSpotBatchError
+from leadscore.dpdp.retention import HUBSPOT_CONTACT, RetentionPurge, still_expired
+from leadscore.dpdp.wiring import scheduled_time
+from leadscore.hubspot.client import HubSpotBatchError
+from leadscore.hubspot.properties import AI_PROPERTIES
+from leadscore.timestamps import parse_hubspot_datetime
 
 PROP = "dpdp_consent_purposes"
 NOW = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)
@@ -38,7 +35,7 @@ def _scored(at, consent="lead_scoring", **extra):
 
 def _purge(hubspot, ledger, **kwargs):
     receipts = MemoryReceipts()
-    eraser = Eraser(hubspot=hubspot, ledger=ledger, receipts=receipts, receipt_key=b"k" * 32)
+    eraser = Eraser(hubspot=hubspot, stores=[ledger], receipts=receipts, receipt_key=b"k" * 32)
     purge = RetentionPurge(ledger=ledger, hubspot=hubspot, eraser=eraser, retention_days=180,
                            purposes_property=PROP, **kwargs)
     return purge, receipts, eraser

@@ -15,10 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from leadscore.cli.dlq import REASON_ATTRIBUTE
 from leadscore.dpdp.erasure import ErasureReason, ErasureResult
 from leadscore.hubspot.client import (
-    ENRICHMENT_PROPERTIES,
     SEARCH_REQUESTS_PER_SECOND,
     HubSpotBatchError,
     HubSpotClient,
@@ -26,14 +24,14 @@ from leadscore.hubspot.client import (
     HubSpotUnavailable,
     RequestBudget,
 )
-from leadscore.scoring.ingest import ScoreMessage
+from leadscore.hubspot.properties import ENRICHMENT_PROPERTIES
+from leadscore.messaging import REASON_ATTRIBUTE, DeadLetters
 from leadscore.scoring.ledger import LedgerState, RecordOutcome
-from leadscore.scoring.pipeline import (
-    DeadLetters,
+from leadscore.scoring.pipeline import ScorePipeline, feature_hash
+from leadscore.scoring.queues import ScoreMessage
+from leadscore.scoring.score_api import (
     InvalidScoreRequest,
-    ScorePipeline,
     answer_score_request,
-    feature_hash,
     request_properties,
     score_one,
 )

@@ -11,16 +11,17 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from leadscore.cli.csv_files import read_csv, score_csv, train_csv
 from leadscore.cli.synthetic import generate_contacts
-from leadscore.model import load, score_csv
+from leadscore.model import load
 from leadscore.model.backtest import roc_auc
-from leadscore.model.features import Vectorizer, load_config, read_csv
+from leadscore.model.config import load_config
+from leadscore.model.features import Vectorizer
 from leadscore.model.training import (
     default_tiers,
     fit_percentile_scale,
     fit_platt,
     stratified_split,
-    train_csv,
 )
 
 FEATURES_TOML = """

@@ -1,4 +1,11 @@
-"""The `leadscore` command line."""
+"""Tooling: the `leadscore` command and what only operators and developers run. Not shipped to
+Lambda (the shared layer's build leaves this subpackage out).
+
+Owns: the command line (`commands`), train/score/backtest on CSV files (`csv_files`),
+synthetic contacts (`synthetic`), `hubspot export` (`hubspot_export`), `backfill`, DLQ
+inspection and redrive (`dlq`), DPDP report and lookup (`dpdp_report`).
+May import: scoring, enrichment, dpdp, hubspot, model, base, leadscore_local.
+"""
 
 from leadscore.cli.commands import main
 

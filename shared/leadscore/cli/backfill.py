@@ -18,26 +18,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from leadscore.dpdp.consent import Purpose
-from leadscore.hubspot.client import BATCH_LIMIT, SEARCH_REQUESTS_PER_SECOND, Contact
-from leadscore.scoring.ingest import BACKFILL, ScoreMessage
+from leadscore.hubspot.client import BATCH_LIMIT, SEARCH_REQUESTS_PER_SECOND, ContactSearch
+from leadscore.scoring.queues import BACKFILL, MessageQueue, ScoreMessage
 
 DEFAULT_REQUESTS_PER_SECOND = SEARCH_REQUESTS_PER_SECOND  # a backfill is mostly searches
-
-
-class ContactSearch(Protocol):
-    def search(self, filter_groups: Sequence[Mapping[str, Any]], properties: Sequence[str],
-               after: str | None = None, limit: int = BATCH_LIMIT,
-               sorts: Sequence[str] = ()) -> tuple[list[Contact], str | None]: ...
-
-
-class MessageQueue(Protocol):
-    def send(self, messages: Sequence[ScoreMessage]) -> int: ...
 
 
 @dataclass

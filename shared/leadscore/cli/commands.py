@@ -1,7 +1,7 @@
 """The `leadscore` command line: train, score, the local stack, HubSpot setup, backfill, DPDP.
 
-Subcommands import their modules lazily, so `leadscore --help` stays fast and the
-Lambda-side package never pulls in development-only code.
+Subcommands import their modules lazily, so `leadscore --help` stays fast; `leadscore local`
+imports the local stack (`leadscore_local`, installed from infra/local with the dev setup).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _existing_dir(value: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from leadscore.model.training import train_csv
+    from leadscore.cli.csv_files import train_csv
 
     metadata = train_csv(args.data, args.config, args.out, echo=print)
     print(f"model {metadata['version']} written to {args.out}")
@@ -40,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from leadscore.model import score_csv
+    from leadscore.cli.csv_files import score_csv
 
     rows = score_csv(args.model, args.data, args.out)
     print(f"{rows} rows scored → {args.out}")
@@ -48,7 +48,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from leadscore.model.backtest import REPORT_HTML, REPORT_JSON, backtest_csv
+    from leadscore.cli.csv_files import backtest_csv
+    from leadscore.model.backtest import REPORT_HTML, REPORT_JSON
 
     backtest_csv(args.model, args.data, args.out, echo=print)
     print(f"report → {args.out / REPORT_HTML} (figures in {args.out / REPORT_JSON})")
@@ -94,7 +95,7 @@ def cmd_hubspot_setup(args: argparse.Namespace) -> int:
 def cmd_hubspot_export(args: argparse.Namespace) -> int:
     from leadscore.cli.hubspot_export import REQUESTS_PER_SECOND, export_contacts
     from leadscore.hubspot.client import HubSpotClient, HubSpotError, RequestBudget
-    from leadscore.model.features import load_config
+    from leadscore.model.config import load_config
 
     token = os.environ.get("HUBSPOT_TOKEN")
     if not token:
@@ -174,7 +175,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     from leadscore.cli.backfill import DEFAULT_REQUESTS_PER_SECOND, backfill
     from leadscore.hubspot.client import HubSpotClient, HubSpotError, RequestBudget
-    from leadscore.scoring.ingest import EnqueueError, ScoreQueue
+    from leadscore.scoring.queues import EnqueueError, ScoreQueue
 
     token = os.environ.get("HUBSPOT_TOKEN")
     if not token:

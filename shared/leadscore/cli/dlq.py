@@ -1,4 +1,4 @@
-"""Dead-letter queue operations: what is in a DLQ and why, and sending it back.
+"""`leadscore dlq inspect|redrive`: what is in a DLQ and why, and sending it back.
 
 Messages our functions dead-letter themselves carry a `reason` message attribute; messages
 SQS moved after maxReceiveCount failed receives have none and are reported as such.
@@ -15,7 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-REASON_ATTRIBUTE = "reason"
+from leadscore.messaging import REASON_ATTRIBUTE
+
 NO_REASON = "no reason recorded (moved by SQS after maxReceiveCount)"
 PEEK_VISIBILITY_SECONDS = 30  # hidden while counted, so one message is not counted twice
 

@@ -26,12 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from leadscore.dpdp.consent import DEFAULT_PURPOSES_PROPERTY, Purpose, consent_for
-from leadscore.hubspot.client import SEARCH_REQUESTS_PER_SECOND, Contact, HubSpotClient
-from leadscore.model.features import FeatureConfig
+from leadscore.hubspot.client import (
+    SEARCH_PAGE,
+    SEARCH_REQUESTS_PER_SECOND,
+    Contact,
+    HubSpotClient,
+)
+from leadscore.model.config import FeatureConfig
 
 ID_PROPERTY = "hs_object_id"
 SEARCH_WINDOW = 10_000  # HubSpot's search never pages beyond 10,000 results of one query
-PAGE_SIZE = 200  # the search API's maximum `limit`
 REQUESTS_PER_SECOND = SEARCH_REQUESTS_PER_SECOND  # an export is all searches
 
 
@@ -56,7 +60,7 @@ def export_contacts(
     out: Path,
     *,
     consent_property: str = DEFAULT_PURPOSES_PROPERTY,
-    page_size: int = PAGE_SIZE,
+    page_size: int = SEARCH_PAGE,
     window: int = SEARCH_WINDOW,
     progress: Callable[[ExportResult], object] | None = None,
 ) -> ExportResult:

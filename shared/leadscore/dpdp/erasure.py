@@ -2,19 +2,21 @@
 
 What leadscore holds about a contact, and where:
 - the `ai_lead_*` properties it wrote on the contact in HubSpot;
-- the contact's ledger item (`LedgerTable`): score, tier, event bookkeeping;
+- its records in stores of derived data (`leadscore.dpdp.stores.ErasableStore`): today the
+  ledger item (`LedgerTable`: score, tier, event bookkeeping);
 - queued work (ScoreQueue/EnrichQueue messages): ids and numbers only, and never acted on
   without consent, because the score and enrich functions re-read consent from HubSpot right
   before they process; pending enrichment is therefore dropped, not deleted.
 
 `Eraser.erase` clears the HubSpot properties (all of them, or only the LLM-written ones when
-only `ai_enrichment` was withdrawn), deletes the ledger item, and writes one receipt per contact
+only `ai_enrichment` was withdrawn), deletes the contact's records from every store it is given,
+and writes one receipt per contact
 to `ErasureReceiptsTable`. A receipt names the contact only by a keyed hash (HMAC-SHA256 with a
 key from Secrets Manager, so nobody without the key can test a guessed id), and says what was
 erased, why and when. Receipts expire (DynamoDB TTL) after the audit period.
 
-HubSpot is cleared before the ledger item is deleted: a contact HubSpot refused to clear keeps
-its ledger item and no receipt, is reported in `ErasureResult.failed`, and is retried by the
+HubSpot is cleared before the stores' records are deleted: a contact HubSpot refused to clear
+keeps its records and gets no receipt, is reported in `ErasureResult.failed`, and is retried by the
 caller (SQS redelivery, the next sweep or purge).
 
 No numpy/lightgbm here: the score, sweep and purge functions import this module.
@@ -24,8 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -34,16 +35,16 @@ import boto3
 from boto3.dynamodb.conditions import Attr, Key
 from pydantic import BaseModel, ConfigDict
 
-from leadscore.hubspot.client import AI_PROPERTIES, ENRICHMENT_PROPERTIES, HubSpotBatchError
+from leadscore.dpdp.stores import ErasableStore
+from leadscore.hubspot.client import ContactProperties, HubSpotBatchError
+from leadscore.hubspot.properties import AI_PROPERTIES, ENRICHMENT_PROPERTIES
 from leadscore.observability import count, logger
-from leadscore.scoring.ledger import LedgerState, iso_millis
+from leadscore.timestamps import iso_millis
 
 Scope = Literal["all", "enrichment"]
-LEDGER = "ledger"  # the store name a receipt lists when the contact's ledger item was deleted
 # Rule 8(3) and Rule 6(1)(e) of the DPDP Rules, 2025 ask for logs of processing to be kept for
 # at least a year; erasure evidence is kept longer by default (AuditRetentionDays).
 DEFAULT_AUDIT_RETENTION_DAYS = 1095
-SECRET_MAX_AGE_SECONDS = 300
 
 
 class ErasureReason(StrEnum):
@@ -84,7 +85,15 @@ class ErasureResult(BaseModel):
     erased: list[str] = []
     failed: list[str] = []
     hubspot_cleared: int = 0  # contacts whose HubSpot properties held something and were cleared
-    ledger_deleted: int = 0  # ledger items that existed and were deleted
+    records_deleted: dict[str, int] = {}  # per store (its record_name): records deleted
+
+
+class ContactEraser(Protocol):
+    """What the score pipeline, the consent sweep and the retention purge call: `Eraser`."""
+
+    def erase(self, contact_ids: Sequence[str], reason: ErasureReason, *, scope: Scope = "all",
+              clear_hubspot: bool = True, now: datetime | None = None,
+              extra_records: Sequence[str] = ()) -> ErasureResult: ...
 
 
 def subject_hash(key: bytes, contact_id: str) -> str:
@@ -95,23 +104,6 @@ def subject_hash(key: bytes, contact_id: str) -> str:
 def key_id(key: bytes) -> str:
     """A short fingerprint of the receipt key (a hash of a random secret reveals nothing)."""
     return hashlib.sha256(b"leadscore-receipt-key:" + key).hexdigest()[:12]
-
-
-class ContactProperties(Protocol):
-    """`leadscore.hubspot.client.HubSpotClient`'s batch calls."""
-
-    def batch_read(self, ids: Iterable[str],
-                   properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
-
-    def batch_update(self, updates: Mapping[str, Mapping[str, str]]) -> None: ...
-
-
-class ErasableLedger(Protocol):
-    """`leadscore.scoring.ledger.DynamoDBLedger`: which contacts it holds, and deleting them."""
-
-    def states(self, contact_ids: Sequence[str]) -> dict[str, LedgerState]: ...
-
-    def delete_many(self, contact_ids: Iterable[str]) -> None: ...
 
 
 class ReceiptStore(Protocol):
@@ -161,17 +153,17 @@ class DynamoDBReceipts:
 class Eraser:
     """Erases derived data and writes receipts (docs/CONTRACTS.md, "Erasure").
 
-    Built from what the score function already has (its HubSpot client and ledger) plus the
-    receipts table and key: see `eraser_from_env`.
+    `stores` are the stores of derived data to delete from (the ledger). Built in the Lambdas
+    by `leadscore.dpdp.wiring.eraser_from_env`.
     """
 
-    def __init__(self, *, hubspot: ContactProperties, ledger: ErasableLedger,
+    def __init__(self, *, hubspot: ContactProperties, stores: Sequence[ErasableStore],
                  receipts: ReceiptStore, receipt_key: bytes,
                  audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS):
         if not receipt_key:
             raise ValueError("receipt_key must not be empty")
         self.hubspot = hubspot
-        self.ledger = ledger
+        self.stores = tuple(stores)
         self.receipts = receipts
         self._key = receipt_key
         self._key_id = key_id(receipt_key)
@@ -186,7 +178,7 @@ class Eraser:
         """Erases what was derived about these contacts (see the module docstring).
 
         `scope="enrichment"` clears only the LLM-written properties (the score stays; the
-        ledger holds nothing LLM-derived). `clear_hubspot=False` skips HubSpot, for contacts
+        stores hold nothing LLM-derived). `clear_hubspot=False` skips HubSpot, for contacts
         that no longer exist there. `extra_records` names stores the caller has already erased
         the contacts from, for the receipt (e.g. the HubSpot contact itself). HubSpot being
         unavailable raises (nothing was erased for the contacts of the failed call; the caller
@@ -206,17 +198,18 @@ class Eraser:
             cleared, failed = self._clear_hubspot(ids, properties)
         done = [cid for cid in ids if cid not in failed]
 
-        held: set[str] = set()
+        deleted: dict[str, set[str]] = {}  # store -> contacts whose record it deleted
         if scope == "all" and done:
-            held = set(self.ledger.states(done))
-            self.ledger.delete_many(sorted(held))
+            for store in self.stores:
+                deleted[store.record_name] = store.delete_many(done)
 
         erased_at = iso_millis(now)
         expires_at = int((now + timedelta(days=self.audit_retention_days)).timestamp())
         self.receipts.put_many([ErasureReceipt(
             subject=self.subject(cid), receipt=f"{erased_at}#{reason.value}", reason=reason,
             scope=scope, hubspot_properties=cleared.get(cid, ()),
-            records=((LEDGER,) if cid in held else ()) + tuple(extra_records),
+            records=tuple(name for name, ids in deleted.items() if cid in ids)
+            + tuple(extra_records),
             erased_at=erased_at,
             expires_at=expires_at, key_id=self._key_id,
         ) for cid in done])
@@ -224,13 +217,13 @@ class Eraser:
         result.erased = done
         result.failed = sorted(failed)
         result.hubspot_cleared = len(cleared)
-        result.ledger_deleted = len(held)
+        result.records_deleted = {name: len(ids) for name, ids in deleted.items()}
         count("ErasureReceipts", len(done))
         count("ErasureFailures", len(failed))
         # Counts only: an erased contact is named nowhere but in its receipt's keyed hash.
         logger.info("Erasure done", extra={
             "reason": reason.value, "scope": scope, "erased": len(done),
-            "hubspot_cleared": len(cleared), "ledger_deleted": len(held),
+            "hubspot_cleared": len(cleared), "records_deleted": result.records_deleted,
             "failed_contact_ids": result.failed,
         })
         return result
@@ -252,21 +245,3 @@ class Eraser:
             except HubSpotBatchError as error:
                 failed = set(error.failed_ids) & set(to_clear)
         return {cid: names for cid, names in to_clear.items() if cid not in failed}, failed
-
-
-def eraser_from_env(*, hubspot: ContactProperties, ledger: ErasableLedger,
-                    environ: Mapping[str, str] | None = None) -> Eraser:
-    """An Eraser from the function's environment: `ERASURE_RECEIPTS_TABLE`,
-    `ERASURE_RECEIPT_KEY_SECRET` (Secrets Manager id of the hashing key; cached five minutes)
-    and `AUDIT_RETENTION_DAYS`."""
-    from aws_lambda_powertools.utilities import parameters
-
-    from leadscore.settings import ErasureSettings
-
-    settings = ErasureSettings.from_env(os.environ if environ is None else environ)
-    key = parameters.get_secret(settings.erasure_receipt_key_secret,
-                                max_age=SECRET_MAX_AGE_SECONDS)
-    return Eraser(hubspot=hubspot, ledger=ledger,
-                  receipts=DynamoDBReceipts(settings.erasure_receipts_table),
-                  receipt_key=key.encode() if isinstance(key, str) else bytes(key),
-                  audit_retention_days=settings.audit_retention_days)

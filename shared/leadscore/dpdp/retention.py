@@ -22,99 +22,32 @@ No numpy/lightgbm here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import batched
 from typing import Any, Literal, Protocol
 
-from hubspot import HubSpot
-from hubspot.crm.contacts import PublicGdprDeleteInput
-from hubspot.crm.contacts.exceptions import ApiException
 from pydantic import BaseModel
 
 from leadscore.dpdp.consent import consent_for
-from leadscore.dpdp.erasure import ErasureReason, ErasureResult, Scope
-from leadscore.hubspot.client import (
-    BATCH_LIMIT,
-    DEFAULT_BASE_URL,
-    DEFAULT_TIMEOUT,
-    Contact,
-    HubSpotError,
-    HubSpotUnavailable,
-    RequestMeter,
-    default_retry,
-    shared_budget,
-)
+from leadscore.dpdp.erasure import ContactEraser, ErasureReason, ErasureResult
+from leadscore.dpdp.stores import ScoredContacts
+from leadscore.hubspot.client import BATCH_LIMIT, SEARCH_PAGE, Contact, ContactSearch
 from leadscore.observability import count, logger
+from leadscore.timestamps import parse_hubspot_datetime
 
 InactiveMode = Literal["off", "report", "delete"]
-SEARCH_PAGE = 200  # HubSpot's largest search page
 SCORED_AT = "ai_lead_scored_at"
 HUBSPOT_CONTACT = "hubspot_contact"  # receipt record: the CRM contact itself was deleted
 REPORTED_IDS = 100  # at most this many candidate ids in the dry-run log line and result
 TIME_MARGIN_SECONDS = 60.0  # stop this long before the Lambda timeout
 
 
-class ContactSearch(Protocol):
-    """`leadscore.hubspot.client.HubSpotClient`'s batch read and search."""
-
-    def batch_read(self, ids: Iterable[str],
-                   properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
-
-    def search(self, filter_groups: Sequence[Mapping[str, Any]], properties: Sequence[str],
-               after: str | None = None, limit: int = BATCH_LIMIT,
-               sorts: Sequence[str] = ()) -> tuple[list[Contact], str | None]: ...
-
-
-class ScoredContacts(Protocol):
-    """`leadscore.scoring.ledger.DynamoDBLedger.scored_before`."""
-
-    def scored_before(self, cutoff: datetime) -> Iterator[str]: ...
-
-
-class ContactEraser(Protocol):
-    """`leadscore.dpdp.erasure.Eraser`."""
-
-    def erase(self, contact_ids: Sequence[str], reason: ErasureReason, *, scope: Scope = "all",
-              clear_hubspot: bool = True, now: datetime | None = None,
-              extra_records: Sequence[str] = ()) -> ErasureResult: ...
-
-
 class ContactDeleter(Protocol):
+    """HubSpot's GDPR delete (`leadscore.hubspot.client.GdprDeleter`)."""
+
     def gdpr_delete(self, contact_id: str) -> bool: ...
-
-
-class GdprDeleter:
-    """HubSpot's GDPR delete (`POST /crm/v3/objects/contacts/gdpr-delete`), one contact per call
-    (HubSpot has no batch form), with `HubSpotClient`'s retries and process-wide request budget.
-    """
-
-    def __init__(self, access_token: str, base_url: str = DEFAULT_BASE_URL, *,
-                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT):
-        self.meter = RequestMeter(shared_budget())
-        retry = default_retry()
-        retry.meter = self.meter
-        self._basic_api = HubSpot(access_token=access_token, host=base_url.rstrip("/"),
-                                  retry=retry).crm.contacts.basic_api
-        self._timeout = timeout
-
-    def gdpr_delete(self, contact_id: str) -> bool:
-        """Deletes the contact and its history; False if HubSpot does not have it."""
-        self.meter.before_request()
-        try:
-            _, status, headers = self._basic_api.purge_with_http_info(
-                PublicGdprDeleteInput(object_id=str(contact_id)),
-                _request_timeout=self._timeout, _return_http_data_only=False)
-        except ApiException as error:  # never the body: it can quote the contact
-            status = int(error.status or 0)
-            self.meter.after_response(status, error.headers)
-            if status == 404:
-                return False
-            if status == 429 or status >= 500 or status == 0:
-                raise HubSpotUnavailable("gdpr delete", status) from None
-            raise HubSpotError("gdpr delete", status) from None
-        self.meter.after_response(status, headers)
-        return True
 
 
 class PurgeResult(BaseModel):
@@ -129,17 +62,6 @@ class PurgeResult(BaseModel):
     inactive_deleted: int = 0  # ... GDPR-deleted in HubSpot ("delete" mode)
     inactive_ids: list[str] = []  # "report" mode: the first REPORTED_IDS candidates
     complete: bool = True  # False: stopped before the Lambda timeout; the rest next run
-
-
-def parse_hubspot_datetime(value: str) -> datetime | None:
-    """HubSpot datetimes come back as ISO-8601 (or epoch ms when written that way)."""
-    try:
-        if value.isdigit():
-            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-        parsed = datetime.fromisoformat(value)
-    except (ValueError, OverflowError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def still_expired(scored_at: str | None, cutoff: datetime) -> bool:
@@ -171,17 +93,6 @@ def inactive_without_consent_filter(purposes_property: str, cutoff: datetime,
         {"propertyName": "lastmodifieddate", "operator": "LT", "value": epoch_ms(cutoff)},
         {"propertyName": "hs_object_id", "operator": "GT", "value": str(after_id)},
     ]}]
-
-
-def _chunks(items: Iterable[str], size: int = BATCH_LIMIT) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 @dataclass
@@ -227,7 +138,7 @@ class RetentionPurge:
 
     def _expired_ledger_items(self, now: datetime, cutoff: datetime,
                               result: PurgeResult) -> bool:
-        for chunk in _chunks(self.ledger.scored_before(cutoff)):
+        for chunk in batched(self.ledger.scored_before(cutoff), BATCH_LIMIT):
             if self._out_of_time():
                 return False
             result.expired += len(chunk)
@@ -297,19 +208,5 @@ def _inactive(contact: Contact, purposes_property: str, cutoff: datetime) -> boo
     decision = consent_for(contact.properties, purposes_property)
     if decision.malformed or decision.purposes:
         return False
-    modified = parse_hubspot_datetime(contact.properties.get("lastmodifieddate") or "")
+    modified = parse_hubspot_datetime(contact.properties.get("lastmodifieddate"))
     return modified is not None and modified < cutoff
-
-
-def scheduled_time(event: Mapping[str, Any]) -> datetime:
-    """"Now" for a scheduled run: the EventBridge event's `time` (ISO-8601, UTC). A missing or
-    unreadable time (a manual invoke with `{}`) falls back to the clock."""
-    raw = event.get("time") if isinstance(event, Mapping) else None
-    if isinstance(raw, str):
-        try:
-            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is not None:
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return datetime.now(UTC)

@@ -1,6 +1,7 @@
 """The two daily DPDP jobs as their scheduled Lambdas run them (ConsentSweepFunction,
 RetentionPurgeFunction): settings from the environment, the HubSpot token and the receipt key
-from Secrets Manager, "now" from the schedule event, then the sweep or the purge.
+from Secrets Manager, "now" from the schedule event, then the sweep or the purge. Also
+`eraser_from_env`, which the score function uses as well.
 
 One place for the wiring both share, so the handlers stay a few lines.
 No numpy/lightgbm here.
@@ -8,89 +9,118 @@ No numpy/lightgbm here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-import boto3
-from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadscore.dpdp.consent import SweepResult, sweep_withdrawn_consent
-from leadscore.dpdp.erasure import SECRET_MAX_AGE_SECONDS, Eraser, eraser_from_env
-from leadscore.dpdp.retention import GdprDeleter, PurgeResult, RetentionPurge, scheduled_time
-from leadscore.hubspot.client import HubSpotClient, shared_budget
+from leadscore.dpdp.erasure import DynamoDBReceipts, Eraser
+from leadscore.dpdp.retention import RetentionPurge
+from leadscore.dpdp.settings import ConsentSweepSettings, ErasureSettings, RetentionPurgeSettings
+from leadscore.dpdp.stores import ErasableStore, ScoreRecords
+from leadscore.dpdp.sweep import SsmSweepCursor, sweep_withdrawn_consent
+from leadscore.hubspot.client import ContactProperties, GdprDeleter, HubSpotClient, shared_budget
 from leadscore.observability import logger
-from leadscore.scoring.ledger import DynamoDBLedger
-from leadscore.settings import ConsentSweepSettings, RetentionPurgeSettings
+from leadscore.settings import get_secret
 
-SecondsLeft = Callable[[], float]
+LedgerFactory = Callable[[str], ScoreRecords]  # table name -> the score ledger
 
 
-class SsmSweepCursor:
-    """The consent sweep's resume point in an SSM String parameter (a contact id number; "0"
-    or missing: from the first contact). A position only: no data about that contact."""
+def eraser_from_env(*, hubspot: ContactProperties, stores: Sequence[ErasableStore],
+                    environ: Mapping[str, str] | None = None) -> Eraser:
+    """An Eraser from the function's environment: `ERASURE_RECEIPTS_TABLE`,
+    `ERASURE_RECEIPT_KEY_SECRET` (Secrets Manager id of the hashing key; cached five minutes)
+    and `AUDIT_RETENTION_DAYS`."""
+    settings = ErasureSettings.from_env(os.environ if environ is None else environ)
+    key = get_secret(settings.erasure_receipt_key_secret)
+    return Eraser(hubspot=hubspot, stores=stores,
+                  receipts=DynamoDBReceipts(settings.erasure_receipts_table),
+                  receipt_key=key.encode() if isinstance(key, str) else bytes(key),
+                  audit_retention_days=settings.audit_retention_days)
 
-    def __init__(self, name: str, *, ssm: Any | None = None):
-        self.name = name
-        self._ssm = ssm or boto3.client("ssm")
 
-    def load(self) -> int:
+def scheduled_time(event: Mapping[str, Any]) -> datetime:
+    """"Now" for a scheduled run: the EventBridge event's `time` (ISO-8601, UTC). A missing or
+    unreadable time (a manual invoke with `{}`) falls back to the clock."""
+    raw = event.get("time") if isinstance(event, Mapping) else None
+    if isinstance(raw, str):
         try:
-            value = self._ssm.get_parameter(Name=self.name)["Parameter"]["Value"]
-        except self._ssm.exceptions.ParameterNotFound:
-            return 0
-        return int(value) if value.isdigit() else 0  # unreadable: sweep everything again
-
-    def save(self, after_id: int) -> None:
-        self._ssm.put_parameter(Name=self.name, Value=str(after_id), Type="String",
-                                Overwrite=True)
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None:
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
 class _Wiring:
     token: str
     hubspot: Any  # HubSpotClient, or what the caller's factory made
-    ledger: DynamoDBLedger
+    ledger: ScoreRecords
     eraser: Eraser
 
 
 def _wire(settings: ConsentSweepSettings | RetentionPurgeSettings,
-          hubspot_client_factory: Callable[..., Any]) -> _Wiring:
-    token = parameters.get_secret(settings.hubspot_token_secret, max_age=SECRET_MAX_AGE_SECONDS)
+          hubspot_client_factory: Callable[..., Any], ledger_factory: LedgerFactory) -> _Wiring:
+    token = get_secret(settings.hubspot_token_secret)
     hubspot = hubspot_client_factory(token, settings.hubspot_base_url,
                                      budget=shared_budget(settings.hubspot_requests_per_second))
-    ledger = DynamoDBLedger(settings.ledger_table)
-    return _Wiring(token, hubspot, ledger, eraser_from_env(hubspot=hubspot, ledger=ledger))
+    ledger = ledger_factory(settings.ledger_table)
+    return _Wiring(token, hubspot, ledger, eraser_from_env(hubspot=hubspot, stores=[ledger]))
 
 
-def run_consent_sweep(event: Mapping[str, Any], seconds_left: SecondsLeft, *,
-                      hubspot_client_factory: Callable[..., Any] = HubSpotClient) -> SweepResult:
-    settings = ConsentSweepSettings.from_env()
-    wired = _wire(settings, hubspot_client_factory)
-    result = sweep_withdrawn_consent(
-        hubspot=wired.hubspot, ledger=wired.ledger, eraser=wired.eraser,
-        purposes_property=settings.consent_purposes_property, now=scheduled_time(event),
-        seconds_left=seconds_left,
-        cursor=SsmSweepCursor(settings.consent_sweep_cursor_parameter)
-        if settings.consent_sweep_cursor_parameter else None)
-    logger.info("Consent sweep done", extra=result.model_dump())
-    return result
+def _seconds_left(context: LambdaContext) -> Callable[[], float]:
+    return lambda: context.get_remaining_time_in_millis() / 1000
 
 
-def run_retention_purge(event: Mapping[str, Any], seconds_left: SecondsLeft, *,
-                        hubspot_client_factory: Callable[..., Any] = HubSpotClient,
-                        gdpr_deleter_factory: Callable[..., Any] = GdprDeleter) -> PurgeResult:
-    settings = RetentionPurgeSettings.from_env()
-    wired = _wire(settings, hubspot_client_factory)
-    mode = settings.purge_inactive_contacts
-    purge = RetentionPurge(
-        ledger=wired.ledger, hubspot=wired.hubspot, eraser=wired.eraser,
-        retention_days=settings.retention_days,
-        purposes_property=settings.consent_purposes_property, inactive_mode=mode,
-        deleter=gdpr_deleter_factory(wired.token, settings.hubspot_base_url)
-        if mode == "delete" else None,
-        seconds_left=seconds_left)
-    result = purge.run(scheduled_time(event))
-    # Candidate ids (report mode) are HubSpot record ids, never names or addresses.
-    logger.info("Retention purge done", extra=result.model_dump())
-    return result
+class ConsentSweepFunction:
+    """ConsentSweepFunction: everything is built per run (it runs once a day). The score ledger
+    comes from `ledger_factory` (the handler passes `leadscore.scoring.ledger.DynamoDBLedger`:
+    dpdp does not import scoring); `hubspot_client_factory` is the seam tests replace."""
+
+    def __init__(self, *, ledger_factory: LedgerFactory) -> None:
+        self.ledger_factory = ledger_factory
+        self.hubspot_client_factory: Callable[..., Any] = HubSpotClient
+
+    def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        settings = ConsentSweepSettings.from_env()
+        wired = _wire(settings, self.hubspot_client_factory, self.ledger_factory)
+        result = sweep_withdrawn_consent(
+            hubspot=wired.hubspot, ledger=wired.ledger, eraser=wired.eraser,
+            purposes_property=settings.consent_purposes_property, now=scheduled_time(event),
+            seconds_left=_seconds_left(context),
+            cursor=SsmSweepCursor(settings.consent_sweep_cursor_parameter)
+            if settings.consent_sweep_cursor_parameter else None)
+        logger.info("Consent sweep done", extra=result.model_dump())
+        return result.model_dump()
+
+
+class RetentionPurgeFunction:
+    """RetentionPurgeFunction: everything is built per run (it runs once a day). The score
+    ledger comes from `ledger_factory`, as for the sweep; the HubSpot client and GDPR deleter
+    factories are the seams tests replace."""
+
+    def __init__(self, *, ledger_factory: LedgerFactory) -> None:
+        self.ledger_factory = ledger_factory
+        self.hubspot_client_factory: Callable[..., Any] = HubSpotClient
+        self.gdpr_deleter_factory: Callable[..., Any] = GdprDeleter
+
+    def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        settings = RetentionPurgeSettings.from_env()
+        wired = _wire(settings, self.hubspot_client_factory, self.ledger_factory)
+        mode = settings.purge_inactive_contacts
+        purge = RetentionPurge(
+            ledger=wired.ledger, hubspot=wired.hubspot, eraser=wired.eraser,
+            retention_days=settings.retention_days,
+            purposes_property=settings.consent_purposes_property, inactive_mode=mode,
+            deleter=self.gdpr_deleter_factory(wired.token, settings.hubspot_base_url)
+            if mode == "delete" else None,
+            seconds_left=_seconds_left(context))
+        result = purge.run(scheduled_time(event))
+        # Candidate ids (report mode) are HubSpot record ids, never names or addresses.
+        logger.info("Retention purge done", extra=result.model_dump())
+        return result.model_dump()

@@ -4,8 +4,8 @@ Per message: parse → (once per contact and score, Powertools idempotency) fres
 `leadscore.enrichment.enrich.enrich_contact` (consent, staleness, budget, LLM) → HubSpot write.
 Over the daily budget the message is queued again for later (`DeferredEnrichments`); a
 failure that is final (no valid answer from any model, an unreadable body), or any failure on
-the last allowed receive, goes to EnrichDLQ with the reason (`DeadLetters`); other failures
-are raised, so the SQS batch reports them and SQS redelivers.
+the last allowed receive, goes to EnrichDLQ with the reason (`leadscore.messaging.DeadLetters`);
+other failures are raised, so the SQS batch reports them and SQS redelivers.
 
 The daily budget (`DailyBudget`) is an atomic spend counter per UTC day in DynamoDB. Before a
 contact's LLM calls the worker reserves a fixed amount with one conditional `UpdateItem ...
@@ -37,27 +37,23 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from leadscore.cli.dlq import REASON_ATTRIBUTE
+from leadscore.enrichment.conversation import EnrichmentError
 from leadscore.enrichment.enrich import (
     BudgetExhausted,
-    ClientFactory,
-    EnrichmentError,
-    EnrichmentPrompt,
     EnrichmentResult,
     EnrichRequest,
-    LlmCall,
-    LlmSettings,
-    ModelPrice,
-    build_client,
     enrich_contact,
     read_properties,
 )
+from leadscore.enrichment.llm import ClientFactory, LlmCall, LlmSettings, ModelPrice, build_client
+from leadscore.enrichment.prompt import EnrichmentPrompt
+from leadscore.hubspot.client import ContactProperties
+from leadscore.messaging import DeadLetter, DeadLetters
 from leadscore.observability import count, logger, metrics
 
 MICRO = 1_000_000
 KEEP_DAYS = 7  # counters expire (DynamoDB TTL) a week after their day
 SQS_MAX_DELAY_SECONDS = 900
-MAX_REASON_LENGTH = 256
 ONCE_WINDOW_SECONDS = 4 * 24 * 3600  # EnrichQueue's retention: no copy outlives it
 
 
@@ -150,29 +146,6 @@ class DeferredEnrichments:
         return delay
 
 
-class DeadLetters:
-    """Sends a record that will not succeed to EnrichDLQ with a `reason` attribute.
-
-    SQS's own redrive (after maxReceiveCount) cannot say why; so a record is sent here when
-    its failure is final (no valid answer from any model, an unreadable body) or when it fails
-    on its last allowed receive, and then acknowledged. Reasons never contain lead data.
-    """
-
-    def __init__(self, dlq_url: str, max_receive_count: int, *, sqs: Any | None = None):
-        self.dlq_url = dlq_url
-        self.max_receive_count = max_receive_count
-        self._sqs = sqs or boto3.client("sqs")
-
-    def should_take(self, receive_count: int, *, final: bool) -> bool:
-        return final or receive_count >= self.max_receive_count
-
-    def send(self, body: str, message_id: str, reason: str) -> None:
-        self._sqs.send_message(QueueUrl=self.dlq_url, MessageBody=body, MessageAttributes={
-            REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:MAX_REASON_LENGTH]},
-            "source_message_id": {"DataType": "String", "StringValue": message_id},
-        })
-
-
 class EnrichOnce:
     """Runs the work for a (contact, scored_at) pair once: SQS delivers at least once, and a
     second enrichment of the same score would only spend again (Powertools idempotency).
@@ -260,7 +233,7 @@ def _log_result(result: EnrichmentResult) -> None:
 class EnrichmentWorker:
     """Everything one invocation needs; `handle` takes one SQS record's parts."""
 
-    hubspot: Any  # leadscore.hubspot.client.HubSpotClient's batch_read / batch_update
+    hubspot: ContactProperties
     llm: LlmSettings
     prompt: EnrichmentPrompt
     prices: Mapping[str, ModelPrice]
@@ -279,13 +252,11 @@ class EnrichmentWorker:
             self._handle(body)
         except Exception as error:
             reason, final = failure_reason(error)
-            if self.dead_letters is None or not self.dead_letters.should_take(receive_count,
-                                                                              final=final):
+            if self.dead_letters is None or not self.dead_letters.takes(receive_count,
+                                                                        final=final):
                 raise
-            self.dead_letters.send(body, message_id, reason)
-            count("DeadLettered")
-            logger.warning("Record dead-lettered", extra={
-                "message_id": message_id, "reason": reason, "receive_count": receive_count})
+            if not self.dead_letters.send([DeadLetter(message_id, body, reason)]):
+                raise  # not in the DLQ: SQS delivers it again
 
     def _handle(self, body: str) -> None:
         request = EnrichRequest.model_validate_json(body)

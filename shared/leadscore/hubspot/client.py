@@ -1,5 +1,6 @@
 """The HubSpot CRM calls leadscore makes, on the official `hubspot-api-client` SDK.
 
+Contacts: batch read and update, search (`HubSpotClient`) and GDPR delete (`GdprDeleter`).
 `HubSpotClient` adds what the SDK leaves to callers: chunking at HubSpot's batch limit of 100,
 bounded retries (429 honouring `Retry-After`, 5xx and timeouts with jittered backoff — done by
 urllib3's `Retry`, which the SDK accepts), a request budget per second shared by every client
@@ -15,15 +16,17 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import batched
+from typing import Any, Protocol
 
 import urllib3
 from hubspot import HubSpot
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
     BatchReadInputSimplePublicObjectId,
+    PublicGdprDeleteInput,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInput,
     SimplePublicObjectId,
@@ -33,6 +36,7 @@ from urllib3.util.retry import Retry
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 BATCH_LIMIT = 100  # HubSpot's maximum inputs per batch read/update/create
+SEARCH_PAGE = 200  # HubSpot's largest search page (`limit`)
 # (connect, read) seconds: HubSpot answers batch calls in well under a second when healthy.
 DEFAULT_TIMEOUT = (3.05, 6.0)
 MAX_ATTEMPTS = 4
@@ -45,17 +49,6 @@ SEARCH_REQUESTS_PER_SECOND = 4.0
 REQUESTS_PER_SECOND_ENV = "HUBSPOT_REQUESTS_PER_SECOND"
 # When HubSpot says fewer than this share of the window is left, slow down before the 429.
 LOW_WATER_FRACTION = 0.05
-
-# Contact properties leadscore writes (DESIGN.md; created by `leadscore hubspot setup`).
-SCORE_PROPERTIES: tuple[str, ...] = (
-    "ai_lead_score", "ai_lead_probability", "ai_lead_tier", "ai_lead_reasons",
-    "ai_lead_model_version", "ai_lead_scored_at",
-)
-ENRICHMENT_PROPERTIES: tuple[str, ...] = (
-    "ai_lead_summary", "ai_lead_next_action", "ai_lead_needs_review", "ai_lead_review_reason",
-)
-AI_PROPERTIES: tuple[str, ...] = SCORE_PROPERTIES + ENRICHMENT_PROPERTIES
-AI_PROPERTY_PREFIX = "ai_lead_"
 
 
 class HubSpotError(Exception):
@@ -84,6 +77,26 @@ class HubSpotBatchError(HubSpotError):
 class Contact:
     id: str
     properties: dict[str, str | None]
+
+
+class ContactProperties(Protocol):
+    """Reading and writing contact properties by id, in batches (`HubSpotClient`)."""
+
+    def batch_read(self, ids: Iterable[str],
+                   properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
+
+    def batch_update(self, updates: Mapping[str, Mapping[str, str]]) -> None: ...
+
+
+class ContactSearch(Protocol):
+    """CRM search pages and batch reads by id (`HubSpotClient`)."""
+
+    def search(self, filter_groups: Sequence[Mapping[str, Any]], properties: Sequence[str],
+               after: str | None = None, limit: int = BATCH_LIMIT,
+               sorts: Sequence[str] = ()) -> tuple[list[Contact], str | None]: ...
+
+    def batch_read(self, ids: Iterable[str],
+                   properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
 
 
 class RequestBudget:
@@ -228,11 +241,6 @@ def default_retry() -> Retry:
     )
 
 
-def _chunks(items: Sequence[str], size: int = BATCH_LIMIT) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def _category(body: Any) -> str | None:
     try:
         return json.loads(body).get("category")
@@ -300,7 +308,7 @@ class HubSpotClient:
         unique_ids = list(dict.fromkeys(str(i) for i in ids))
         wanted = list(dict.fromkeys(properties))
         found: dict[str, dict[str, str | None]] = {}
-        for chunk in _chunks(unique_ids):
+        for chunk in batched(unique_ids, BATCH_LIMIT):
             request = BatchReadInputSimplePublicObjectId(
                 inputs=[SimplePublicObjectId(id=i) for i in chunk], properties=wanted,
                 properties_with_history=[],
@@ -367,3 +375,36 @@ class HubSpotClient:
         paging = response.paging
         next_after = paging.next.after if paging and paging.next else None
         return contacts, next_after
+
+
+class GdprDeleter:
+    """HubSpot's GDPR delete (`POST /crm/v3/objects/contacts/gdpr-delete`), one contact per call
+    (HubSpot has no batch form), with `HubSpotClient`'s retries and process-wide request budget.
+    """
+
+    def __init__(self, access_token: str, base_url: str = DEFAULT_BASE_URL, *,
+                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT):
+        self.meter = RequestMeter(shared_budget())
+        retry = default_retry()
+        retry.meter = self.meter
+        self._basic_api = HubSpot(access_token=access_token, host=base_url.rstrip("/"),
+                                  retry=retry).crm.contacts.basic_api
+        self._timeout = timeout
+
+    def gdpr_delete(self, contact_id: str) -> bool:
+        """Deletes the contact and its history; False if HubSpot does not have it."""
+        self.meter.before_request()
+        try:
+            _, status, headers = self._basic_api.purge_with_http_info(
+                PublicGdprDeleteInput(object_id=str(contact_id)),
+                _request_timeout=self._timeout, _return_http_data_only=False)
+        except ApiException as error:  # never the body: it can quote the contact
+            status = int(error.status or 0)
+            self.meter.after_response(status, error.headers)
+            if status == 404:
+                return False
+            if status == 429 or status >= 500 or status == 0:
+                raise HubSpotUnavailable("gdpr delete", status) from None
+            raise HubSpotError("gdpr delete", status) from None
+        self.meter.after_response(status, headers)
+        return True

@@ -1,4 +1,6 @@
-"""Creates the `ai_lead_scoring` property group and the contact properties leadscore uses.
+"""`leadscore hubspot setup`: creates the `ai_lead_scoring` property group and the contact
+properties leadscore uses (`leadscore.hubspot.properties`), and the consent properties if the
+portal lacks them.
 
 Idempotent: existing properties are updated in place (labels, options), never duplicated.
 """
@@ -18,49 +20,10 @@ from hubspot.crm.properties import (
 )
 from hubspot.crm.properties.exceptions import ApiException, NotFoundException
 
-GROUP_NAME = "ai_lead_scoring"
-GROUP_LABEL = "AI lead scoring"
+from leadscore.hubspot.properties import AI_PROPERTY_SPECS, GROUP_LABEL, GROUP_NAME, PropertySpec
+
 CONSENT_GROUP_NAME = "contactinformation"
-TIERS = ("hot", "warm", "cold", "disqualified")
 CONSENT_PURPOSES = ("lead_scoring", "ai_enrichment")
-
-
-@dataclass(frozen=True)
-class PropertySpec:
-    name: str
-    label: str
-    type: str
-    field_type: str
-    description: str
-    options: tuple[str, ...] = field(default_factory=tuple)
-
-
-# The properties leadscore writes (DESIGN.md, "HubSpot contact properties").
-AI_PROPERTIES: tuple[PropertySpec, ...] = (
-    PropertySpec("ai_lead_score", "AI lead score", "number", "number",
-                 "0-100: how this lead ranks against historical leads; "
-                 "higher converts more often."),
-    PropertySpec("ai_lead_probability", "AI conversion probability", "number", "number",
-                 "Calibrated probability (0-1) that this lead converts."),
-    PropertySpec("ai_lead_tier", "AI lead tier", "enumeration", "select",
-                 "Tier from configurable score thresholds.", TIERS),
-    PropertySpec("ai_lead_reasons", "AI score reasons", "string", "textarea",
-                 "The top factors behind the score."),
-    PropertySpec("ai_lead_model_version", "AI model version", "string", "text",
-                 "Which model produced the score."),
-    PropertySpec("ai_lead_scored_at", "AI scored at", "datetime", "date",
-                 "When the score was written."),
-    PropertySpec("ai_lead_summary", "AI fit summary", "string", "textarea",
-                 "LLM-written fit summary."),
-    PropertySpec("ai_lead_next_action", "AI next action", "string", "text",
-                 "LLM-recommended next step."),
-    PropertySpec("ai_lead_needs_review", "AI needs review", "bool", "booleancheckbox",
-                 "Low confidence, or the model and the LLM disagree."),
-    PropertySpec("ai_lead_review_reason", "AI review reason", "string", "text",
-                 "Why the lead needs review."),
-)
-
-AI_PROPERTY_NAMES: tuple[str, ...] = tuple(spec.name for spec in AI_PROPERTIES)
 
 
 def consent_properties(
@@ -111,7 +74,7 @@ def ensure_properties(
         report.created.append(f"group {GROUP_NAME}")
 
     existing = {p.name for p in props.core_api.get_all("contacts").results}
-    for spec in AI_PROPERTIES:
+    for spec in AI_PROPERTY_SPECS:
         if spec.name in existing:
             props.core_api.update("contacts", spec.name, PropertyUpdate(
                 label=spec.label, description=spec.description, group_name=GROUP_NAME,

@@ -1,5 +1,5 @@
-"""Scoring with a trained model directory: what the Lambdas, the sync API and `leadscore score`
-call.
+"""Scoring with a trained model directory (`load`): what the Lambdas, the sync API and
+`leadscore score` call.
 
 A model directory holds `model.txt` (LightGBM), `metadata.json` (version, feature schema and
 its hash, calibration, score scale, tiers, metrics, data fingerprint) and the `features.toml`
@@ -27,7 +27,6 @@ when present).
 
 from __future__ import annotations
 
-import csv
 import ctypes
 import hashlib
 import importlib.util
@@ -40,21 +39,16 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from leadscore.model.config import FeatureConfig, Properties, load_config
 from leadscore.model.features import (
-    FeatureConfig,
     FeatureSchema,
     FeatureSpec,
-    Properties,
     Vectorizer,
-    config_columns,
-    describe,
     layout,
-    load_config,
-    read_csv,
-    require_columns,
     schema_hash,
     to_epoch_seconds,
 )
+from leadscore.model.reasons import describe
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
@@ -436,30 +430,3 @@ def load(path: Path | str, *, tiers: Tiers | Mapping[str, int | None] | None = N
     return LeadModel(
         config=config, schema=schema, booster=booster, metadata=metadata, tiers=resolved
     )
-
-
-def score_csv(
-    model_dir: Path, data: Path, out: Path, *, now: datetime | float | None = None
-) -> int:
-    """Score every row of a CSV export into `out` (columns id,score,probability,tier,reasons;
-    reasons joined by "; "; id is the row number when features.toml names no id column).
-    Returns the number of rows written."""
-    model = load(model_dir)
-    header, rows = read_csv(data)
-    require_columns(header, config_columns(model.config, with_label=False), str(data))
-    results = model.score_many(rows, now=now)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "score", "probability", "tier", "reasons"])
-        id_column = model.config.id
-        for number, (row, result) in enumerate(zip(rows, results, strict=True), start=1):
-            writer.writerow([
-                row.get(id_column, "") if id_column else number,
-                result.score,
-                f"{result.probability:.4f}",
-                result.tier,
-                "; ".join(result.reasons),
-            ])
-    return len(results)

@@ -1,7 +1,9 @@
-"""Training: a labelled CSV export + features.toml → a model directory (see `leadscore.model`).
+"""Training: labelled rows + features.toml → a model directory (see `leadscore.model.scoring`).
 
-Steps: read and check the CSV, learn the feature schema (categorical vocabularies), turn
-rows into features with the same `Vectorizer` scoring uses, then:
+`train` takes the rows (`LabelledData`): `leadscore train` reads them from a CSV export
+(`leadscore.cli.csv_files.train_csv`); a scheduled retrain builds them from stored snapshots.
+Steps: learn the feature schema (categorical vocabularies), turn rows into features with the
+same `Vectorizer` scoring uses, then:
 
 1. hold back a stratified 20 % validation split; LightGBM (native categorical features)
    learns on the other 80 % with early stopping on the validation AUC, which picks the
@@ -21,7 +23,7 @@ meaning at 2 % or 40 % conversion. Positives are deliberately not up-weighted:
 bank-marketing data (see `lightgbm_params`) and distorts raw outputs that calibration then
 has to undo.
 
-Deterministic: the same CSV and features.toml give byte-identical files (fixed seeds and
+Deterministic: the same rows and features.toml give byte-identical files (fixed seeds and
 split, one thread, `deterministic=True`, no wall-clock anywhere). Datetime ages are measured
 from the latest timestamp in the export, recorded as `reference_time`.
 """
@@ -33,7 +35,7 @@ import json
 import math
 import platform
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,16 +44,8 @@ import lightgbm as lgb
 import numpy as np
 
 from leadscore.model.backtest import brier, log_loss, roc_auc, tier_table
-from leadscore.model.features import (
-    FeatureSchema,
-    Vectorizer,
-    config_columns,
-    learn_schema,
-    parse_config,
-    read_csv,
-    reference_time,
-    require_columns,
-)
+from leadscore.model.config import FeatureConfig, LabelledData
+from leadscore.model.features import FeatureSchema, Vectorizer, learn_schema, reference_time
 from leadscore.model.scoring import (
     CONFIG_FILE,
     METADATA_FILE,
@@ -179,17 +173,9 @@ def default_tiers() -> Tiers:
     return Tiers.model_validate(thresholds)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _quality_report(
     schema: FeatureSchema,
-    rows: list[dict[str, str]],
+    rows: list[Mapping[str, str | None]],
     matrix: np.ndarray,
 ) -> tuple[dict, list[str]]:
     """Missing/unparsable share per feature and vocabulary sizes, plus lines to echo."""
@@ -226,32 +212,29 @@ def _summarise(names: list[str], limit: int = 12) -> str:
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def train_csv(
-    data: Path,
-    config_path: Path,
+def train(
+    data: LabelledData,
+    config: FeatureConfig,
+    config_text: str,
     out_dir: Path,
     *,
     echo: Callable[[str], object] = print,
     now: datetime | None = None,
 ) -> dict:
-    """Train on a labelled CSV export and write `out_dir` (model.txt, metadata.json, a copy
-    of features.toml). `now` overrides the reference time for datetime ages. Returns the
-    metadata."""
-    data, config_path, out_dir = Path(data), Path(config_path), Path(out_dir)
-    config_bytes = config_path.read_bytes()
-    config = parse_config(config_bytes.decode("utf-8"), source=str(config_path))
-    header, all_rows = read_csv(data)
-    require_columns(header, config_columns(config, with_label=True), str(data))
-
+    """Train on labelled rows and write `out_dir` (model.txt, metadata.json, and `config_text`,
+    the features.toml `config` was parsed from). `now` overrides the reference time for
+    datetime ages. Returns the metadata."""
+    out_dir = Path(out_dir)
+    all_rows = list(data.rows)
     rows = _first_of_each_id(all_rows, config.id)
     duplicates = len(all_rows) - len(rows)
     labels = np.array([config.is_positive(r.get(config.label.column)) for r in rows], np.int8)
     positives, negatives = int(labels.sum()), int(len(labels) - labels.sum())
     if positives < MIN_PER_CLASS or negatives < MIN_PER_CLASS:
         raise ValueError(
-            f"{data}: need at least {MIN_PER_CLASS} converted and {MIN_PER_CLASS} not converted "
-            f"rows, got {positives} with {config.label.column} in {config.label.positive} and "
-            f"{negatives} without"
+            f"{data.name}: need at least {MIN_PER_CLASS} converted and {MIN_PER_CLASS} not "
+            f"converted rows, got {positives} with {config.label.column} in "
+            f"{config.label.positive} and {negatives} without"
         )
 
     reference = now.astimezone(UTC) if now else reference_time(config, rows)
@@ -259,7 +242,7 @@ def train_csv(
     matrix = Vectorizer(schema).transform(rows, reference.timestamp() if reference else 0.0)
 
     used = {config.label.column, *config.properties}
-    ignored = [c for c in header if c not in used]
+    ignored = [c for c in data.all_columns() if c not in used]
     quality, quality_lines = _quality_report(schema, rows, matrix)
     echo(f"data: {data.name}: {len(rows):,} rows, {positives:,} positives "
          f"({100 * positives / len(rows):.1f}%, {config.label.column} in "
@@ -279,6 +262,7 @@ def train_csv(
     fit = fit_model(matrix, labels, schema)
     model_text = fit.model_text
     model_bytes = model_text.encode("utf-8")
+    config_bytes = config_text.encode("utf-8")
 
     # Fitted on the held-back validation split, scored by the model that never saw it.
     held_back = labels[fit.validation_rows]
@@ -333,7 +317,7 @@ def train_csv(
         "metrics": metrics,
         "data_quality": {"duplicates_dropped": duplicates, "ignored_columns": ignored,
                          "features": quality},
-        "data": {"file": data.name, "sha256": _file_sha256(data), "rows": len(all_rows)},
+        "data": {"file": data.name, "sha256": data.sha256, "rows": len(all_rows)},
         "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
         "training": {"params": fit.params, "seed": SEED, "validation_share": VALIDATION_SHARE,
                      "early_stopping_rounds": EARLY_STOPPING_ROUNDS,
@@ -356,7 +340,8 @@ def train_csv(
     return metadata
 
 
-def _first_of_each_id(rows: list[dict[str, str]], id_column: str | None) -> list[dict[str, str]]:
+def _first_of_each_id(rows: list[Mapping[str, str | None]],
+                      id_column: str | None) -> list[Mapping[str, str | None]]:
     """HubSpot exports can repeat a contact: keep its first row (rows without an id, or all
     rows when there is no id column, are kept)."""
     if not id_column:

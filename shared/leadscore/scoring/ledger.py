@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,19 +27,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
+from leadscore.timestamps import iso_millis
+
 # TTL is a backstop, not the retention mechanism: the daily purge must see an expired item
 # before DynamoDB's TTL sweeper (which runs up to days late, or early relative to the purge)
 # removes it, or the contact's HubSpot properties would never be cleared.
 TTL_GRACE_DAYS = 7
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem
 WRITE_WORKERS = 8  # conditional writes are one request each; a few in parallel
-
-
-def iso_millis(moment: datetime) -> str:
-    """`YYYY-MM-DDTHH:MM:SS.sssZ` in UTC: what HubSpot datetime properties and the ledger store;
-    sorts lexicographically in time order."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class LedgerEntry(BaseModel):
@@ -94,6 +89,12 @@ def _item(entry: LedgerEntry) -> dict[str, Any]:
 
 
 class DynamoDBLedger:
+    """The ledger table: the score pipeline's ordering and hot-alert bookkeeping, and the
+    `ErasableStore` and `ScoredContacts` the DPDP code erases from and scans
+    (`leadscore.dpdp.stores`)."""
+
+    record_name = "ledger"  # what an erasure receipt lists when it deleted a ledger item
+
     def __init__(self, table_name: str, dynamodb: Any | None = None):
         # Room for WRITE_WORKERS parallel conditional writes on one connection pool.
         self._dynamodb = dynamodb or boto3.resource(
@@ -240,10 +241,13 @@ class DynamoDBLedger:
         self._table.update_item(Key={"contact_id": contact_id},
                                 UpdateExpression="REMOVE hot_alerted_at")
 
-    def delete_many(self, contact_ids: Iterable[str]) -> None:
+    def delete_many(self, contact_ids: Sequence[str]) -> set[str]:
+        """Deletes these contacts' items; returns the ids that had one."""
+        held = set(self.states(contact_ids))
         with self._table.batch_writer(overwrite_by_pkeys=["contact_id"]) as batch:
-            for contact_id in contact_ids:
+            for contact_id in sorted(held):
                 batch.delete_item(Key={"contact_id": contact_id})
+        return held
 
     def scored_before(self, cutoff: datetime) -> Iterator[str]:
         kwargs: dict[str, Any] = {

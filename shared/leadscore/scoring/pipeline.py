@@ -1,13 +1,13 @@
-"""The score pipeline (ScoreQueue batches) and the synchronous score used by `POST /score`.
+"""The score pipeline: a batch of ScoreQueue messages, scored and written back to HubSpot.
 
 Batch flow, per 100 contacts: ledger state (one BatchGetItem) → drop events already applied or
 older than the newest applied → one HubSpot batch read (model properties, consent, what we
 wrote) → consent gate → model → one HubSpot batch update → ledger (conditional on event order)
 → hot-lead alert (only when entering `hot`) → enrichment message. Deletions, merges and
-withdrawn consent erase instead (`leadscore.dpdp.erasure.Eraser`). A contact is reported as failed
-(its SQS records go back to the queue) unless every step it needed succeeded; contacts HubSpot
-no longer has are dropped, not retried. Contacts without `lead_scoring` consent are never
-written, stored, alerted on or enriched.
+withdrawn consent erase instead (`leadscore.dpdp.erasure.Eraser`). A contact is reported as
+failed (its SQS records go back to the queue) unless every step it needed succeeded; contacts
+HubSpot no longer has are dropped, not retried. Contacts without `lead_scoring` consent are
+never written, stored, alerted on or enriched.
 
 Events are triggers, not data: every score reads the contact's current state from HubSpot.
 What an event's `occurredAt` decides is whether it is still news: one older than the newest
@@ -22,71 +22,44 @@ import numpy/lightgbm itself.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from leadscore.cli.dlq import REASON_ATTRIBUTE
 from leadscore.dpdp.consent import consent_for
-from leadscore.dpdp.erasure import ErasureReason
+from leadscore.dpdp.erasure import ContactEraser, ErasureReason, Scope
 from leadscore.hubspot.client import (
     BATCH_LIMIT,
-    ENRICHMENT_PROPERTIES,
+    ContactProperties,
     HubSpotBatchError,
     HubSpotError,
 )
-from leadscore.hubspot.webhooks import (
-    HttpRequest,
-    MalformedRequest,
-    RequestTooLarge,
-    is_valid_signature,
-    request_from_http_api_event,
-)
+from leadscore.hubspot.properties import ENRICHMENT_PROPERTIES
+from leadscore.messaging import MAX_REASON_LENGTH
+from leadscore.model.contract import ScoreResultLike, ScoringModel
 from leadscore.observability import count, logger
-from leadscore.scoring.ingest import ERASE_EVENTS, ScoreMessage, score_messages
-from leadscore.scoring.ledger import LedgerEntry, LedgerState, RecordOutcome, iso_millis
+from leadscore.scoring.ingest import ERASE_EVENTS
+from leadscore.scoring.ledger import LedgerEntry, LedgerState, RecordOutcome
+from leadscore.scoring.queues import (
+    RESCORE,
+    EnrichmentQueue,
+    EnrichMessage,
+    HotLeadAlert,
+    HotLeadAlerts,
+    MessageQueue,
+    ScoreMessage,
+    score_messages,
+)
+from leadscore.timestamps import iso_millis
 
-SNS_BATCH_LIMIT = 10
-SQS_BATCH_LIMIT = 10
 HOT_TIER = "hot"
-MAX_REASON_LENGTH = 256  # what a DLQ `reason` attribute carries
 MAX_RECENT_EVENT_IDS = 20  # per contact, to recognise redelivered events
-RESCORE = "leadscore.rescore"  # a contact queued again after losing a race to a newer event
-Scope = Literal["all", "enrichment"]
-
-
-class ScoreResultLike(Protocol):
-    score: int
-    probability: float
-    tier: str
-    reasons: list[str]
-
-
-class ScoringModel(Protocol):
-    """What `leadscore.model.load()` returns (CONTRACTS.md, "Python APIs")."""
-
-    version: str
-    properties: list[str]
-
-    def score(self, properties: Mapping[str, str | None]) -> ScoreResultLike: ...
-
-    def score_many(self, rows: Sequence[Mapping[str, str | None]],
-                   with_reasons: bool = True) -> list[ScoreResultLike]: ...
-
-
-class ContactReaderWriter(Protocol):
-    def batch_read(self, ids: Iterable[str],
-                   properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
-
-    def batch_update(self, updates: Mapping[str, Mapping[str, str]]) -> None: ...
 
 
 class ScoreLedger(Protocol):
@@ -99,88 +72,6 @@ class ScoreLedger(Protocol):
     def claim_hot_alert(self, contact_id: str, at: datetime) -> bool: ...
 
     def release_hot_alert(self, contact_id: str) -> None: ...
-
-
-class ContactEraser(Protocol):
-    """`leadscore.dpdp.erasure.Eraser` (CONTRACTS.md, "Erasure")."""
-
-    def erase(self, contact_ids: Sequence[str], reason: ErasureReason, *, scope: Scope = "all",
-              clear_hubspot: bool = True, now: datetime | None = None) -> Any: ...
-
-
-class EnrichMessage(BaseModel):
-    """EnrichQueue message body (CONTRACTS.md, "Messages")."""
-
-    model_config = ConfigDict(frozen=True)
-
-    contact_id: str
-    score: int
-    tier: str
-    model_version: str
-    scored_at: str
-    event_ids: list[str] = []  # the HubSpot events ("portal:eventId") behind this score, for logs
-
-
-class HotLeadAlert(BaseModel):
-    """SNS message for a contact entering the hot tier: ids and numbers only."""
-
-    model_config = ConfigDict(frozen=True)
-
-    contact_id: str
-    portal_id: int | None
-    score: int
-    tier: str
-    model_version: str
-    scored_at: str
-
-
-class HotLeadAlerts:
-    """Publishes to `HotLeadsTopic` with PublishBatch; returns the contact ids not published."""
-
-    def __init__(self, topic_arn: str, sns_client: Any | None = None):
-        self._arn = topic_arn
-        self._sns = sns_client or boto3.client("sns")
-
-    def publish(self, alerts: Sequence[HotLeadAlert]) -> set[str]:
-        failed: set[str] = set()
-        for start in range(0, len(alerts), SNS_BATCH_LIMIT):
-            chunk = alerts[start:start + SNS_BATCH_LIMIT]
-            entries = [{
-                "Id": str(i), "Subject": "leadscore: hot lead", "Message": alert.model_dump_json(),
-                "MessageAttributes": {"tier": {"DataType": "String", "StringValue": alert.tier}},
-            } for i, alert in enumerate(chunk)]
-            try:
-                response = self._sns.publish_batch(TopicArn=self._arn,
-                                                   PublishBatchRequestEntries=entries)
-            except (BotoCoreError, ClientError):
-                failed.update(alert.contact_id for alert in chunk)
-                continue
-            failed.update(chunk[int(entry["Id"])].contact_id
-                          for entry in response.get("Failed") or [])
-        return failed
-
-
-class EnrichmentQueue:
-    """Sends EnrichQueue messages with SendMessageBatch; returns the contact ids not queued."""
-
-    def __init__(self, queue_url: str, sqs_client: Any | None = None):
-        self._url = queue_url
-        self._sqs = sqs_client or boto3.client("sqs")
-
-    def send(self, messages: Sequence[EnrichMessage]) -> set[str]:
-        failed: set[str] = set()
-        for start in range(0, len(messages), SQS_BATCH_LIMIT):
-            chunk = messages[start:start + SQS_BATCH_LIMIT]
-            entries = [{"Id": str(i), "MessageBody": message.model_dump_json()}
-                       for i, message in enumerate(chunk)]
-            try:
-                response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
-            except (BotoCoreError, ClientError):
-                failed.update(message.contact_id for message in chunk)
-                continue
-            failed.update(chunk[int(entry["Id"])].contact_id
-                          for entry in response.get("Failed") or [])
-        return failed
 
 
 class ScoreRunResult(BaseModel):
@@ -288,13 +179,9 @@ def plan(messages: Iterable[ScoreMessage]) -> dict[str, ContactWork]:
 Erasures = dict[tuple[ErasureReason, Scope, bool], list[str]]
 
 
-class MessageQueue(Protocol):
-    def send(self, messages: Sequence[ScoreMessage]) -> int: ...
-
-
 @dataclass
 class ScorePipeline:
-    hubspot: ContactReaderWriter
+    hubspot: ContactProperties
     model: ScoringModel
     ledger: ScoreLedger
     purposes_property: str
@@ -551,174 +438,3 @@ class ScorePipeline:
         logger.warning(what, extra={"contact_ids": list(contact_ids),
                                     "error": type(error).__name__ if error else None,
                                     "status": status, "category": category})
-
-
-class DeadLetters:
-    """Sends records on their last allowed receive to the DLQ with a `reason` attribute.
-
-    SQS's redrive moves a message after maxReceiveCount failed receives but cannot say why;
-    sending it ourselves on the last receive, and acknowledging it, puts the reason on it.
-    """
-
-    def __init__(self, dlq_url: str, max_receive_count: int, sqs_client: Any | None = None):
-        self._url = dlq_url
-        self.max_receive_count = max_receive_count
-        self._sqs = sqs_client or boto3.client("sqs")
-
-    def route(self, records: Sequence[Mapping[str, Any]], failed: frozenset[str],
-              reasons: Mapping[str, str]) -> frozenset[str]:
-        """Dead-letters failed raw SQS records that will not be received again; returns the
-        failed ids still to report to SQS (the others are now safely in the DLQ)."""
-        last = [r for r in records if r["messageId"] in failed
-                and int(r.get("attributes", {}).get("ApproximateReceiveCount", 1))
-                >= self.max_receive_count]
-        sent: set[str] = set()
-        for start in range(0, len(last), SQS_BATCH_LIMIT):
-            chunk = last[start:start + SQS_BATCH_LIMIT]
-            entries = [{
-                "Id": str(i), "MessageBody": record["body"],
-                "MessageAttributes": {
-                    REASON_ATTRIBUTE: {"DataType": "String", "StringValue": (
-                        reasons.get(record["messageId"]) or "failed")[:MAX_REASON_LENGTH]},
-                    "source_message_id": {"DataType": "String",
-                                          "StringValue": record["messageId"]},
-                },
-            } for i, record in enumerate(chunk)]
-            try:
-                response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
-            except (BotoCoreError, ClientError) as error:
-                # Left to SQS's redrive: the message still reaches the DLQ, without a reason.
-                logger.error("Could not dead-letter records", extra={
-                    "error": type(error).__name__})
-                continue
-            sent.update(chunk[int(entry["Id"])]["messageId"]
-                        for entry in response.get("Successful") or [])
-        count("DeadLettered", len(sent))
-        if sent:
-            logger.warning("Records dead-lettered", extra={
-                "message_ids": sorted(sent), "reasons": sorted({reasons.get(m) for m in sent})})
-        return failed - sent
-
-
-# --- POST /score ---------------------------------------------------------------------------
-
-
-class InvalidScoreRequest(ValueError):
-    """The request body cannot be scored; the message names the field and is safe to return."""
-
-
-class ScoreApiResponse(BaseModel):
-    status_code: int
-    body: dict[str, Any]
-
-
-def _property_source(payload: Any) -> tuple[Mapping[str, Any], str]:
-    """Where the properties are, for the shapes HubSpot and people send:
-    custom workflow action `{"object": {"properties": {...}}}`, workflow "send a webhook" /
-    CRM object `{"properties": {...}}` (values plain or legacy `{"value": ...}`), or a flat
-    `{"property": "value"}` object."""
-    if not isinstance(payload, dict):
-        raise InvalidScoreRequest("body must be a JSON object")
-    obj = payload.get("object")
-    if isinstance(obj, dict) and "properties" in obj:
-        source, where = obj["properties"], "object.properties"
-    elif "properties" in payload:
-        source, where = payload["properties"], "properties"
-    else:
-        return payload, ""
-    if not isinstance(source, dict):
-        raise InvalidScoreRequest(f"'{where}' must be a JSON object")
-    return source, where + "."
-
-
-def request_properties(payload: Any, wanted: Iterable[str]) -> dict[str, str | None]:
-    """The `wanted` properties as HubSpot strings; other fields are ignored, whatever they are."""
-    source, prefix = _property_source(payload)
-    properties: dict[str, str | None] = {}
-    for name in wanted:
-        if name not in source:
-            continue
-        value = source[name]
-        if isinstance(value, dict) and "value" in value:  # legacy {"value": ..., "versions": []}
-            value = value["value"]
-        if value is None or isinstance(value, str):
-            properties[name] = value
-        elif isinstance(value, bool):
-            properties[name] = "true" if value else "false"
-        elif isinstance(value, int | float):
-            properties[name] = str(value)
-        else:
-            raise InvalidScoreRequest(
-                f"'{prefix}{name}' must be a string, number, boolean or null"
-            )
-    return properties
-
-
-def score_one(properties: Mapping[str, str | None], model: ScoringModel,
-              purposes_property: str) -> dict[str, Any]:
-    """Scores one lead if consent allows. No consent is an answer, not an error: a workflow
-    branches on `scored` instead of logging a failed action."""
-    decision = consent_for(properties, purposes_property)
-    if not decision.may_score:
-        count("SkippedNoConsent")
-        if decision.malformed:
-            count("MalformedConsent")
-        reason = ("consent property is malformed" if decision.malformed
-                  else "no consent for lead_scoring")
-        return {"scored": False, "reason": reason}
-    result = model.score(properties)
-    count("ContactsScored")
-    return {"scored": True, "score": int(result.score), "probability": float(result.probability),
-            "tier": result.tier, "reasons": list(result.reasons), "model_version": model.version}
-
-
-API_KEY_HEADER = "x-api-key"
-UNAUTHORIZED_MESSAGE = ("Unauthorized: sign the request as HubSpot does (X-HubSpot-Signature-v3) "
-                        f"or send a valid {API_KEY_HEADER} header")
-
-
-def is_authorized(request: HttpRequest, *, client_secret: Callable[[], str],
-                  api_key: Callable[[], str | None], now_ms: int | None = None) -> bool:
-    """An `x-api-key` header is checked against the key (constant time) and nothing else;
-    without one, the request must carry a valid HubSpot v3 signature."""
-    presented = request.headers.get(API_KEY_HEADER)
-    if presented is not None:
-        expected = api_key()
-        return bool(expected) and hmac.compare_digest(
-            presented.encode("utf-8", "replace"), expected.encode())
-    return is_valid_signature(request, client_secret(), now_ms=now_ms)
-
-
-def answer_score_request(
-    event: Mapping[str, Any],
-    *,
-    client_secret: Callable[[], str],
-    public_url: str | None,
-    model: ScoringModel,
-    purposes_property: str,
-    api_key: Callable[[], str | None] = lambda: None,
-    now_ms: int | None = None,
-) -> ScoreApiResponse:
-    """`POST /score`: size (413) → authentication (401) → JSON and field types (400) → consent
-    → score (200). Nothing is written or stored: the caller owns what it does with the score."""
-    try:
-        request = request_from_http_api_event(event, public_url)
-    except RequestTooLarge as error:
-        count("ScoreApiBadRequest")
-        return ScoreApiResponse(status_code=413, body={"message": str(error)})
-    except MalformedRequest as error:
-        count("ScoreApiBadRequest")
-        return ScoreApiResponse(status_code=400, body={"message": str(error)})
-    if not is_authorized(request, client_secret=client_secret, api_key=api_key, now_ms=now_ms):
-        count("ScoreApiUnauthorized")
-        return ScoreApiResponse(status_code=401, body={"message": UNAUTHORIZED_MESSAGE})
-    try:
-        properties = request_properties(json.loads(request.body),
-                                        [*model.properties, purposes_property])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        count("ScoreApiBadRequest")
-        return ScoreApiResponse(status_code=400, body={"message": "body is not valid JSON"})
-    except InvalidScoreRequest as error:
-        count("ScoreApiBadRequest")
-        return ScoreApiResponse(status_code=400, body={"message": str(error)})
-    return ScoreApiResponse(status_code=200, body=score_one(properties, model, purposes_property))
