@@ -8,6 +8,9 @@ For every function in ``.aws-sam/build/template.yaml``:
 * glibc - every ``*.so*`` in the function and its layers may need at most GLIBC_2.34 and
   GLIBCXX_3.4.29 (Amazon Linux 2023's glibc 2.34 and GCC 11 libstdc++). Read from the ELF
   version-needs section with a small stdlib parser, no binutils required.
+* contents - nothing the runtime provides or only development needs (boto3, moto, pytest,
+  pandas, scikit-learn, the local stack ``leadscore_local``), and no leadscore tooling: the
+  ``leadscore/cli`` subpackage, or a shipped module importing it or the local stack.
 * import - ``app`` is imported in a fresh ``python3.12 -I -S -B`` whose sys.path holds only
   the function, its layers' ``python/`` and a boto3 install (the runtime provides boto3),
   with ``LD_LIBRARY_PATH`` = the layers' ``lib/`` and ``/opt/...`` env values mapped onto the
@@ -24,6 +27,7 @@ Prints a table and exits non-zero on any failure::
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.metadata
 import importlib.util
 import json
@@ -56,6 +60,10 @@ FORBIDDEN_TOP_LEVEL = {
     "boto3", "botocore", "s3transfer", "leadscore_local", "moto", "pandas", "sklearn",
     "pytest", "_pytest",
 }  # fmt: skip
+# The leadscore package's tooling (docs/ARCHITECTURE.md): the CLI and what only it uses. The
+# layer build leaves it out; no shipped module may import it or the local stack.
+TOOLING_PACKAGE = "cli"
+TOOLING_IMPORTS = ("leadscore.cli", "leadscore_local")
 FAKE_ENV = {
     "AWS_REGION": "ap-south-1",
     "AWS_DEFAULT_REGION": "ap-south-1",
@@ -440,7 +448,41 @@ def forbidden_contents(roots: Iterable[Path]) -> list[str]:
                 for entry in sorted(top.iterdir())
                 if entry.name in FORBIDDEN_TOP_LEVEL and entry.is_dir()
             ]
+            found += tooling_modules(top / "leadscore")
     return found
+
+
+def tooling_modules(package: Path) -> list[str]:
+    """Tooling in a shipped copy of the leadscore package: its `cli` subpackage (or module),
+    and any module that imports the CLI or the local stack."""
+    if not package.is_dir():
+        return []
+    found = [str(path) for path in (package / TOOLING_PACKAGE, package / f"{TOOLING_PACKAGE}.py")
+             if path.exists()]
+    for path in sorted(package.rglob("*.py")):
+        if str(path) in found or path.is_relative_to(package / TOOLING_PACKAGE):
+            continue
+        imported = imported_modules(path)
+        if any(name == prefix or name.startswith(prefix + ".")
+               for name in imported for prefix in TOOLING_IMPORTS):
+            found.append(f"{path} (imports tooling)")
+    return found
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute module names a Python file imports, anywhere in it (lazy imports too)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
 
 
 def default_python() -> str:

@@ -145,3 +145,20 @@ def _safe_needs(path: Path) -> set[tuple[str, str]]:
         return check_artifacts.elf_version_needs(path)
     except (check_artifacts.ElfError, struct.error, ValueError, IndexError):
         return set()
+
+
+def test_tooling_in_the_layer_fails_the_check(tmp_path: Path) -> None:
+    """The layer's leadscore without cli/ passes; a CLI module in it, or a shipped module
+    importing the CLI or the local stack (even lazily), is reported as not to be shipped."""
+    layer = tmp_path / "SharedLayer"
+    package = layer / "python" / "leadscore"
+    (package / "scoring").mkdir(parents=True)
+    (package / "__init__.py").write_text('"""leadscore."""\n')
+    (package / "scoring" / "ingest.py").write_text("from leadscore.hubspot import webhooks\n")
+    assert check_artifacts.forbidden_contents([layer]) == []
+
+    (package / "cli").mkdir()
+    (package / "cli" / "commands.py").write_text("import argparse\n")
+    (package / "scoring" / "demo.py").write_text("def run():\n    import leadscore_local.demo\n")
+    assert check_artifacts.forbidden_contents([layer]) == [
+        str(package / "cli"), f"{package / 'scoring' / 'demo.py'} (imports tooling)"]
