@@ -1,5 +1,5 @@
 """IngestFunction — `POST /webhooks/hubspot`: verify HubSpot's signature, queue, answer fast.
-Logic: leadscore.scoring.ingest; wiring: leadscore.scoring.wiring.IngestFunction.
+Logic and wiring: leadscore.scoring.ingest (IngestFunction).
 
 Env: HUBSPOT_CLIENT_SECRET_SECRET, SCORE_QUEUE_URL, WEBHOOK_PUBLIC_URL (optional),
 IDEMPOTENCY_TABLE (optional: eventId dedupe), WATCHED_PROPERTIES (the model's input properties:
@@ -15,7 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadscore.observability import logger, metrics, tracer
-from leadscore.scoring.wiring import IngestFunction
+from leadscore.scoring.ingest import IngestFunction
 
 function = IngestFunction()  # once per container
 

@@ -1,5 +1,5 @@
 """ScoreApiFunction — `POST /score`: synchronous score for one lead (HubSpot workflow webhook).
-Logic: leadscore.scoring.score_api; wiring: leadscore.scoring.wiring.ScoreApiFunction.
+Logic and wiring: leadscore.scoring.score_api (ScoreApiFunction).
 
 Authenticated by HubSpot's v3 signature (workflow "send a webhook" actions sign requests like
 app webhooks) or by an `x-api-key` header holding the key in Secrets Manager (other callers).
@@ -16,7 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadscore.observability import logger, metrics, tracer
-from leadscore.scoring.wiring import ScoreApiFunction
+from leadscore.scoring.score_api import ScoreApiFunction
 
 function = ScoreApiFunction()  # once per container; `load_model` is the seam tests replace
 

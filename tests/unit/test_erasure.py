@@ -12,8 +12,13 @@ from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 from fakes import create_table
 from moto import mock_aws
 
-from leadscore.dpdp.erasure import DynamoDBReceipts, Eraser, ErasureReason, subject_hash
-from leadscore.dpdp.wiring import eraser_from_env
+from leadscore.dpdp.erasure import (
+    DynamoDBReceipts,
+    Eraser,
+    ErasureReason,
+    eraser_from_env,
+    subject_hash,
+)
 from leadscore.hubspot.client import HubSpotBatchError, HubSpotUnavailable
 from leadscore.hubspot.properties import AI_PROPERTIES, ENRICHMENT_PROPERTIES
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -35,10 +36,12 @@ import boto3
 from boto3.dynamodb.conditions import Attr, Key
 from pydantic import BaseModel, ConfigDict
 
+from leadscore.dpdp.settings import ErasureSettings
 from leadscore.dpdp.stores import ErasableStore
 from leadscore.hubspot.client import ContactProperties, HubSpotBatchError
 from leadscore.hubspot.properties import AI_PROPERTIES, ENRICHMENT_PROPERTIES
 from leadscore.observability import count, logger
+from leadscore.settings import get_secret
 from leadscore.timestamps import iso_millis
 
 Scope = Literal["all", "enrichment"]
@@ -154,7 +157,7 @@ class Eraser:
     """Erases derived data and writes receipts (docs/CONTRACTS.md, "Erasure").
 
     `stores` are the stores of derived data to delete from (the ledger). Built in the Lambdas
-    by `leadscore.dpdp.wiring.eraser_from_env`.
+    by `eraser_from_env`.
     """
 
     def __init__(self, *, hubspot: ContactProperties, stores: Sequence[ErasableStore],
@@ -245,3 +248,16 @@ class Eraser:
             except HubSpotBatchError as error:
                 failed = set(error.failed_ids) & set(to_clear)
         return {cid: names for cid, names in to_clear.items() if cid not in failed}, failed
+
+
+def eraser_from_env(*, hubspot: ContactProperties, stores: Sequence[ErasableStore],
+                    environ: Mapping[str, str] | None = None) -> Eraser:
+    """An Eraser from the function's environment: `ERASURE_RECEIPTS_TABLE`,
+    `ERASURE_RECEIPT_KEY_SECRET` (Secrets Manager id of the hashing key; cached five minutes)
+    and `AUDIT_RETENTION_DAYS`."""
+    settings = ErasureSettings.from_env(os.environ if environ is None else environ)
+    key = get_secret(settings.erasure_receipt_key_secret)
+    return Eraser(hubspot=hubspot, stores=stores,
+                  receipts=DynamoDBReceipts(settings.erasure_receipts_table),
+                  receipt_key=key.encode() if isinstance(key, str) else bytes(key),
+                  audit_retention_days=settings.audit_retention_days)

@@ -14,7 +14,7 @@ from leadscore.settings import CommonSettings, EnvModel, NonEmpty
 
 
 class ErasureSettings(EnvModel):
-    """What `leadscore.dpdp.wiring.eraser_from_env` needs (score, consent sweep, purge)."""
+    """What `leadscore.dpdp.erasure.eraser_from_env` needs (score, consent sweep, purge)."""
 
     erasure_receipts_table: NonEmpty
     erasure_receipt_key_secret: NonEmpty  # Secrets Manager id of the receipt hashing key

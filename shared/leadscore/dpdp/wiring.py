@@ -1,7 +1,6 @@
 """The two daily DPDP jobs as their scheduled Lambdas run them (ConsentSweepFunction,
 RetentionPurgeFunction): settings from the environment, the HubSpot token and the receipt key
-from Secrets Manager, "now" from the schedule event, then the sweep or the purge. Also
-`eraser_from_env`, which the score function uses as well.
+from Secrets Manager, "now" from the schedule event, then the sweep or the purge.
 
 One place for the wiring both share, so the handlers stay a few lines.
 No numpy/lightgbm here.
@@ -9,37 +8,23 @@ No numpy/lightgbm here.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadscore.dpdp.erasure import DynamoDBReceipts, Eraser
+from leadscore.dpdp.erasure import Eraser, eraser_from_env
 from leadscore.dpdp.retention import RetentionPurge
-from leadscore.dpdp.settings import ConsentSweepSettings, ErasureSettings, RetentionPurgeSettings
-from leadscore.dpdp.stores import ErasableStore, ScoreRecords
+from leadscore.dpdp.settings import ConsentSweepSettings, RetentionPurgeSettings
+from leadscore.dpdp.stores import ScoreRecords
 from leadscore.dpdp.sweep import SsmSweepCursor, sweep_withdrawn_consent
-from leadscore.hubspot.client import ContactProperties, GdprDeleter, HubSpotClient, shared_budget
+from leadscore.hubspot.client import GdprDeleter, HubSpotClient, shared_budget
 from leadscore.observability import logger
 from leadscore.settings import get_secret
 
 LedgerFactory = Callable[[str], ScoreRecords]  # table name -> the score ledger
-
-
-def eraser_from_env(*, hubspot: ContactProperties, stores: Sequence[ErasableStore],
-                    environ: Mapping[str, str] | None = None) -> Eraser:
-    """An Eraser from the function's environment: `ERASURE_RECEIPTS_TABLE`,
-    `ERASURE_RECEIPT_KEY_SECRET` (Secrets Manager id of the hashing key; cached five minutes)
-    and `AUDIT_RETENTION_DAYS`."""
-    settings = ErasureSettings.from_env(os.environ if environ is None else environ)
-    key = get_secret(settings.erasure_receipt_key_secret)
-    return Eraser(hubspot=hubspot, stores=stores,
-                  receipts=DynamoDBReceipts(settings.erasure_receipts_table),
-                  receipt_key=key.encode() if isinstance(key, str) else bytes(key),
-                  audit_retention_days=settings.audit_retention_days)
 
 
 def scheduled_time(event: Mapping[str, Any]) -> datetime:

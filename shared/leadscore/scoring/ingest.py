@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Container, Mapping
+from functools import cache
 from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from leadscore.hubspot.properties import AI_PROPERTY_PREFIX
@@ -37,7 +39,15 @@ from leadscore.hubspot.webhooks import (
     request_from_http_api_event,
 )
 from leadscore.observability import count, logger
-from leadscore.scoring.queues import EnqueueError, MessageQueue, ScoreMessage
+from leadscore.scoring.queues import (
+    DedupingScoreQueue,
+    EnqueueError,
+    MessageQueue,
+    ScoreMessage,
+    ScoreQueue,
+)
+from leadscore.scoring.settings import IngestSettings
+from leadscore.settings import get_secret
 
 SCORE_EVENTS = frozenset({"contact.creation", "contact.restore", "contact.merge"})
 PROPERTY_CHANGE = "contact.propertyChange"
@@ -138,3 +148,33 @@ def handle_webhook(
     return IngestResponse(status_code=200, body={
         "queued": new, "ignored": ignored, "duplicates": duplicates,
     })
+
+
+# --- the Lambda ---------------------------------------------------------------------------
+
+
+class IngestFunction:
+    """IngestFunction (`POST /webhooks/hubspot`) as `functions/ingest/app.py` runs it: settings
+    and the ScoreQueue once per container (a new instance is a new container), the app's
+    client secret from Secrets Manager per request (cached)."""
+
+    def __init__(self) -> None:
+        self.settings = cache(IngestSettings.from_env)
+        self.queue = cache(self._queue)
+
+    def _queue(self) -> ScoreQueue | DedupingScoreQueue:
+        settings = self.settings()
+        queue = ScoreQueue(settings.score_queue_url)
+        if settings.idempotency_table:
+            return DedupingScoreQueue(queue, settings.idempotency_table)
+        return queue
+
+    def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        queue = self.queue()
+        if isinstance(queue, DedupingScoreQueue):
+            queue.config.register_lambda_context(context)  # in-progress records expire with us
+        settings = self.settings()
+        response = handle_webhook(
+            event, client_secret=lambda: get_secret(settings.hubspot_client_secret_secret),
+            public_url=settings.webhook_public_url, queue=queue, watched=settings.watched)
+        return response.to_http_api()

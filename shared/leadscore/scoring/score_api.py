@@ -5,8 +5,8 @@ Authenticated by HubSpot's v3 signature (workflow "send a webhook" actions sign 
 app webhooks) or by an `x-api-key` header. Nothing is written or stored: the caller owns what it
 does with the score.
 
-The model is passed in (loaded by the handler from the model layer), so this module does not
-import numpy/lightgbm itself.
+The model is passed in (`ScoreApiFunction` loads it from the model layer on first use), so
+this module does not import numpy/lightgbm itself.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping
+from functools import cache
 from typing import Any
 
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from leadscore.dpdp.consent import consent_for
@@ -26,8 +29,10 @@ from leadscore.hubspot.webhooks import (
     is_valid_signature,
     request_from_http_api_event,
 )
-from leadscore.model.contract import ScoringModel
+from leadscore.model.contract import ScoringModel, load_model
 from leadscore.observability import count
+from leadscore.scoring.settings import ScoreApiSettings
+from leadscore.settings import get_secret
 
 
 class InvalidScoreRequest(ValueError):
@@ -149,3 +154,37 @@ def answer_score_request(
         count("ScoreApiBadRequest")
         return ScoreApiResponse(status_code=400, body={"message": str(error)})
     return ScoreApiResponse(status_code=200, body=score_one(properties, model, purposes_property))
+
+
+# --- the Lambda ---------------------------------------------------------------------------
+
+
+class ScoreApiFunction:
+    """ScoreApiFunction (`POST /score`) as `functions/score_api/app.py` runs it: the model once
+    per container (a new instance is a new container), the app's client secret and the API key
+    from Secrets Manager per request (cached)."""
+
+    def __init__(self) -> None:
+        self.load_model: Callable[[str], ScoringModel] = load_model  # seam
+        self.settings = cache(ScoreApiSettings.from_env)
+        self.model = cache(lambda: self.load_model(self.settings().model_dir))
+        self.resolver = APIGatewayHttpResolver()
+        self.resolver.post("/score")(self._score)
+
+    def _api_key(self) -> str | None:
+        secret_id = self.settings().score_api_key_secret
+        return get_secret(secret_id) if secret_id else None
+
+    def _score(self) -> Response:
+        settings = self.settings()
+        answer = answer_score_request(
+            self.resolver.current_event.raw_event,
+            client_secret=lambda: get_secret(settings.hubspot_client_secret_secret),
+            public_url=settings.score_api_public_url, model=self.model(),
+            purposes_property=settings.consent_purposes_property, api_key=self._api_key,
+        )
+        return Response(status_code=answer.status_code,
+                        content_type=content_types.APPLICATION_JSON, body=answer.body)
+
+    def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return self.resolver.resolve(event, context)

@@ -1,12 +1,13 @@
-"""How the ingest, score and score_api Lambdas are assembled from their environment.
+"""How the score Lambda is assembled from its environment: `ScoreFunction`.
 
-Each `...Function` is made once per container by its `functions/<name>/app.py`, builds its parts
-(settings, clients, the model) on first use and keeps them for the container's life; a new
-instance is a new container. The attributes named as seams are what tests and the local stack
-replace: how the HubSpot client, the model and the eraser are made.
+It is made once per container by `functions/score/app.py`, builds its parts (settings, clients,
+queues, the model) on first use and keeps them for the container's life; a new instance is a
+new container. The attributes named as seams are what tests replace: how the HubSpot client,
+the model and the eraser are made. The model is loaded from the model layer (`MODEL_DIR`)
+through `load_model`, so importing this module does not import numpy/lightgbm.
 
-The model is loaded from the model layer (`MODEL_DIR`) through `load_model`, so importing this
-module does not import numpy/lightgbm: the ingest function, which has no model layer, uses it.
+The ingest and score_api functions need a few lines only: their wiring closes their modules
+(`leadscore.scoring.ingest.IngestFunction`, `leadscore.scoring.score_api.ScoreApiFunction`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from functools import cache, lru_cache, partial
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -25,56 +25,16 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadscore.dpdp.erasure import ContactEraser
-from leadscore.dpdp.wiring import eraser_from_env
+from leadscore.dpdp.erasure import ContactEraser, eraser_from_env
 from leadscore.hubspot.client import HubSpotClient, shared_budget
 from leadscore.messaging import DeadLetters
-from leadscore.model.contract import ScoringModel
+from leadscore.model.contract import ScoringModel, load_model
 from leadscore.observability import count, hubspot_usage, logger
-from leadscore.scoring.ingest import handle_webhook
 from leadscore.scoring.ledger import DynamoDBLedger
 from leadscore.scoring.pipeline import ScorePipeline
-from leadscore.scoring.queues import (
-    DedupingScoreQueue,
-    EnrichmentQueue,
-    HotLeadAlerts,
-    ScoreQueue,
-)
-from leadscore.scoring.score_api import answer_score_request
-from leadscore.scoring.settings import IngestSettings, ScoreApiSettings, ScoreSettings
+from leadscore.scoring.queues import EnrichmentQueue, HotLeadAlerts, ScoreQueue
+from leadscore.scoring.settings import ScoreSettings
 from leadscore.settings import get_secret
-
-
-def load_model(model_dir: str) -> ScoringModel:
-    from leadscore.model import load  # numpy/lightgbm come from the model layer
-
-    return load(model_dir)
-
-
-class IngestFunction:
-    """IngestFunction (`POST /webhooks/hubspot`): settings and the ScoreQueue, once per
-    container; the app's client secret from Secrets Manager per request (cached)."""
-
-    def __init__(self) -> None:
-        self.settings = cache(IngestSettings.from_env)
-        self.queue = cache(self._queue)
-
-    def _queue(self) -> ScoreQueue | DedupingScoreQueue:
-        settings = self.settings()
-        queue = ScoreQueue(settings.score_queue_url)
-        if settings.idempotency_table:
-            return DedupingScoreQueue(queue, settings.idempotency_table)
-        return queue
-
-    def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        queue = self.queue()
-        if isinstance(queue, DedupingScoreQueue):
-            queue.config.register_lambda_context(context)  # in-progress records expire with us
-        settings = self.settings()
-        response = handle_webhook(
-            event, client_secret=lambda: get_secret(settings.hubspot_client_secret_secret),
-            public_url=settings.webhook_public_url, queue=queue, watched=settings.watched)
-        return response.to_http_api()
 
 
 class ContactNotScored(Exception):
@@ -175,33 +135,3 @@ class ScoreFunction:
             event=event, record_handler=partial(_raise_if_failed, failed=failed),
             processor=self.processor, context=context,
         )
-
-
-class ScoreApiFunction:
-    """ScoreApiFunction (`POST /score`): the model once per container; the app's client
-    secret and the API key from Secrets Manager per request (cached)."""
-
-    def __init__(self) -> None:
-        self.load_model: Callable[[str], ScoringModel] = load_model  # seam
-        self.settings = cache(ScoreApiSettings.from_env)
-        self.model = cache(lambda: self.load_model(self.settings().model_dir))
-        self.resolver = APIGatewayHttpResolver()
-        self.resolver.post("/score")(self._score)
-
-    def _api_key(self) -> str | None:
-        secret_id = self.settings().score_api_key_secret
-        return get_secret(secret_id) if secret_id else None
-
-    def _score(self) -> Response:
-        settings = self.settings()
-        answer = answer_score_request(
-            self.resolver.current_event.raw_event,
-            client_secret=lambda: get_secret(settings.hubspot_client_secret_secret),
-            public_url=settings.score_api_public_url, model=self.model(),
-            purposes_property=settings.consent_purposes_property, api_key=self._api_key,
-        )
-        return Response(status_code=answer.status_code,
-                        content_type=content_types.APPLICATION_JSON, body=answer.body)
-
-    def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return self.resolver.resolve(event, context)
