@@ -9,15 +9,15 @@ What leadscore holds about a contact, and where:
   before they process; pending enrichment is therefore dropped, not deleted.
 
 `Eraser.erase` clears the HubSpot properties (all of them, or only the LLM-written ones when
-only `ai_enrichment` was withdrawn), deletes the contact's records from every store it is given,
-and writes one receipt per contact
-to `ErasureReceiptsTable`. A receipt names the contact only by a keyed hash (HMAC-SHA256 with a
-key from Secrets Manager, so nobody without the key can test a guessed id), and says what was
-erased, why and when. Receipts expire (DynamoDB TTL) after the audit period.
+only `ai_enrichment` was withdrawn), deletes the contact's records from every store it is
+given, and writes one receipt per contact to `ErasureReceiptsTable`. A receipt names the contact
+only by a keyed hash (HMAC-SHA256 with a key from Secrets Manager, so nobody without the key can
+test a guessed id), and says what was erased, why and when. Receipts expire (DynamoDB TTL)
+after the audit period.
 
 HubSpot is cleared before the stores' records are deleted: a contact HubSpot refused to clear
-keeps its records and gets no receipt, is reported in `ErasureResult.failed`, and is retried by the
-caller (SQS redelivery, the next sweep or purge).
+keeps its records and gets no receipt, is reported in `ErasureResult.failed`, and is retried by
+the caller (SQS redelivery, the next sweep or purge).
 
 No numpy/lightgbm here: the score, sweep and purge functions import this module.
 """
@@ -211,7 +211,7 @@ class Eraser:
         self.receipts.put_many([ErasureReceipt(
             subject=self.subject(cid), receipt=f"{erased_at}#{reason.value}", reason=reason,
             scope=scope, hubspot_properties=cleared.get(cid, ()),
-            records=tuple(name for name, ids in deleted.items() if cid in ids)
+            records=tuple(name for name, held in deleted.items() if cid in held)
             + tuple(extra_records),
             erased_at=erased_at,
             expires_at=expires_at, key_id=self._key_id,
@@ -220,7 +220,7 @@ class Eraser:
         result.erased = done
         result.failed = sorted(failed)
         result.hubspot_cleared = len(cleared)
-        result.records_deleted = {name: len(ids) for name, ids in deleted.items()}
+        result.records_deleted = {name: len(held) for name, held in deleted.items()}
         count("ErasureReceipts", len(done))
         count("ErasureFailures", len(failed))
         # Counts only: an erased contact is named nowhere but in its receipt's keyed hash.

@@ -29,9 +29,9 @@ NEXT_ACTION_PROPERTY = "ai_lead_next_action"
 NEEDS_REVIEW_PROPERTY = "ai_lead_needs_review"
 REVIEW_REASON_PROPERTY = "ai_lead_review_reason"
 
-# Length caps: what a value may occupy in the prompt, and in HubSpot.
+# Length caps: what a value may occupy in the prompt (a lead's field, the LLM's evidence), and
+# in HubSpot.
 FIELD_CHARS = 200
-
 SUMMARY_CHARS = 400
 NEXT_ACTION_CHARS = 200
 SUMMARY_PROPERTY_CHARS = 1000  # fit summary plus the signal and red-flag lines
