@@ -86,6 +86,13 @@ def test_a_line_without_resources_is_refused(template, stack_line) -> None:
         env_vars.sam_env_vars(old, template)
 
 
+def test_a_resource_missing_from_the_line_is_named(template, stack_line) -> None:
+    partial = {**stack_line, "resources": {k: v for k, v in stack_line["resources"].items()
+                                           if k != "LedgerTable"}}
+    with pytest.raises(ValueError, match="LedgerTable"):
+        env_vars.sam_env_vars(partial, template)
+
+
 def test_provisioned_round_trips_through_the_json_line() -> None:
     provisioned = Provisioned(refs={"Q": "url", "T": "table"},
                               attributes={("Q", "Arn"): "arn:q", ("T", "Arn"): "arn:t"})

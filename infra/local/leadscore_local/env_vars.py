@@ -85,8 +85,12 @@ def sam_env_vars(stack: Mapping[str, Any],
         webhook_url=stack["webhook_url"], score_api_url=stack["score_api_url"],
         aws_endpoint_url=stack["aws_endpoint_url"],
     )
-    # Only the environment is read; code directories do not matter here.
-    return function_environments(functions(dict(template), Path(".")), resolve, overrides)
+    try:  # only the environment is read; code directories do not matter here
+        return function_environments(functions(dict(template), Path(".")), resolve, overrides)
+    except KeyError as missing:
+        raise ValueError(f"template.yaml refers to {missing}, which the stack's JSON line does "
+                         "not list under `resources` (is the line from this project's "
+                         "`leadscore local up`?)") from None
 
 
 def main(argv: list[str] | None = None) -> int:
