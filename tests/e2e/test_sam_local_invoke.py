@@ -44,12 +44,13 @@ def contacts(stack) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def sam(stack, tmp_path_factory: pytest.TempPathFactory):
+def sam(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     if not docker_engine_answers():
         pytest.skip("no Docker engine answers `docker info`: start dockerd (.ci/run does)")
     if not BUILT_TEMPLATE.is_file():
         pytest.skip(f"no `sam build` output in {BUILT_TEMPLATE.parent}: run `make build` first")
     image = build_image()
+    stack = request.getfixturevalue("stack")  # started only when the test can run
     seed_sample_contacts(stack.info)
     env_file = tmp_path_factory.mktemp("sam") / "env.json"
     write_env_vars(stack.info, env_file)
