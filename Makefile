@@ -15,12 +15,14 @@ SAM       := $(SAM_VENV)/bin/sam
 SAM_ENV   := PATH="$(dir $(PYTHON312)):$$PATH" SAM_CLI_TELEMETRY=0
 PYTEST    := $(PY) -m pytest
 
-.PHONY: help setup demo test test-fast lint model events build bench clean
+.PHONY: help setup demo test test-fast lint model events build lambda-image sam-invoke bench clean
 
 help:
 	@echo "make demo   - set up, start the local stack, score ~200 synthetic contacts"
 	@echo "make test   - set up; lint, sam build + artifact checks, all tests"
 	@echo "make build  - sam build + artifact checks (sizes, glibc, bare imports)"
+	@echo "make lambda-image - the Lambda-style image for sam local invoke (root, Docker; cached)"
+	@echo "make sam-invoke   - sam local invoke every function with its events/ (local stack)"
 	@echo "make bench  - every benchmark: a markdown table, JSON in \$$BENCH_OUT"
 	@echo "make model  - retrain the default model shipped in the model layer"
 	@echo "make setup  - create .venv (Python 3.12) with the project and dev tools"
@@ -62,6 +64,15 @@ events: setup
 build: setup $(SAM_VENV)/.installed
 	$(SAM_ENV) $(SAM) build
 	$(PY) infra/build/check_artifacts.py .aws-sam/build
+
+# The image for `sam local invoke --invoke-image` (infra/lambda_image/build.sh): built offline,
+# skipped when an image with the same inputs exists; prints its tag.
+lambda-image: setup
+	@PYTHON312=$(PYTHON312) infra/lambda_image/build.sh
+
+# Every function with each of its sample events, in that image, against a fresh local stack.
+sam-invoke: build lambda-image
+	$(PY) -m leadscore_local.sam_invoke all
 
 # Every benchmark; one markdown table on stdout, the same figures as JSON in $(BENCH_OUT).
 BENCH_OUT ?= bench-results.json

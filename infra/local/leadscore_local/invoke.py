@@ -25,6 +25,12 @@ from leadscore_local.webhook_sender import sign_v3
 SEEDED_CONTACTS = 20
 
 
+def sample_contacts() -> list[dict[str, str]]:
+    """The contacts the events in events/ name: created first in a fresh HubSpot emulator, they
+    get its first ids (101, 102, ...; see sample_events)."""
+    return new_leads(SEEDED_CONTACTS, seed=1)
+
+
 def resign_webhook(event: dict[str, Any], url: str, client_secret: str) -> dict[str, Any]:
     """A recorded signature is stale after 5 minutes: sign the event's body again, now.
 
@@ -58,7 +64,7 @@ def invoke_once(project_root: Path, logical_id: str, event: dict[str, Any],
                 raise ValueError(f"no function {logical_id!r} in template.yaml; "
                                  f"choose from {sorted(stack.runtime.specs)}")
             client = HubSpot(access_token=info.hubspot_token, host=info.hubspot_url)
-            create_contacts(client, new_leads(SEEDED_CONTACTS, seed=1))
+            create_contacts(client, sample_contacts())
             if resign and logical_id in ("IngestFunction", "ScoreApiFunction"):
                 url = info.webhook_url if logical_id == "IngestFunction" else info.score_api_url
                 event = resign_webhook(event, url, info.hubspot_client_secret)

@@ -39,6 +39,22 @@ class Provisioned:
     queue_urls: dict[str, str] = field(default_factory=dict)  # logical id → URL
     dlq_of: dict[str, str] = field(default_factory=dict)  # queue → its DLQ (logical ids)
 
+    def to_json(self) -> dict[str, dict[str, str]]:
+        """`{logical id: {"Ref": value, attribute: value}}`, the `resources` of the stack's
+        JSON line (tools outside the stack resolve the template's references with it)."""
+        out: dict[str, dict[str, str]] = {name: {"Ref": ref} for name, ref in self.refs.items()}
+        for (name, attribute), value in self.attributes.items():
+            out.setdefault(name, {})[attribute] = value
+        return out
+
+    @classmethod
+    def from_json(cls, resources: dict[str, dict[str, str]]) -> Provisioned:
+        return cls(
+            refs={name: values["Ref"] for name, values in resources.items() if "Ref" in values},
+            attributes={(name, attribute): value for name, values in resources.items()
+                        for attribute, value in values.items() if attribute != "Ref"},
+        )
+
 
 class Resolver:
     """Evaluates the intrinsic functions the template uses in environment variables."""

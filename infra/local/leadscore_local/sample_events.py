@@ -2,6 +2,10 @@
 `leadscore local invoke -e`. Deterministic, so a test can check the files are current:
 `python -m leadscore_local.sample_events --out events` regenerates them.
 
+Contact ids are those a fresh HubSpot emulator gives the sample contacts (`leadscore local
+invoke` creates them; `python -m leadscore_local.sam_invoke seed` does for a running stack), so
+the functions find them: 101 has no consent, 102-105 have (104 and 105 also for enrichment).
+
 Webhook events are signed with SAMPLE_CLIENT_SECRET for the URL
 https://<domainName>/webhooks/hubspot at a fixed time, so their signatures are stale;
 `leadscore local invoke` re-signs events whose signature is valid under the sample secret
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from leadscore_local.event_sources import http_api_event, scheduled_event
+from leadscore_local.hubspot_emulator import FIRST_CONTACT_ID
 from leadscore_local.webhook_sender import encode_events, signed_headers
 
 SAMPLE_CLIENT_SECRET = "sample-client-secret-not-a-real-one"
@@ -50,12 +55,12 @@ def _signed(path: str, body: bytes, secret: str = SAMPLE_CLIENT_SECRET) -> dict[
     return _http(path, body, headers)
 
 
-def _sqs(bodies: list[dict[str, Any]], arn: str) -> dict[str, Any]:
+def _sqs(bodies: list[dict[str, Any] | str], arn: str) -> dict[str, Any]:
     return {"Records": [
         {
             "messageId": f"00000000-0000-4000-8000-{i:012d}",
             "receiptHandle": f"sample-receipt-{i}",
-            "body": json.dumps(body),
+            "body": body if isinstance(body, str) else json.dumps(body),
             "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(RECORDED_AT_MS),
                            "SenderId": "123456789012",
                            "ApproximateFirstReceiveTimestamp": str(RECORDED_AT_MS)},
@@ -69,11 +74,16 @@ def _sqs(bodies: list[dict[str, Any]], arn: str) -> dict[str, Any]:
     ]}
 
 
+def _contact(n: int) -> int:
+    """The id of the n-th sample contact (1-based)."""
+    return FIRST_CONTACT_ID + n - 1
+
+
 def build_events() -> dict[str, dict[str, Any]]:
-    creations = encode_events([_webhook(1000 + i, i) for i in range(1, 4)])
+    creations = encode_events([_webhook(1000 + i, _contact(i)) for i in range(1, 4)])
     mixed = encode_events([
-        _webhook(2001, 4),
-        _webhook(2002, 5, "contact.propertyChange", propertyName="jobtitle",
+        _webhook(2001, _contact(4)),
+        _webhook(2002, _contact(5), "contact.propertyChange", propertyName="jobtitle",
                  propertyValue="CTO"),
     ])
     forged = _signed("/webhooks/hubspot", creations, secret="not-the-client-secret")
@@ -84,12 +94,13 @@ def build_events() -> dict[str, dict[str, Any]]:
         "dpdp_consent_purposes": "lead_scoring;ai_enrichment",
     }}).encode()
     score_messages = [
-        {"contact_id": str(i), "event_id": 1000 + i, "subscription_type": "contact.creation",
-         "occurred_at": RECORDED_AT_MS - 1000, "portal_id": 62515}
-        for i in range(1, 6)
+        {"contact_id": str(_contact(i)), "event_id": 1000 + i,
+         "subscription_type": "contact.creation", "occurred_at": RECORDED_AT_MS - 1000,
+         "portal_id": 62515}
+        for i in range(1, 7)
     ]
     enrich_messages = [
-        {"contact_id": "1", "score": 91, "tier": "hot", "model_version": "sample",
+        {"contact_id": str(_contact(4)), "score": 91, "tier": "hot", "model_version": "sample",
          "scored_at": "2026-01-01T00:00:00.000Z"},
     ]
     return {
@@ -97,7 +108,10 @@ def build_events() -> dict[str, dict[str, Any]]:
         "ingest_mixed_subscriptions.json": _signed("/webhooks/hubspot", mixed),
         "ingest_forged_signature.json": forged,
         "ingest_malformed_json.json": _signed("/webhooks/hubspot", b'[{"eventId": 1,'),
-        "score_batch.json": _sqs(score_messages, SCORE_QUEUE_ARN),
+        "score_batch.json": _sqs(score_messages[:5], SCORE_QUEUE_ARN),
+        # A partial batch failure: the unreadable body is reported back to SQS, the other scored.
+        "score_batch_unreadable_message.json": _sqs(
+            [score_messages[5], "not a ScoreQueue message"], SCORE_QUEUE_ARN),
         "score_api_request.json": _signed("/score", score_request),
         "enrich_batch.json": _sqs(enrich_messages, ENRICH_QUEUE_ARN),
         "consent_sweep_schedule.json": _fixed_schedule("ConsentSweepSchedule"),

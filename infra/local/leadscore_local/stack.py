@@ -23,13 +23,14 @@ from hubspot import HubSpot
 from leadscore.hubspot.setup import ensure_properties
 from leadscore_local import moto_speedups
 from leadscore_local.anthropic_emulator import AnthropicEmulator
+from leadscore_local.env_vars import function_environments, local_overrides, local_parameters
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
 from leadscore_local.faults import AWS_ERRORS, Faults
 from leadscore_local.hubspot_emulator import HubSpotEmulator
 from leadscore_local.lambda_runtime import FunctionRuntime
 from leadscore_local.loopback import LoopbackServer, QuietHandler
 from leadscore_local.resources import REGION, Resolver, local_client, provision
-from leadscore_local.template import functions, load_template, parameter_defaults
+from leadscore_local.template import functions, load_template
 
 FUNCTIONS_CLIENT = "functions"  # the emulator counts this token's requests as the project's
 OUTSIDE_CLIENT = "outside"
@@ -40,7 +41,9 @@ WEBHOOK_TYPES = ["contact.creation", "contact.propertyChange", "contact.deletion
 
 @dataclass(frozen=True)
 class StackInfo:
-    """The JSON line `leadscore local up` prints (DESIGN.md, "Local stack")."""
+    """The JSON line `leadscore local up` prints (DESIGN.md, "Local stack"), plus `resources`:
+    what `!Ref` and `!GetAtt` give for each resource provisioned in moto (`leadscore local
+    env-vars` resolves the template's variables with it)."""
 
     webhook_url: str
     score_api_url: str
@@ -50,6 +53,7 @@ class StackInfo:
     aws_endpoint_url: str
     anthropic_url: str
     admin_url: str
+    resources: dict[str, dict[str, str]]
 
 
 class LocalStack:
@@ -95,11 +99,8 @@ class LocalStack:
         webhook_url = self._route_url("IngestFunction")
         score_api_url = self._route_url("ScoreApiFunction")
 
-        parameters = parameter_defaults(template) | {
-            "HubSpotBaseUrl": self.hubspot.url,
-            "LlmProvider": "anthropic",
-            "WebhookPublicUrl": webhook_url,
-        }
+        parameters = local_parameters(template, hubspot_url=self.hubspot.url,
+                                      webhook_url=webhook_url)
         self.provisioned = provision(
             template, self.aws_endpoint_url, prefix="leadscore-local", parameters=parameters,
             secret_values={
@@ -151,6 +152,7 @@ class LocalStack:
             aws_endpoint_url=self.aws_endpoint_url,
             anthropic_url=self.anthropic.url,
             admin_url=self.admin.url,
+            resources=self.provisioned.to_json(),
         )
 
     def stop(self) -> None:
@@ -178,19 +180,16 @@ class LocalStack:
         clash is a template bug and stops the stack rather than giving one function the
         other's value.
         """
-        resolve = Resolver(self.provisioned, parameters)
-        local_overrides = {
-            "HUBSPOT_BASE_URL": self.hubspot.url,
-            "ANTHROPIC_BASE_URL": self.anthropic.url,
-            "LLM_PROVIDER": "anthropic",
-            "MODEL_DIR": str(self.root / "layers" / "model" / "model"),
-            "WEBHOOK_PUBLIC_URL": webhook_url,
-            "SCORE_API_PUBLIC_URL": score_api_url,
-        }
+        overrides = local_overrides(
+            hubspot_url=self.hubspot.url, anthropic_url=self.anthropic.url,
+            webhook_url=webhook_url, score_api_url=score_api_url,
+            aws_endpoint_url=self.aws_endpoint_url,
+        ) | {"MODEL_DIR": str(self.root / "layers" / "model" / "model")}  # no layer in-process
+        per_function = function_environments(
+            specs, Resolver(self.provisioned, parameters), overrides)
         environment: dict[str, str] = {}
-        for spec in specs:
-            for name, raw in spec.environment.items():
-                value = local_overrides.get(name) or resolve(raw)
+        for variables in per_function.values():
+            for name, value in variables.items():
                 if environment.setdefault(name, value) != value:
                     raise ValueError(
                         f"environment variable {name} differs between functions "
