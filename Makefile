@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 $(SAM_VENV)/.installed:
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON312) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/pip install --quiet 'aws-sam-cli>=1.120'
+	$(SAM_VENV)/bin/pip install --quiet 'aws-sam-cli==1.170.0'
 	@touch $@
 
 setup: $(VENV)/.installed

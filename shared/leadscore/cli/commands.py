@@ -78,6 +78,12 @@ def cmd_local_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_local_env_vars(args: argparse.Namespace) -> int:
+    from leadscore_local.env_vars import main as env_vars_main
+
+    return env_vars_main([str(args.root / "template.yaml")])
+
+
 def cmd_hubspot_setup(args: argparse.Namespace) -> int:
     from hubspot import HubSpot
 
@@ -283,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--no-resign", action="store_true",
                         help="keep a webhook event's recorded signature (it will be stale)")
     invoke.set_defaults(func=cmd_local_invoke)
+    env_vars = local_commands.add_parser(
+        "env-vars", help="stdin: `local up`'s JSON line; stdout: a `sam local invoke "
+                         "--env-vars` file pointing every function at that stack")
+    env_vars.set_defaults(func=cmd_local_env_vars)
 
     portal = argparse.ArgumentParser(add_help=False)  # every command that talks to HubSpot
     portal.add_argument("--base-url", default="https://api.hubapi.com")
