@@ -1,6 +1,6 @@
-"""RetentionPurgeFunction — daily: erase derived data older than RETENTION_DAYS, taking "now"
-from the schedule event's `time`; optionally report or GDPR-delete contacts with no consent and
-no activity for the period (PURGE_INACTIVE_CONTACTS=off|report|delete). Logic:
+"""RetentionPurgeFunction — daily: erase derived data older than RETENTION_DAYS (real clock;
+a simulated one only in the local stack); optionally report or GDPR-delete contacts with no
+consent and no activity for the period (PURGE_INACTIVE_CONTACTS=off|report|delete). Logic:
 leadscore.dpdp.retention; wiring: leadscore.dpdp.wiring.RetentionPurgeFunction.
 
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, LEDGER_TABLE, RETENTION_DAYS,

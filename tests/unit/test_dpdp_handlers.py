@@ -17,6 +17,7 @@ from leadscore.dpdp.erasure import subject_hash
 from leadscore.dpdp.sweep import SsmSweepCursor
 from leadscore.hubspot.properties import AI_PROPERTIES
 from leadscore.scoring.ledger import DynamoDBLedger, LedgerEntry
+from leadscore.timestamps import SIMULATED_CLOCK_SETTING
 from leadscore_local.cfn_yaml import load_template
 
 PROP = "dpdp_consent_purposes"
@@ -90,7 +91,8 @@ def _module(kit, name, hubspot):
     return module
 
 
-def test_consent_sweep_handler(aws, kit, context):
+def test_consent_sweep_handler(aws, kit, context, monkeypatch):
+    monkeypatch.setenv(SIMULATED_CLOCK_SETTING, "1")  # as in the local stack
     hubspot = SearchableHubSpot({"1": _scored("", NOW), "2": _scored("lead_scoring", NOW),
                                  "3": _scored("lead_scoring;ai_enrichment", NOW)})
     _seed_ledger(dict.fromkeys(("1", "2", "3"), NOW - timedelta(days=1)))
@@ -133,7 +135,9 @@ def test_consent_sweep_handler_resumes_from_its_ssm_cursor(aws, kit, context, mo
     assert first["erased"] + second["erased"] == 250
 
 
-def test_retention_purge_handler_uses_the_schedule_time(aws, kit, context):
+def test_retention_purge_handler_uses_the_schedule_time_only_where_simulated(
+        aws, kit, context, monkeypatch):
+    monkeypatch.setenv(SIMULATED_CLOCK_SETTING, "1")  # as in the local stack
     old, recent = NOW - timedelta(days=200), NOW - timedelta(days=10)
     hubspot = SearchableHubSpot({
         "1": _scored("lead_scoring", old),  # expired
@@ -152,6 +156,21 @@ def test_retention_purge_handler_uses_the_schedule_time(aws, kit, context):
     assert hubspot.contacts["2"]["ai_lead_score"] == "50"
     assert {item["reason"] for item in _receipts()} == {"retention_expired"}
     assert len(_receipts()) == 2
+
+
+def test_retention_purge_handler_ignores_a_callers_time_when_deployed(aws, kit, context):
+    """A forged schedule event with a far-future `time` must not make the purge erase scores
+    that are only days old: deployed functions use the real clock."""
+    recent = datetime.now(UTC) - timedelta(days=10)
+    hubspot = SearchableHubSpot({"1": _scored("lead_scoring", recent)})
+    _seed_ledger({"1": recent})
+    module = _module(kit, "retention_purge", hubspot)
+
+    result = module.lambda_handler({"time": "2099-01-01T00:00:00Z"}, context)
+
+    assert (result["expired"], result["erased"]) == (0, 0)
+    assert _ledger_ids() == {"1"}
+    assert _receipts() == []
 
 
 def test_retention_purge_report_mode_deletes_nothing(aws, kit, context, monkeypatch, caplog):

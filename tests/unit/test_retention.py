@@ -9,10 +9,9 @@ from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 
 from leadscore.dpdp.erasure import Eraser, ErasureReason
 from leadscore.dpdp.retention import HUBSPOT_CONTACT, RetentionPurge, still_expired
-from leadscore.dpdp.wiring import scheduled_time
 from leadscore.hubspot.client import HubSpotBatchError
 from leadscore.hubspot.properties import AI_PROPERTIES
-from leadscore.timestamps import parse_hubspot_datetime
+from leadscore.timestamps import SIMULATED_CLOCK_SETTING, parse_hubspot_datetime, scheduled_time
 
 PROP = "dpdp_consent_purposes"
 NOW = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)
@@ -150,8 +149,13 @@ def test_parse_hubspot_datetime():
     assert parse_hubspot_datetime("soon") is None
 
 
-def test_scheduled_time_takes_the_event_time_else_the_clock():
-    assert scheduled_time({"time": "2026-06-01T21:30:00Z"}) == NOW
+def test_scheduled_time_is_the_real_clock_unless_the_local_stack_allows_a_simulated_one():
+    local = {SIMULATED_CLOCK_SETTING: "1"}
+    assert scheduled_time({"time": "2026-06-01T21:30:00Z"}, local) == NOW
     before = datetime.now(UTC)
-    assert scheduled_time({}) >= before
-    assert scheduled_time({"time": "not a time"}) >= before
+    assert scheduled_time({}, local) >= before
+    assert scheduled_time({"time": "not a time"}, local) >= before
+    # Deployed: a caller's `time` (say, years ahead, to purge everything) is ignored.
+    assert scheduled_time({"time": "2099-01-01T00:00:00Z"}, {}) < datetime(2099, 1, 1, tzinfo=UTC)
+    assert scheduled_time({"time": "2099-01-01T00:00:00Z"},
+                          {SIMULATED_CLOCK_SETTING: "true"}) >= before

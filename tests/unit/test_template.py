@@ -467,3 +467,14 @@ def test_samconfig_deploys_to_mumbai() -> None:
     assert deploy["resolve_s3"] is True
     assert deploy["confirm_changeset"] is True
     assert config["build"]["parameters"]["cached"] is False
+
+
+def test_no_function_can_be_given_a_simulated_clock(template: dict[str, Any]) -> None:
+    """The local stack's simulated-clock switch must never reach a deployed function: with it,
+    whoever may invoke the retention purge could set "now" years ahead and erase everything."""
+    from leadscore.timestamps import SIMULATED_CLOCK_SETTING
+
+    assert SIMULATED_CLOCK_SETTING not in (ROOT / "template.yaml").read_text()
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            assert SIMULATED_CLOCK_SETTING not in function_env(template, logical_id)

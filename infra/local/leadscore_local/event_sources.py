@@ -278,7 +278,7 @@ class Scheduler:
         """Invoke a scheduled function by its logical id (or its schedule event's name).
 
         `at` sets the event's `time`, which lets tests simulate the clock for functions
-        that take "now" from the schedule (as the retention purge does).
+        that take "now" from `leadscore.timestamps.scheduled_time` (the local stack allows it).
         """
         for function_id, schedule in self.schedules.items():
             if logical_id in (function_id, schedule.name):

@@ -21,6 +21,7 @@ from typing import Any
 from hubspot import HubSpot
 
 from leadscore.hubspot.setup import ensure_properties
+from leadscore.timestamps import SIMULATED_CLOCK_SETTING
 from leadscore_local import moto_speedups
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 from leadscore_local.env_vars import function_environments, local_overrides, local_parameters
@@ -203,6 +204,8 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+            # Schedules may run at a simulated time here (POST /schedules/<id>/run), never in AWS.
+            SIMULATED_CLOCK_SETTING: "1",
         }
         os.environ.update(environment)
 

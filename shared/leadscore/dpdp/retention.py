@@ -1,7 +1,8 @@
 """The daily retention purge: derived data is kept for `RETENTION_DAYS`, then erased.
 
-"Now" is the scheduled event's `time`, so the purge can be run against a simulated clock (the
-local stack's `POST /schedules/RetentionPurgeFunction/run {"time": ...}`). The cutoff is
+"Now" is the real clock; only the local stack may run it at a simulated time
+(`leadscore.timestamps.scheduled_time`: `POST /schedules/RetentionPurgeFunction/run
+{"time": ...}`). The cutoff is
 now − RETENTION_DAYS; a contact not re-scored since then loses what leadscore derived:
 
 1. Ledger items scored before the cutoff: the contact's `ai_lead_scored_at` in HubSpot decides.

@@ -1,6 +1,7 @@
 """The two daily DPDP jobs as their scheduled Lambdas run them (ConsentSweepFunction,
 RetentionPurgeFunction): settings from the environment, the HubSpot token and the receipt key
-from Secrets Manager, "now" from the schedule event, then the sweep or the purge.
+from Secrets Manager, "now" from `scheduled_time` (the real clock
+outside the local stack), then the sweep or the purge.
 
 One place for the wiring both share, so the handlers stay a few lines.
 No numpy/lightgbm here.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,22 +23,9 @@ from leadscore.dpdp.sweep import SsmSweepCursor, sweep_withdrawn_consent
 from leadscore.hubspot.client import GdprDeleter, HubSpotClient, shared_budget
 from leadscore.observability import logger
 from leadscore.settings import get_secret
+from leadscore.timestamps import scheduled_time
 
 LedgerFactory = Callable[[str], ScoreRecords]  # table name -> the score ledger
-
-
-def scheduled_time(event: Mapping[str, Any]) -> datetime:
-    """"Now" for a scheduled run: the EventBridge event's `time` (ISO-8601, UTC). A missing or
-    unreadable time (a manual invoke with `{}`) falls back to the clock."""
-    raw = event.get("time") if isinstance(event, Mapping) else None
-    if isinstance(raw, str):
-        try:
-            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is not None:
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
