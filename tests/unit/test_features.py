@@ -182,6 +182,19 @@ def test_same_vector_one_by_one_and_in_bulk(schema):
     np.testing.assert_array_equal(rebuilt.transform(rows, NOW), bulk)
 
 
+def test_each_row_can_be_aged_from_its_own_reference_time(schema):
+    """Point-in-time features: a stored lead is vectorised as of when it was scored."""
+    visit = {"hs_analytics_last_visit_timestamp": "2025-06-20T00:00:00Z"}
+    vectorizer = Vectorizer(schema)
+    later = datetime(2025, 7, 10, tzinfo=UTC)
+    rows = vectorizer.transform([visit, visit], [NOW, later])
+    np.testing.assert_array_equal(rows[0], vectorizer.transform_one(visit, NOW))
+    np.testing.assert_array_equal(rows[1], vectorizer.transform_one(visit, later))
+    assert rows[1][4] - rows[0][4] == 10.0  # ten days older at the later reference
+    with pytest.raises(ValueError, match="2 reference times for 1 rows"):
+        vectorizer.transform([visit], [NOW, later])
+
+
 def test_bad_cells_never_crash(schema):
     junk = {
         "hs_analytics_num_visits": "twenty", "jobtitle": 42, "hs_analytics_source": None,

@@ -138,7 +138,6 @@ def test_training_cli_lambda_and_api_build_the_same_vectors(tmp_path, monkeypatc
         return at if now is None else to_epoch_seconds(now)
 
     monkeypatch.setattr(leadscore.model.features, "to_epoch_seconds", pinned)
-    monkeypatch.setattr(leadscore.model.scoring, "to_epoch_seconds", pinned)
 
     assert main(["score", "--model", str(model_dir), "--data", str(data),
                  "--out", str(tmp_path / "scores.csv")]) == 0

@@ -393,8 +393,9 @@ class Vectorizer:
     """Turns HubSpot property dicts into float64 rows in schema order (NaN = missing).
 
     `now` (datetime, epoch seconds or None for the current UTC time) is the reference for
-    datetime ages. `transform` is `transform_one` applied row by row, so both give the
-    same numbers for the same input.
+    datetime ages; `transform` also takes one reference per row (point-in-time features: each
+    stored lead aged from its own scoring time). `transform` is `transform_one` applied row by
+    row, so both give the same numbers for the same input.
     """
 
     def __init__(self, schema: FeatureSchema) -> None:
@@ -412,9 +413,16 @@ class Vectorizer:
     def transform_one(self, properties: Properties, now: datetime | float | None = None):
         return np.array(self._values(properties, to_epoch_seconds(now)), dtype=np.float64)
 
-    def transform(self, rows: Iterable[Properties], now: datetime | float | None = None):
-        at = to_epoch_seconds(now)
-        values = [self._values(row, at) for row in rows]
+    def transform(self, rows: Iterable[Properties],
+                  now: datetime | float | Sequence[datetime | float] | None = None):
+        rows = list(rows)
+        if isinstance(now, Sequence | np.ndarray):
+            if len(now) != len(rows):
+                raise ValueError(f"{len(now)} reference times for {len(rows)} rows")
+            times = [to_epoch_seconds(at) for at in now]
+        else:
+            times = [to_epoch_seconds(now)] * len(rows)
+        values = [self._values(row, at) for row, at in zip(rows, times, strict=True)]
         if not values:
             return np.empty((0, self.width), dtype=np.float64)
         return np.array(values, dtype=np.float64)

@@ -32,7 +32,7 @@ import hashlib
 import importlib.util
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -46,7 +46,6 @@ from leadscore.model.features import (
     Vectorizer,
     layout,
     schema_hash,
-    to_epoch_seconds,
 )
 from leadscore.model.reasons import describe
 
@@ -315,21 +314,23 @@ class LeadModel:
         rows: Iterable[Properties],
         with_reasons: bool = True,
         *,
-        now: datetime | float | None = None,
+        now: datetime | float | Sequence[datetime | float] | None = None,
     ) -> list[ScoreResult]:
-        """Score many contacts at once (same numbers as `score`, one LightGBM call)."""
+        """Score many contacts at once (same numbers as `score`, one LightGBM call). `now` may
+        be one reference time per row (a stored lead scored as of its own scoring time)."""
         rows = list(rows)
-        matrix = self._vectorizer.transform(rows, to_epoch_seconds(now))
+        matrix = self._vectorizer.transform(rows, now)
         raw = self._booster.raw_many(matrix)
         contributions = self._booster.contrib_many(matrix) if with_reasons else None
         return self._results(raw, matrix, rows, contributions)
 
     def predict(
-        self, rows: Iterable[Properties], *, now: datetime | float | None = None
+        self, rows: Iterable[Properties], *,
+        now: datetime | float | Sequence[datetime | float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, unrounded; 0-100 scores) of many contacts, without
         tiers or reasons: what backtests and benchmarks rank by."""
-        raw = self._booster.raw_many(self._vectorizer.transform(rows, to_epoch_seconds(now)))
+        raw = self._booster.raw_many(self._vectorizer.transform(rows, now))
         return self._calibration(raw), self._scale(raw)
 
     def _results(
