@@ -65,7 +65,8 @@ def test_engaged_business_lead_beats_idle_free_mail_student(model):
     assert buyer.probability > 3 * student.probability
     assert buyer.tier in ("hot", "warm") and student.tier == "disqualified"
     assert "Visited 25 times (+)" in buyer.reasons
-    assert all(reason.endswith("(+)") for reason in buyer.reasons)
+    # Up to three reasons for, then up to two against: an engaged buyer has three for.
+    assert [reason.endswith("(+)") for reason in buyer.reasons[:3]] == [True] * 3
     assert "Job title: Student (−)" in student.reasons
 
 

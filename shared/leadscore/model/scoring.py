@@ -2,21 +2,24 @@
 `leadscore score` call.
 
 A model directory holds `model.txt` (LightGBM), `metadata.json` (version, feature schema and
-its hash, calibration, score scale, tiers, metrics, data fingerprint) and the `features.toml`
-it was trained with.
+its hash, calibration, score scale, tiers, metrics, data fingerprint and, from format 2, the
+`blend`: the trees' weight and the linear half, `leadscore.model.linear`) and the
+`features.toml` it was trained with. Format 1 directories (trees only) still load.
 
 What the numbers mean:
 
-- `probability`: the calibrated conversion probability (Platt scaling of the raw model
-  output, fitted on the held-out validation split).
-- `score` (0-100): the lead's percentile among the validation leads, ranked by model
-  output: 80 means "ranks above 80 % of historical leads". It does not drift with the base
+- raw output: w × the trees' log-odds + (1 − w) × the linear model's (w = 1 in format 1).
+- `probability`: the calibrated conversion probability (Platt scaling of the raw output,
+  fitted on out-of-fold predictions of the training leads).
+- `score` (0-100): the lead's percentile among the training leads' out-of-fold raw outputs:
+  80 means "ranks above 80 % of historical leads". It does not drift with the base
   rate, so tiers stay meaningful whether 2 % or 40 % of leads convert.
 - `tier`: `hot` / `warm` / `cold` at or above those thresholds, `disqualified` below `cold`.
   Defaults come from the data (top 10 % hot, next 20 % warm, next 50 % cold, bottom 20 %
   disqualified); `[tiers]` in the model's features.toml or `load(tiers=...)` override them.
-- `reasons`: the largest positive and negative LightGBM feature contributions (SHAP values)
-  for this lead, worded for a rep: "Visited 23 times (+)", "Free-mail address (−)".
+- `reasons`: the largest positive and negative feature contributions for this lead (the
+  trees' SHAP values and the linear model's exact terms, blended with the same weight, in
+  log-odds), worded for a rep: "Visited 23 times (+)", "Free-mail address (−)".
 
 Prediction calls LightGBM's C library directly (ctypes) instead of the Python package: the
 single-row fast path skips the package's per-call overhead (a lead's raw score takes ~10 µs,
@@ -47,12 +50,16 @@ from leadscore.model.features import (
     layout,
     schema_hash,
 )
+from leadscore.model.linear import Blend
 from leadscore.model.reasons import describe
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
 CONFIG_FILE = "features.toml"
-METADATA_FORMAT = 1
+# What training writes; format 1 (trees only, no `blend`) still loads. Code that knows only
+# format 1 refuses format 2 instead of scoring without the linear half.
+METADATA_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 MAX_POSITIVE_REASONS = 3
 MAX_NEGATIVE_REASONS = 2
@@ -283,6 +290,7 @@ class LeadModel:
         booster: NativeBooster,
         metadata: dict,
         tiers: Tiers,
+        blend: Blend | None = None,
     ) -> None:
         self.config = config
         self.schema = schema
@@ -291,6 +299,7 @@ class LeadModel:
         self.tiers = tiers
         self.properties: list[str] = config.properties
         self._booster = booster
+        self._blend = blend  # None: the trees alone (format 1)
         self._vectorizer = Vectorizer(schema)
         self._calibration = PlattCalibration.from_dict(metadata["calibration"])
         self._scale = PercentileScale.from_dict(metadata["score_scale"])
@@ -304,10 +313,12 @@ class LeadModel:
     ) -> ScoreResult:
         """Score one contact (HubSpot property strings; absent or None = missing). `now` is
         the reference for datetime ages, the current UTC time by default."""
-        row = self._vectorizer.transform_one(properties, now)
-        raw = np.array([self._booster.raw_one(row)])
-        contributions = self._booster.contrib_one(row)
-        return self._results(raw, row[np.newaxis, :], [properties], contributions[np.newaxis])[0]
+        matrix = self._vectorizer.transform_one(properties, now)[np.newaxis, :]
+        raw = np.array([self._booster.raw_one(matrix[0])])
+        contributions = self._booster.contrib_one(matrix[0])[np.newaxis]
+        if self._blend is not None:
+            raw, contributions = self._blend.raw_and_contributions(raw, contributions, matrix)
+        return self._results(raw, matrix, [properties], contributions)[0]
 
     def score_many(
         self,
@@ -320,8 +331,8 @@ class LeadModel:
         be one reference time per row (a stored lead scored as of its own scoring time)."""
         rows = list(rows)
         matrix = self._vectorizer.transform(rows, now)
-        raw = self._booster.raw_many(matrix)
-        contributions = self._booster.contrib_many(matrix) if with_reasons else None
+        raw = self.raw_many(matrix)
+        contributions = self.contributions_many(matrix) if with_reasons else None
         return self._results(raw, matrix, rows, contributions)
 
     def predict(
@@ -330,8 +341,20 @@ class LeadModel:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, unrounded; 0-100 scores) of many contacts, without
         tiers or reasons: what backtests and benchmarks rank by."""
-        raw = self._booster.raw_many(self._vectorizer.transform(rows, now))
+        raw = self.raw_many(self._vectorizer.transform(rows, now))
         return self._calibration(raw), self._scale(raw)
+
+    def raw_many(self, matrix: np.ndarray) -> np.ndarray:
+        """The raw output (log-odds, before calibration) of vectorised rows."""
+        raw = self._booster.raw_many(matrix)
+        return raw if self._blend is None else self._blend.raw(raw, matrix)
+
+    def contributions_many(self, matrix: np.ndarray) -> np.ndarray:
+        """Per-feature contributions to `raw_many` (log-odds), the expected value last."""
+        contributions = self._booster.contrib_many(matrix)
+        if self._blend is None:
+            return contributions
+        return self._blend.contributions(contributions, matrix)
 
     def _results(
         self,
@@ -397,7 +420,7 @@ def load(path: Path | str, *, tiers: Tiers | Mapping[str, int | None] | None = N
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory} is not a model directory: {name} is missing")
     metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
-    if metadata.get("format") != METADATA_FORMAT:
+    if metadata.get("format") not in READABLE_FORMATS:
         raise ValueError(f"{directory}: unsupported metadata format {metadata.get('format')!r}")
     config = load_config(directory / CONFIG_FILE)
 
@@ -427,7 +450,14 @@ def load(path: Path | str, *, tiers: Tiers | Mapping[str, int | None] | None = N
 
     resolved = merge_tiers(Tiers.model_validate(metadata["tiers"]["thresholds"]), config.tiers)
     resolved = merge_tiers(resolved, tiers)
+    blend = None
+    if metadata["format"] >= 2:
+        try:
+            blend = Blend.from_dict(metadata["blend"], schema)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{directory}: metadata.json has no valid blend: {error}") from error
     booster = NativeBooster(model_text, len(schema.features))
     return LeadModel(
-        config=config, schema=schema, booster=booster, metadata=metadata, tiers=resolved
+        config=config, schema=schema, booster=booster, metadata=metadata, tiers=resolved,
+        blend=blend,
     )

@@ -5,26 +5,22 @@
 Steps: learn the feature schema (categorical vocabularies), turn rows into features with the
 same `Vectorizer` scoring uses, then:
 
-1. hold back a stratified 20 % validation split; LightGBM (native categorical features)
-   learns on the other 80 % with early stopping on the validation AUC, which picks the
-   number of trees;
-2. on that model's validation predictions (held-back data): Platt calibration, the
-   percentile score scale, the per-tier conversion figures and the reported metrics (AUC,
-   Brier, log loss);
-3. the shipped model is retrained on all rows with the same parameters and number of
-   trees, so the validation rows are not lost to it (its outputs are distributed like the
-   80 % model's; the backtest on unseen data shows how well calibration carries over).
+1. the fitting recipe (`leadscore.model.fitting`): cross-validated LightGBM trees and an
+   additive logistic regression (`leadscore.model.linear`), blended with a weight chosen on
+   out-of-fold predictions, both refitted on all rows;
+2. on the blended out-of-fold outputs (every row scored by models that did not see it; a 20 %
+   hold-out above 200,000 rows): Platt calibration, the percentile score scale, the per-tier
+   conversion figures and the reported metrics (AUC, Brier, log loss);
+3. the directory: model.txt (the trees), metadata.json (schema, blend, calibration, scale,
+   tiers, metrics, data fingerprint), features.toml.
 
-Class imbalance: the split is stratified, so validation holds its share of the rare class;
-trees are chosen by AUC, which does not depend on the base rate; probabilities are
-calibrated on held-back predictions; and the score is a percentile, so tiers keep their
-meaning at 2 % or 40 % conversion. Positives are deliberately not up-weighted:
-`scale_pos_weight = negatives/positives` lowered held-out AUC on both the synthetic and the
-bank-marketing data (see `lightgbm_params`) and distorts raw outputs that calibration then
-has to undo.
+Class imbalance: folds are stratified, so each holds its share of the rare class; fitting
+and selection use log loss; probabilities are calibrated on out-of-fold predictions; and the
+score is a percentile, so tiers keep their meaning at 2 % or 40 % conversion. Positives are
+deliberately not up-weighted (see `fitting.lightgbm_params`).
 
 Deterministic: the same rows and features.toml give byte-identical files (fixed seeds and
-split, one thread, `deterministic=True`, no wall-clock anywhere). Datetime ages are measured
+folds, one thread, `deterministic=True`, no wall-clock anywhere). Datetime ages are measured
 from the latest timestamp in the export, recorded as `reference_time`.
 """
 
@@ -32,11 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import platform
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,6 +40,15 @@ import numpy as np
 from leadscore.model.backtest import brier, log_loss, roc_auc, tier_table
 from leadscore.model.config import FeatureConfig, LabelledData
 from leadscore.model.features import FeatureSchema, Vectorizer, learn_schema, reference_time
+from leadscore.model.fitting import (
+    CV_FOLDS,
+    CV_MAX_ROWS,
+    EARLY_STOPPING_ROUNDS,
+    SEED,
+    fit_model,
+    fit_platt,
+    stratified_split,  # noqa: F401  (re-exported: the benchmarks and tests split with it)
+)
 from leadscore.model.scoring import (
     CONFIG_FILE,
     METADATA_FILE,
@@ -53,106 +56,14 @@ from leadscore.model.scoring import (
     MODEL_FILE,
     NativeBooster,
     PercentileScale,
-    PlattCalibration,
     Tiers,
     merge_tiers,
 )
 
-SEED = 42
-VALIDATION_SHARE = 0.2
-MAX_ROUNDS = 1000
-EARLY_STOPPING_ROUNDS = 30
 MIN_PER_CLASS = 10
 SCORE_KNOTS = 201
 # Default tiers as shares of the lead population, best first; the rest is disqualified.
 DEFAULT_TIER_SHARES = {"hot": 0.10, "warm": 0.20, "cold": 0.50}
-
-
-def lightgbm_params(rows: int) -> dict:
-    """LightGBM parameters for `rows` training rows (only `min_data_in_leaf` depends on it:
-    1 % of the rows, between 10 and 50, so small exports can still split).
-
-    Chosen on two unrelated data sets (synthetic contacts, bank-marketing) over four 80/20
-    splits, not tuned to either. No `scale_pos_weight`: up-weighting positives by
-    negatives/positives cost 0.002 AUC on both (means 0.7786 → 0.7764 and 0.7743 → 0.7719).
-    """
-    return {
-        "objective": "binary",
-        "metric": "auc",
-        "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_data_in_leaf": min(50, max(10, rows // 100)),
-        "feature_fraction": 0.7,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 1,
-        "lambda_l2": 1.0,
-        # Categorical features: one-vs-rest splits up to 32 categories, LightGBM's sorted
-        # many-vs-many splits above (smoothed, and only for categories with enough rows).
-        "max_cat_to_onehot": 32,
-        "min_data_per_group": 20,
-        "cat_smooth": 10.0,
-        "cat_l2": 10.0,
-        "max_bin": 255,
-        "deterministic": True,
-        "force_col_wise": True,
-        "num_threads": 1,
-        "seed": SEED,
-        "bagging_seed": SEED,
-        "feature_fraction_seed": SEED,
-        "data_random_seed": SEED,
-        "verbosity": -1,
-    }
-
-
-def stratified_split(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) row indices with the label ratio kept in both; `share` of each
-    class is held out."""
-    rng = np.random.default_rng(seed)
-    held_out = []
-    for cls in (0, 1):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        held_out.append(members[: max(1, round(len(members) * share))])
-    valid = np.sort(np.concatenate(held_out))
-    train = np.setdiff1d(np.arange(len(labels)), valid)
-    return train, valid
-
-
-def fit_platt(raw: np.ndarray, labels: np.ndarray, iterations: int = 100) -> PlattCalibration:
-    """Platt scaling by Newton's method, with Platt's smoothed targets so a perfectly
-    separated validation set does not produce probabilities of exactly 0 or 1."""
-    n_pos = float(labels.sum())
-    n_neg = float(len(labels) - n_pos)
-    target = np.where(labels == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-    x = raw.astype(np.float64)
-
-    def loss(a: float, b: float) -> float:
-        z = a * x + b
-        return float(np.sum(np.logaddexp(0.0, z) - target * z))
-
-    a, b = 1.0, 0.0
-    current = loss(a, b)
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
-        w = p * (1 - p)
-        gradient = np.array([np.sum((p - target) * x), np.sum(p - target)])
-        hessian = np.array([[np.sum(w * x * x) + 1e-9, np.sum(w * x)],
-                            [np.sum(w * x), np.sum(w) + 1e-9]])
-        step = np.linalg.solve(hessian, gradient)
-        scale = 1.0
-        while scale > 1e-6:  # backtracking keeps every step an improvement
-            candidate = loss(a - scale * step[0], b - scale * step[1])
-            if candidate <= current:
-                break
-            scale /= 2
-        else:
-            break
-        a, b = a - scale * step[0], b - scale * step[1]
-        improvement, current = current - candidate, candidate
-        if improvement < 1e-10:
-            break
-    if a <= 0:  # a model no better than chance: a flat, still monotonic, base rate
-        a, b = 0.0, math.log((n_pos + 1) / (n_neg + 1))
-    return PlattCalibration(a, b)
 
 
 def fit_percentile_scale(raw: np.ndarray, knots: int = SCORE_KNOTS) -> PercentileScale:
@@ -263,8 +174,9 @@ def train(
     model_text = fit.model_text
     model_bytes = model_text.encode("utf-8")
     config_bytes = config_text.encode("utf-8")
+    blend = fit.blend.to_dict()
 
-    # Fitted on the held-back validation split, scored by the model that never saw it.
+    # Fitted on out-of-fold outputs, each from models that never saw the row.
     held_back = labels[fit.validation_rows]
     calibration = fit_platt(fit.validation_raw, held_back)
     probability = calibration(fit.validation_raw)
@@ -284,14 +196,18 @@ def train(
         "brier": round(brier(y, probability), 6),
         "brier_base_rate": round(brier(y, np.full(len(y), y.mean())), 6),
         "log_loss": round(log_loss(y, probability), 6),
-        "train_auc": round(roc_auc(labels, native.raw_many(matrix)), 6),
+        "train_auc": round(roc_auc(labels, fit.blend.raw(native.raw_many(matrix), matrix)), 6),
     }
+    weight = fit.blend.gbm_weight
+    final_model = (f"retrained on all rows: {fit.best_iteration} LightGBM trees of "
+                   f"{fit.params['num_leaves']} leaves (weight {weight:g}) and a logistic "
+                   f"regression with C = {fit.linear['c']:g} (weight {1 - weight:g})")
     schema_dict = schema.to_dict()
     schema_sha = schema.sha256()
     model_sha = hashlib.sha256(model_bytes).hexdigest()
     fingerprint = hashlib.sha256(
         model_bytes + schema_sha.encode() +
-        json.dumps([calibration.to_dict(), scale.to_dict()], sort_keys=True).encode()
+        json.dumps([calibration.to_dict(), scale.to_dict(), blend], sort_keys=True).encode()
     ).hexdigest()
     version = (f"{reference:%Y%m%d}-" if reference else "") + fingerprint[:8]
     metadata = {
@@ -304,10 +220,11 @@ def train(
         "schema": schema_dict,
         "schema_hash": schema_sha,
         "reference_time": reference.isoformat().replace("+00:00", "Z") if reference else None,
+        "blend": blend,
         "calibration": calibration.to_dict(),
         "score_scale": scale.to_dict(),
-        "score_definition": "percentile of the raw model output among the held-back "
-                            "validation leads",
+        "score_definition": "percentile of the raw model output among the out-of-fold "
+                            "outputs of the training leads",
         "tiers": {
             "thresholds": tiers.model_dump(),
             "source": "features.toml" if config.tiers else "data",
@@ -319,9 +236,13 @@ def train(
                          "features": quality},
         "data": {"file": data.name, "sha256": data.sha256, "rows": len(all_rows)},
         "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
-        "training": {"params": fit.params, "seed": SEED, "validation_share": VALIDATION_SHARE,
+        "training": {"params": fit.params, "seed": SEED, "cv_folds": CV_FOLDS,
+                     "folds_trained": fit.folds, "cv_max_rows": CV_MAX_ROWS,
                      "early_stopping_rounds": EARLY_STOPPING_ROUNDS,
-                     "final_model": "retrained on all rows with best_iteration trees"},
+                     "candidates": fit.candidates, "linear": fit.linear,
+                     "blend_log_loss": {f"{w:g}": loss for w, loss in
+                                        fit.blend_log_loss.items()},
+                     "final_model": final_model},
         "libraries": {"lightgbm": lgb.__version__, "numpy": np.__version__,
                       "python": platform.python_version()},
     }
@@ -333,9 +254,16 @@ def train(
         json.dumps(metadata, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
         encoding="utf-8",
     )
-    echo(f"validation (held-back {100 * VALIDATION_SHARE:.0f}%, {len(fit.validation_rows):,} "
-         f"rows): AUC {metrics['auc']:.3f}, Brier {metrics['brier']:.4f} (base rate "
-         f"{metrics['brier_base_rate']:.4f}); {fit.best_iteration} trees, retrained on all rows")
+    how = (f"{fit.folds}-fold cross-validation" if fit.folds > 1 else
+           f"one {100 // CV_FOLDS}% hold-out fold (more than {CV_MAX_ROWS:,} rows)")
+    trees = ", ".join(f"{c['num_leaves']} leaves: log loss {c['cv_log_loss']:.4f}"
+                      for c in fit.candidates)
+    echo(f"{how}: trees ({trees}) → {fit.params['num_leaves']} leaves, "
+         f"{fit.best_iteration} trees; logistic regression C = {fit.linear['c']:g}; "
+         f"blend weight of the trees {weight:g}")
+    echo(f"out-of-fold ({len(fit.validation_rows):,} rows): AUC {metrics['auc']:.3f}, Brier "
+         f"{metrics['brier']:.4f} (base rate {metrics['brier_base_rate']:.4f}); shipped: "
+         f"{final_model}")
     echo("tiers: " + ", ".join(_tier_line(tiers, row) for row in tier_rows))
     return metadata
 
@@ -355,36 +283,3 @@ def _first_of_each_id(rows: list[Mapping[str, str | None]],
         seen.add(row_id)
         kept.append(row)
     return kept
-
-
-@dataclass(frozen=True)
-class Fit:
-    model_text: str  # the shipped model, retrained on every row
-    params: dict
-    best_iteration: int
-    validation_rows: np.ndarray  # indices of the held-back split
-    validation_raw: np.ndarray  # its raw outputs from the model that did not see it
-
-
-def fit_model(matrix: np.ndarray, labels: np.ndarray, schema: FeatureSchema) -> Fit:
-    """Early stopping on a held-back validation split picks the number of trees; the
-    shipped model is then retrained on all rows with that many."""
-    train, valid = stratified_split(labels, VALIDATION_SHARE, SEED)
-    params = lightgbm_params(len(train))
-
-    def dataset(rows: np.ndarray, **kwargs) -> lgb.Dataset:
-        return lgb.Dataset(matrix[rows], label=labels[rows], params=params, free_raw_data=False,
-                           **kwargs)
-
-    features = {"feature_name": schema.names, "categorical_feature": schema.categorical_indices}
-    train_set = dataset(train, **features)
-    booster = lgb.train(
-        params, train_set, num_boost_round=MAX_ROUNDS,
-        valid_sets=[dataset(valid, reference=train_set)],
-        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
-    )
-    best = booster.best_iteration or booster.current_iteration()
-    validation_raw = booster.predict(matrix[valid], raw_score=True, num_iteration=best)
-    final = lgb.train(params, dataset(np.arange(len(labels)), **features), num_boost_round=best)
-    return Fit(model_text=final.model_to_string(), params=params, best_iteration=best,
-               validation_rows=valid, validation_raw=validation_raw)
