@@ -1,9 +1,10 @@
 """The lead-scoring model: features, training, scoring, reasons and backtests.
 
-Owns: features.toml and the feature schema (`config`, `features`), the LightGBM model directory
-and scoring with it (`scoring`: `load`, `LeadModel`, `ScoreResult`), the wording of reasons
-(`reasons`), training (`training`) and backtest figures and reports (`backtest`,
-`backtest_html`); `contract` is what the rest of the package sees of a model.
+Owns: features.toml and the feature schema (`config`, `features`), the model directory and
+scoring with it (`scoring`: `load`, `LeadModel`, `ScoreResult`; the trees' linear partner and
+their blend: `linear`), the wording of reasons (`reasons`), training (`training`, its fitting
+recipe `fitting`) and backtest figures and reports (`backtest`, `backtest_html`); `contract` is
+what the rest of the package sees of a model.
 May import: base.
 
 `leadscore.model.load(path)` is the Python scoring API (DESIGN.md). The names below resolve on
