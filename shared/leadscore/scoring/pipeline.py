@@ -247,6 +247,8 @@ class ScorePipeline:
         logger.info("Score batch done", extra={
             "event_ids": sorted({key for m in messages if (key := event_key(m))}),
             "scored": len(result.scored), "skipped_consent": len(result.skipped_consent),
+            # Whose data this batch read: what a breach notice goes to (`dpdp affected`).
+            "scored_contact_ids": result.scored, "skipped_contact_ids": result.skipped_consent,
             "stale": result.stale, "erased": len(result.erased),  # erased: named by receipts only
             "not_found": result.not_found,
             "failed": result.failed,
