@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
@@ -260,3 +261,31 @@ def test_setup_prints_the_notice_with_the_grievance_officer(deployed, capsys):
     assert "grievance officer (s. 8(10), s. 13; Rules r. 9): Meera Iyer <dpo@acme.example>" in out
     assert "Data Protection Board of India" in out
     assert "Amazon Bedrock from ap-south-1" in out
+
+
+def test_access_reads_the_local_stack_from_its_json_line(deployed, capsys, tmp_path, monkeypatch):
+    """`--local-stack FILE`: resources, AWS endpoint, HubSpot URL and token from the line
+    `leadscore local up` printed (its shape: {logical id: {"Ref": ...}}), not from the
+    environment."""
+    resources, portal = deployed
+    contact_id = _contact(portal, dpdp_consent_purposes="lead_scoring;ai_enrichment")
+    _scored_and_enriched(resources, portal, contact_id, IN_WINDOW)
+    monkeypatch.delenv("HUBSPOT_TOKEN")
+    line = tmp_path / "local.json"
+    line.write_text(json.dumps({
+        "resources": {**{name: {"Ref": ref} for name, ref in resources.items()},
+                      "ErasureReceiptKeySecret": {"Ref": KEY_SECRET}},
+        "aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"], "hubspot_url": portal.url,
+        "hubspot_token": TOKEN}) + "\n")
+
+    assert main(["dpdp", "access", "--local-stack", str(line), "--contact-id", contact_id]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["stack"] == "leadscore-local"
+    assert report["hubspot"]["derived_properties"]["ai_lead_tier"]["value"] == "hot"
+    assert report["stores"]["score_ledger"]["score"] == 87
+    assert report["erasures"] == []  # searched with the stack's own receipt key
+    assert report["processors"][2]["model"] == "apac.anthropic.claude-sonnet-5-5"
+
+    line.write_text("not json\n")
+    assert main(["dpdp", "access", "--local-stack", str(line), "--contact-id", "1"]) == 2
+    assert "not the JSON line of `leadscore local up`" in capsys.readouterr().err
