@@ -256,3 +256,56 @@ def test_disclosures_are_written_by_enrichment_and_erased_with_the_ledger():
         assert actions(eraser) == {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
     for other in ("IngestFunction", "ScoreApiFunction"):
         assert actions(other) == set()
+
+
+# ------------------------------------------------------------------- figures
+
+
+def statements(policy: Any) -> tuple[int, int]:
+    """(statements always granted, statements granted under a condition) of one `Policies`
+    entry. Each SAM policy template this template uses expands to one statement
+    (samtranslator's policy_templates.json); DataKeyUsePolicy has one."""
+    if "Statement" in policy:
+        return len(policy["Statement"]), 0
+    if "Fn::If" in policy:
+        granted = policy["Fn::If"][1]
+        return 0, (1 if "Ref" in granted else sum(statements(granted)))
+    return 1, 0
+
+
+ENCRYPTED_TYPES = {"AWS::DynamoDB::Table": "SSESpecification", "AWS::SQS::Queue":
+                   "KmsMasterKeyId", "AWS::SNS::Topic": "KmsMasterKeyId",
+                   "AWS::Logs::LogGroup": "KmsKeyId"}
+AWS_KEY = {"AWS::DynamoDB::Table": "AWS owned key", "AWS::SQS::Queue": "SQS-managed (SSE-SQS)",
+           "AWS::SNS::Topic": "alias/aws/sns", "AWS::Logs::LogGroup": "CloudWatch Logs' own"}
+
+
+def key_of(resource: dict[str, Any]) -> str:
+    setting = resource["Properties"][ENCRYPTED_TYPES[resource["Type"]]]
+    setting = setting.get("KMSMasterKeyId", setting) if isinstance(setting, dict) else setting
+    if isinstance(setting, dict) and "Fn::If" in setting:
+        _, chosen, otherwise = setting["Fn::If"]
+        otherwise = AWS_KEY[resource["Type"]] if otherwise == {"Ref": "AWS::NoValue"} else otherwise
+        return f"{chosen['Ref']} if set, else {otherwise}"
+    return f"{setting['Ref']} (its own key)" if isinstance(setting, dict) else str(setting)
+
+
+def test_figures_iam_statements_and_keys(capsys):
+    """The figures of the issue: IAM statements per function (beside the two managed policies
+    SAM attaches to every function: basic execution and X-Ray writes) and which key encrypts
+    each store."""
+    rows = []
+    for logical_id, function in sorted(FUNCTIONS.items()):
+        always = conditional = 0
+        for policy in function["Properties"].get("Policies", []):
+            a, c = statements(policy)
+            always, conditional = always + a, conditional + c
+        assert always >= 1, logical_id
+        rows.append(f"  {logical_id}: {always} statements, +{conditional} conditional")
+    keys = {logical_id: key_of(resource) for logical_id, resource in sorted(RESOURCES.items())
+            if resource["Type"] in ENCRYPTED_TYPES}
+    assert sum("DataKmsKeyArn if set" in key for key in keys.values()) == len(keys) - 1
+    assert keys["AlarmTopic"] == "AlarmTopicKey (its own key)"  # alarms carry no personal data
+    with capsys.disabled():
+        print("\nIAM statements per function:", *rows, "encryption at rest:",
+              *(f"  {k}: {v}" for k, v in keys.items()), sep="\n")
