@@ -190,6 +190,13 @@ def test_access_to_an_unknown_contact_says_so(deployed, capsys):
     assert any("receipt key" in note for note in report["notes"])
 
 
+def test_access_with_a_refused_token_says_so(deployed, capsys, monkeypatch):
+    monkeypatch.setenv("HUBSPOT_TOKEN", "pat-revoked")
+    assert main(["dpdp", "access", "--stack-name", "leadscore", "--region", REGION,
+                 "--contact-id", "1", "--key-secret", KEY_SECRET]) == 2
+    assert "HubSpot refused the request (401" in capsys.readouterr().err
+
+
 def test_access_needs_a_readable_stack(moto_server, capsys):
     assert main(["dpdp", "access", "--stack-name", "nope", "--contact-id", "1",
                  "--endpoint-url", moto_server]) == 2

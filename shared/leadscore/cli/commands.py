@@ -274,13 +274,22 @@ def _stack_view(args: argparse.Namespace):
 
 
 def cmd_dpdp_access(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from hubspot.crm.contacts.exceptions import ApiException
+
     from leadscore.cli.dpdp_access import access_report
 
     view = _stack_view(args)
     if view is None:
         raise CliError("name the stack: --stack-name NAME, or --local-stack FILE")
-    print(json.dumps(access_report(view, args.contact_id, key_secret=args.key_secret),
-                     indent=2, default=str))
+    try:
+        report = access_report(view, args.contact_id, key_secret=args.key_secret)
+    except ApiException as error:  # status and reason only: the body may quote the contact
+        raise CliError(f"HubSpot refused the request ({error.status} {error.reason}); check "
+                       "the token (crm.objects.contacts.read)") from None
+    except (BotoCoreError, ClientError) as error:
+        raise CliError(f"cannot read the stack's stores: {error}") from None
+    print(json.dumps(report, indent=2, default=str))
     return 0
 
 
