@@ -1,15 +1,19 @@
-"""Shared Powertools Logger, Metrics and Tracer, and the filter that keeps personal data out of
-logs.
+"""Shared Powertools Logger, Metrics and Tracer, and what keeps personal data out of logs and
+traces.
 
 Service name, log level and metrics namespace come from the Powertools environment variables
 (`POWERTOOLS_SERVICE_NAME`, `POWERTOOLS_LOG_LEVEL`, `POWERTOOLS_METRICS_NAMESPACE`).
 Rule for every module: log ids and counts only — never contact properties, emails or names.
-The filter is the safety net under that rule, not a licence to break it: it redacts e-mail
-addresses and phone numbers wherever they appear (message, `extra=` values, exception text),
-and values under keys that name personal data (`firstname`, `email`, `properties`, ... as
-`extra=` keys, nested dict keys, or `key: value` / `key=value` pairs in text). A bare name in
-free text cannot be recognised by pattern; that is what the rule, and the end-to-end test that
-greps a whole run's logs for the test contacts' names, are for.
+The redaction is the safety net under that rule, not a licence to break it
+(`leadscore.personal_data` says what it recognises):
+- the Powertools logger's formatter redacts the whole entry just before it is written:
+  message, `extra=` values, keys added with `append_keys` or `inject_lambda_context`, and
+  exception text;
+- a logging filter on that logger and on the root handlers redacts every record of every
+  other logger (botocore, urllib3, the HubSpot SDK, Powertools' own) the same way;
+- X-Ray: the template turns off Powertools' capture of responses and exceptions
+  (`POWERTOOLS_TRACER_CAPTURE_RESPONSE/ERROR=false`), and the emitter drops the exception
+  message the X-Ray SDK records in a failed segment's `cause` (type and stack stay).
 
 Metrics carry names and counts only (no dimensions or metadata from contact data).
 """
@@ -18,78 +22,41 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 
-# Keys whose values are personal data (or may contain it) wherever they appear.
-PERSONAL_DATA_KEYS = frozenset({
-    "properties", "email", "emails", "firstname", "lastname", "first_name", "last_name",
-    "fullname", "full_name", "name", "phone", "mobilephone", "phone_number", "company",
-    "jobtitle", "address", "city", "message", "body", "payload",
-})
-REDACTED = "[redacted]"
-REDACTED_EMAIL = "[redacted-email]"
-REDACTED_PHONE = "[redacted-phone]"
+from leadscore.personal_data import redact, redact_text
+
 # Attributes every LogRecord has; everything else on a record came from `extra=`.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime"}
-# Identifier-valued keys ("contact_id", "event_ids", ...): long digit runs there are ids, not
-# phone numbers, so only e-mail addresses are redacted in them.
-_ID_KEY = re.compile(r"(?:^|_)ids?$")
-
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_NOT_IN_TOKEN_BEFORE = r"(?<![\w+./:#-])"
-_NOT_IN_TOKEN_AFTER = r"(?![\w/:#-]|\.\d)"
-PHONE = re.compile(
-    _NOT_IN_TOKEN_BEFORE + "(?:"
-    r"\+\d{1,3}[\s.-]?(?:\(\d{1,5}\)[\s.-]?)?\d{2,5}(?:[\s.-]?\d{2,5}){1,4}"  # +91 98765 43210
-    r"|0?[6-9]\d{4}[\s-]?\d{5}"  # Indian mobile: 9876543210, 98765-43210, 09876543210
-    r"|\(0?\d{2,4}\)[\s.-]?\d{3,4}[\s.-]?\d{4}"  # (022) 2345 6789
-    r"|0\d{2,4}[\s-]\d{6,8}"  # 022-23456789, 080 41234567
-    r"|\d{3}[\s.-]\d{3}[\s.-]\d{4}"  # 415-555-0199
-    ")" + _NOT_IN_TOKEN_AFTER)
-# `"firstname": "Asha"`, `'email': 'a@b.in'`, `lastname=Rao` in free text (JSON, reprs, k=v).
-_KEY_VALUE = re.compile(
-    r"""(?P<key>(?P<q>["']?)\b(?:""" + "|".join(sorted(PERSONAL_DATA_KEYS, key=len, reverse=True))
-    + r""")(?P=q)\s*[:=]\s*)(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;}\])]+)""",
-    re.IGNORECASE)
+# Keys Powertools fills itself (its own names, never personal data): written as they are.
+_POWERTOOLS_KEYS = frozenset({
+    "level", "location", "timestamp", "service", "sampling_rate", "cold_start",
+    "function_name", "function_memory_size", "function_arn", "function_request_id",
+    "xray_trace_id", "correlation_id", "exception_name"})
+# Free text of the entry, whatever its key says.
+_TEXT_KEYS = frozenset({"message", "exception", "stack_trace", "exception_notes"})
 
 
-def redact_text(text: str, *, identifiers: bool = False) -> str:
-    """Text with e-mail addresses, phone numbers (unless `identifiers`) and `key: value` pairs
-    of personal-data keys replaced."""
-    text = EMAIL.sub(REDACTED_EMAIL, text)
-    if not identifiers:
-        text = PHONE.sub(REDACTED_PHONE, text)
-
-    def value(match: re.Match[str]) -> str:
-        raw = match.group("value")
-        quote = raw[0] if raw[:1] in ("'", '"') else ""
-        return f"{match.group('key')}{quote}{REDACTED}{quote}"
-
-    return _KEY_VALUE.sub(value, text)
+def redact_log_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A structured log entry (Powertools' dict) with personal data replaced."""
+    return {key: value if key in _POWERTOOLS_KEYS else redact(value, "" if key in _TEXT_KEYS
+                                                               else key)
+            for key, value in entry.items()}
 
 
-def redact(value: Any, key: str = "") -> Any:
-    """A copy of a logged value with personal data replaced (containers recursively)."""
-    if key.lower() in PERSONAL_DATA_KEYS:
-        return REDACTED
-    if isinstance(value, str):
-        if value.isdigit():  # a structured value of digits only is an id (phones go by key)
-            return value
-        return redact_text(value, identifiers=bool(_ID_KEY.search(key.lower())))
-    if isinstance(value, Mapping):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [redact(item, key) for item in value]
-    if isinstance(value, BaseException):
-        return redact_text(f"{type(value).__name__}: {value}")
-    return value
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON formatter, redacting the finished entry: the only point every key
+    passes, `append_keys` and `inject_lambda_context` keys included."""
+
+    def serialize(self, log: Any) -> str:
+        return super().serialize(redact_log_entry(log) if isinstance(log, Mapping) else log)
 
 
 class PersonalDataFilter(logging.Filter):
@@ -134,13 +101,46 @@ def install_personal_data_filter(*loggers: logging.Logger | Logger) -> None:
                 filterer.addFilter(PERSONAL_DATA_FILTER)
 
 
+def strip_exception_messages(entity: Any) -> None:
+    """Removes the exception messages the X-Ray SDK recorded in a segment or subsegment's
+    `cause` (and its subsegments'): a message can quote input values. Type and stack stay."""
+    cause = getattr(entity, "cause", None)
+    if isinstance(cause, dict):
+        for throwable in cause.get("exceptions", ()):
+            if hasattr(throwable, "message"):
+                del throwable.message
+    for subsegment in getattr(entity, "subsegments", ()):
+        strip_exception_messages(subsegment)
+
+
+class MessagelessEmitter:
+    """Wraps the X-Ray recorder's emitter: every segment leaves without exception messages."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def send_entity(self, entity: Any) -> None:
+        strip_exception_messages(entity)
+        self.inner.send_entity(entity)
+
+    def __getattr__(self, name: str) -> Any:  # set_daemon_address, ip, port, ...
+        return getattr(self.inner, name)
+
+
+def scrub_exception_messages_from_traces(recorder: Any) -> None:
+    """Installs `MessagelessEmitter` on an X-Ray recorder (idempotent)."""
+    if not isinstance(recorder.emitter, MessagelessEmitter):
+        recorder.emitter = MessagelessEmitter(recorder.emitter)
+
+
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "leadscore")
-logger = Logger(service=SERVICE)
+logger = Logger(service=SERVICE, logger_formatter=RedactingFormatter())
 install_personal_data_filter(logger, logging.getLogger())
 # The service is the metrics' one dimension, which every custom-metric alarm filters on.
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LeadScore"),
                   service=SERVICE)
 tracer = Tracer()
+scrub_exception_messages_from_traces(tracer.provider)
 
 # The HubSpot SDK logs whole response bodies (contact properties) at DEBUG; keep it quiet even
 # when POWERTOOLS_LOG_LEVEL=DEBUG is used to debug our own code.

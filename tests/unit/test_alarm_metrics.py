@@ -30,6 +30,7 @@ from leadscore.enrichment.worker import DailyBudget
 from leadscore.hubspot.client import HubSpotBatchError
 
 NOW = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)
+API_KEY = "score-api-key-0123456789"
 SERVICE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
 ALARMED = {m["MetricName"]: m["Dimensions"] for alarm in ALARMS.values()
            for m in alarm_metrics(alarm) if m["Namespace"] == NAMESPACE}
@@ -41,8 +42,15 @@ def stack(request, monkeypatch, kit, lambda_context):
     request.getfixturevalue("aws")
     create_table("EnrichBudgetTable")
     queue = boto3.client("sqs").create_queue(QueueName="EnrichQueue")["QueueUrl"]
+    score_queue = boto3.client("sqs").create_queue(QueueName="ScoreQueue")["QueueUrl"]
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name="hubspot-client-secret", SecretString=kit.CLIENT_SECRET)
+    secrets.create_secret(Name="score-api-key", SecretString=API_KEY)
     for name, value in {"LLM_PROVIDER": "bedrock", "ENRICH_BUDGET_TABLE": "EnrichBudgetTable",
-                        "LLM_DAILY_BUDGET_USD": "0.05", "ENRICH_QUEUE_URL": queue}.items():
+                        "LLM_DAILY_BUDGET_USD": "0.05", "ENRICH_QUEUE_URL": queue,
+                        "SCORE_QUEUE_URL": score_queue,
+                        "HUBSPOT_CLIENT_SECRET_SECRET": "hubspot-client-secret",
+                        "SCORE_API_KEY_SECRET": "score-api-key"}.items():
         monkeypatch.setenv(name, value)
     return SimpleNamespace(kit=kit, context=lambda_context, monkeypatch=monkeypatch)
 
@@ -129,7 +137,38 @@ def daily_llm_budget_spent(stack, alarming: bool) -> None:
     assert hubspot.reads == ([] if alarming else [["1"]])
 
 
+def webhook_signed_with_a_wrong_secret(stack, alarming: bool) -> None:
+    kit = stack.kit
+    body = kit.webhook_body([kit.webhook_event(1, 101)])
+    secret = "an-old-client-secret" if alarming else kit.CLIENT_SECRET
+    response = kit.load_function("ingest").lambda_handler(
+        kit.http_api_event(body, secret=secret), stack.context)
+    assert response["statusCode"] == (401 if alarming else 200)
+
+
+def webhook_body_is_not_events(stack, alarming: bool) -> None:
+    kit = stack.kit
+    body = b'{"not": "a list of events"' if alarming else kit.webhook_body(
+        [kit.webhook_event(2, 102)])
+    response = kit.load_function("ingest").lambda_handler(kit.http_api_event(body),
+                                                          stack.context)
+    assert response["statusCode"] == (400 if alarming else 200)
+
+
+def score_request_with_a_wrong_key(stack, alarming: bool) -> None:
+    kit = stack.kit
+    app = kit.load_function("score_api")
+    app.function.load_model = lambda model_dir: kit.FakeModel()
+    event = kit.http_api_event(json.dumps({"hs_analytics_num_visits": "3"}), secret=None,
+                               path="/score")
+    event["headers"]["x-api-key"] = "a-guessed-key" if alarming else API_KEY
+    assert app.lambda_handler(event, stack.context)["statusCode"] == (401 if alarming else 200)
+
+
 CASES: list[tuple[str, Callable[[Any, bool], None]]] = [
+    ("WebhookSignatureRejected", webhook_signed_with_a_wrong_secret),
+    ("WebhookMalformed", webhook_body_is_not_events),
+    ("ScoreApiUnauthorized", score_request_with_a_wrong_key),
     ("ErasureFailures", sweep_fails_to_clear_a_contact),
     ("ErasureFailures", purge_fails_to_clear_a_contact),
     ("ConsentSweepNoProgress", sweep_makes_no_progress),
@@ -170,7 +209,8 @@ def test_alarmed_metric_is_emitted_when_its_condition_happens(metric, drive, sta
     # CloudWatch metric, which the alarm would never see.
     [names] = directive["Dimensions"]
     assert [{"Name": name, "Value": blob[name]} for name in names] == ALARMED[metric]
-    assert total(blob, metric) == 1  # one refusal, one stuck run, one failed write, one deferral
+    # one refusal, one stuck run, one failed write, one deferral, one rejected request
+    assert total(blob, metric) == 1
 
 
 @pytest.mark.parametrize(("metric", "drive"), CASES, ids=CASE_IDS)

@@ -15,7 +15,7 @@ from leadscore_local.cfn_yaml import load_template
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "shared" / "leadscore"
 FUNCTIONS = ROOT / "functions"
-BASE_MODULES = {"__init__", "settings", "observability", "messaging", "timestamps"}
+BASE_MODULES = {"__init__", "settings", "observability", "personal_data", "messaging", "timestamps"}
 LOCAL_STACK = "leadscore_local"
 NUMERIC = ("numpy", "lightgbm")
 MAX_LINES = 500

@@ -56,8 +56,9 @@ from leadscore.enrichment.prompt import (
     default_texts,
     load_prompt,
 )
-from leadscore.enrichment.redaction import clean_output, redact
+from leadscore.enrichment.redaction import clean_output
 from leadscore.enrichment.worker import DailyBudget, seconds_until_next_day
+from leadscore.personal_data import redact_free_text as redact
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 
 PRIMARY, ESCALATION = DEFAULT_MODELS["anthropic"]

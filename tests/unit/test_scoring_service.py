@@ -803,3 +803,17 @@ def test_searches_stay_under_hubspots_search_limit_whatever_the_general_budget(
         client.search([], ["ai_lead_score"])
     # One every quarter second: 4 per second, below HubSpot's 5.
     assert clock.slept == [0.25] * 7
+
+
+def test_feature_hash_holds_an_email_address_only_as_its_domain():
+    """The ledger's fingerprint of the inputs must not let a guessed address be tested: two
+    addresses at one domain hash alike (the model reads only the domain), the domain counts."""
+    names = ["email", "hs_analytics_num_visits"]
+    asha = feature_hash({"email": "asha.rao@acme-corp.in", "hs_analytics_num_visits": "3"}, names)
+    ravi = feature_hash({"email": "Ravi.K@ACME-corp.in ", "hs_analytics_num_visits": "3"}, names)
+    other = feature_hash({"email": "asha.rao@gmail.com", "hs_analytics_num_visits": "3"}, names)
+    domain_only = feature_hash({"email": "@acme-corp.in", "hs_analytics_num_visits": "3"}, names)
+    assert asha == ravi == domain_only
+    assert other != asha
+    assert feature_hash({"email": "asha.rao@acme-corp.in", "hs_analytics_num_visits": "4"},
+                        names) != asha

@@ -240,12 +240,13 @@ def test_queues_have_dlqs_and_safe_visibility(
     redrive = queue["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
     assert 1 <= redrive["maxReceiveCount"] <= 10
-    assert queue["SqsManagedSseEnabled"] is True
+    # SQS-managed SSE, or the customer-managed key (tests/unit/test_security_template.py)
+    assert queue["SqsManagedSseEnabled"] == {"Fn::If": ["UseDataKmsKey", False, True]}
     # AWS: visibility timeout >= 6 x the function timeout, so retries do not overlap.
     assert queue["VisibilityTimeout"] >= 6 * function_setting(template, consumer, "Timeout")
     dlq = resources[dlq_id]["Properties"]
     assert dlq["MessageRetentionPeriod"] == FOURTEEN_DAYS
-    assert dlq["SqsManagedSseEnabled"] is True
+    assert dlq["SqsManagedSseEnabled"] == {"Fn::If": ["UseDataKmsKey", False, True]}
     alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert any(
         a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
@@ -261,7 +262,8 @@ def test_queues_have_dlqs_and_safe_visibility(
 @pytest.mark.parametrize(
     ("table_id", "key", "ttl"),
     [("LedgerTable", "contact_id", "expires_at"), ("IdempotencyTable", "id", "expiration"),
-     ("ErasureReceiptsTable", "subject", "expires_at"), ("EnrichBudgetTable", "day", "expires_at")],
+     ("ErasureReceiptsTable", "subject", "expires_at"), ("EnrichBudgetTable", "day", "expires_at"),
+     ("DisclosuresTable", "contact_id", "expires_at")],
 )
 def test_tables_encrypted_recoverable_expiring(
     resources: dict[str, Any], table_id: str, key: str, ttl: str
@@ -289,7 +291,8 @@ def test_secrets_hold_no_value_in_the_template(resources: dict[str, Any], secret
 
 
 def test_topics_encrypted(resources: dict[str, Any]) -> None:
-    assert resources["HotLeadsTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    assert resources["HotLeadsTopic"]["Properties"]["KmsMasterKeyId"] == {
+        "Fn::If": ["UseDataKmsKey", {"Ref": "DataKmsKeyArn"}, "alias/aws/sns"]}
     # CloudWatch alarms cannot use alias/aws/sns: the alarm topic has its own key.
     assert resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
 
@@ -321,6 +324,9 @@ def test_function_policies_are_scoped_templates_or_statements(resources: dict[st
             if "Fn::If" in policy:  # conditional statement (Bedrock), checked by the walk above
                 policy = policy["Fn::If"][1]
             [(name, arguments)] = policy.items()
+            if name == "Ref":  # a managed policy of this stack, its statements walked above
+                assert resources[arguments]["Type"] == "AWS::IAM::ManagedPolicy", logical_id
+                continue
             if name == "Statement":
                 continue
             assert name in scoped_templates, f"{logical_id}: {name}"

@@ -3,7 +3,9 @@ Lambda (the shared layer's build leaves this subpackage out).
 
 Owns: the command line (`commands`), train/score/backtest on CSV files (`csv_files`),
 synthetic contacts (`synthetic`), `hubspot export` (`hubspot_export`), `backfill`, DLQ
-inspection and redrive (`dlq`), DPDP report and lookup (`dpdp_report`).
+inspection and redrive (`dlq`), DPDP report and lookup (`dpdp_report`), the right of access
+(`dpdp_access`), the breach notice list (`dpdp_breach`), the privacy-notice facts `hubspot
+setup` prints (`notice`), and where a deployed or local stack keeps things (`stack_view`).
 May import: scoring, enrichment, dpdp, hubspot, model, base, leadscore_local.
 """
 

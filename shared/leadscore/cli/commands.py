@@ -95,6 +95,14 @@ def cmd_hubspot_setup(args: argparse.Namespace) -> int:
     client = HubSpot(access_token=token, host=args.base_url)
     ensure_properties(client, args.consent_property, args.consent_updated_property, echo=print)
     print(WEBHOOK_SUBSCRIPTIONS_HELP.format(purposes=args.consent_property))
+    if args.stack_name:  # the notice's facts come from the deployed stack's parameters
+        from leadscore.cli.notice import notice_text
+        from leadscore.cli.stack_view import StackNotReadable, from_cloudformation
+
+        try:
+            print(notice_text(from_cloudformation(args.stack_name, args.region).parameters))
+        except StackNotReadable as error:
+            raise CliError(str(error)) from None
     return 0
 
 
@@ -249,6 +257,57 @@ def cmd_dpdp_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_view(args: argparse.Namespace):
+    """The stack `--stack-name` or `--local-stack` names (see leadscore.cli.stack_view)."""
+    from leadscore.cli.stack_view import StackNotReadable, from_cloudformation, from_local_line
+
+    try:
+        if args.local_stack:
+            text = (sys.stdin.read() if args.local_stack == "-"
+                    else Path(args.local_stack).read_text())
+            return from_local_line(text)
+        if args.stack_name:
+            return from_cloudformation(args.stack_name, args.region, args.endpoint_url)
+    except StackNotReadable as error:
+        raise CliError(str(error)) from None
+    return None
+
+
+def cmd_dpdp_access(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from hubspot.crm.contacts.exceptions import ApiException
+
+    from leadscore.cli.dpdp_access import access_report
+
+    view = _stack_view(args)
+    if view is None:
+        raise CliError("name the stack: --stack-name NAME, or --local-stack FILE")
+    try:
+        report = access_report(view, args.contact_id, key_secret=args.key_secret)
+    except ApiException as error:  # status and reason only: the body may quote the contact
+        raise CliError(f"HubSpot refused the request ({error.status} {error.reason}); check "
+                       "the token (crm.objects.contacts.read)") from None
+    except (BotoCoreError, ClientError) as error:
+        raise CliError(f"cannot read the stack's stores: {error}") from None
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def cmd_dpdp_affected(args: argparse.Namespace) -> int:
+    from leadscore.cli.dpdp_breach import affected_report
+
+    view = _stack_view(args)
+    if view is None and not args.log_file:
+        raise CliError("name the stack (--stack-name or --local-stack) or --log-file")
+    report = affected_report(view, args.since, args.until, log_files=args.log_file or (),
+                             cloudwatch=view is not None and not args.local_stack)
+    if args.ids_only:
+        print("\n".join(contact["contact_id"] for contact in report["contacts"]))
+    else:
+        print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadscore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -303,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
         "setup", parents=[portal],
         help="create the ai_lead_scoring properties (idempotent); token in HUBSPOT_TOKEN")
     setup.add_argument("--consent-updated-property", default="dpdp_consent_updated_at")
+    setup.add_argument("--stack-name", help="deployed stack: print the privacy-notice facts "
+                                            "(purposes, LLM destination, grievance officer)")
+    setup.add_argument("--region", default="ap-south-1")
     setup.set_defaults(func=cmd_hubspot_setup)
     export = hubspot_commands.add_parser(
         "export", parents=[portal],
@@ -351,6 +413,34 @@ def build_parser() -> argparse.ArgumentParser:
                              help="the hashing key's secret (stack output "
                                   "ErasureReceiptKeySecretArn)")
     dpdp_lookup.set_defaults(func=cmd_dpdp_lookup)
+    stack = argparse.ArgumentParser(add_help=False)  # which stack: deployed or local
+    stack.add_argument("--stack-name", help="deployed stack (CloudFormation) to read")
+    stack.add_argument("--local-stack", metavar="FILE",
+                       help="the JSON line `leadscore local up` printed (- for stdin)")
+    stack.add_argument("--region", default="ap-south-1")
+    stack.add_argument("--endpoint-url", help="AWS endpoint for --stack-name (tests)")
+    dpdp_access = dpdp_commands.add_parser(
+        "access", parents=[stack],
+        help="everything the stack holds or derived about one contact, and who received it "
+             "(JSON; right of access). HubSpot token: HUBSPOT_TOKEN or the stack's secret")
+    dpdp_access.add_argument("--contact-id", required=True, help="HubSpot record id")
+    dpdp_access.add_argument("--key-secret", help="the receipt key's secret, if not the "
+                                                  "stack's ErasureReceiptKeySecret")
+    dpdp_access.set_defaults(func=cmd_dpdp_access)
+    dpdp_affected = dpdp_commands.add_parser(
+        "affected", parents=[stack],
+        help="contacts whose data the stack held or processed in a time window, with the "
+             "evidence (breach notice list; JSON)")
+    dpdp_affected.add_argument("--since", type=_date, required=True,
+                               help="ISO date/time, inclusive (UTC)")
+    dpdp_affected.add_argument("--until", type=_date, required=True,
+                               help="ISO date/time, exclusive (UTC)")
+    dpdp_affected.add_argument("--log-file", type=_existing_file, action="append",
+                               help="also read JSON log lines from this file (the local "
+                                    "stack's log, a CloudWatch export); repeatable")
+    dpdp_affected.add_argument("--ids-only", action="store_true",
+                               help="one contact id per line instead of JSON")
+    dpdp_affected.set_defaults(func=cmd_dpdp_affected)
     dlq = commands.add_parser("dlq", help="dead-letter queue operations")
     dlq.add_argument("--region", default="ap-south-1")
     dlq.add_argument("--endpoint-url", help="e.g. the local stack's aws_endpoint_url")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from leadscore.dpdp.erasure import ErasureReason
+from leadscore.dpdp.erasure import OUTSIDE_SCOPE, ErasureReason
 
 Period = Literal["day", "week", "month"]
 
@@ -89,8 +89,11 @@ def build_report(receipts: Iterable[Mapping[str, Any]], period: Period = "month"
 
 
 def describe_receipt(item: Mapping[str, Any]) -> str:
-    """One line per receipt for `dpdp lookup`."""
+    """One line per receipt for `dpdp lookup`, and one per thing it could not reach."""
     erased = list(item.get("hubspot_properties") or []) + [
         f"{record} record" for record in item.get("records") or []]
-    return (f"{item['erased_at']}  {item['reason']} ({item.get('scope', 'all')}): "
-            f"{', '.join(erased) if erased else 'nothing was held'}")
+    lines = [f"{item['erased_at']}  {item['reason']} ({item.get('scope', 'all')}): "
+             f"{', '.join(erased) if erased else 'nothing was held'}"]
+    lines += [f"    not reached: {OUTSIDE_SCOPE.get(code, code)}"
+              for code in item.get("outside_scope") or []]
+    return "\n".join(lines)

@@ -2,8 +2,9 @@
 
 What leadscore holds about a contact, and where:
 - the `ai_lead_*` properties it wrote on the contact in HubSpot;
-- its records in stores of derived data (`leadscore.dpdp.stores.ErasableStore`): today the
-  ledger item (`LedgerTable`: score, tier, event bookkeeping);
+- its records in stores of derived data (`leadscore.dpdp.stores.ErasableStore`): the ledger
+  item (`LedgerTable`: score, tier, event bookkeeping) and the record of which processors
+  received the contact's data (`DisclosuresTable`);
 - queued work (ScoreQueue/EnrichQueue messages): ids and numbers only, and never acted on
   without consent, because the score and enrich functions re-read consent from HubSpot right
   before they process; pending enrichment is therefore dropped, not deleted.
@@ -14,6 +15,11 @@ given, and writes one receipt per contact to `ErasureReceiptsTable`. A receipt n
 only by a keyed hash (HMAC-SHA256 with a key from Secrets Manager, so nobody without the key can
 test a guessed id), and says what was erased, why and when. Receipts expire (DynamoDB TTL)
 after the audit period.
+
+What erasure cannot reach is named in each receipt (`outside_scope`, `OUTSIDE_SCOPE`): HubSpot
+keeps the earlier values of cleared properties in the contact's property history until the
+contact itself is deleted, and an LLM provider that received the data keeps it under its own
+terms.
 
 HubSpot is cleared before the stores' records are deleted: a contact HubSpot refused to clear
 keeps its records and gets no receipt, is reported in `ErasureResult.failed`, and is retried by
@@ -37,7 +43,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from pydantic import BaseModel, ConfigDict
 
 from leadscore.dpdp.settings import ErasureSettings
-from leadscore.dpdp.stores import ErasableStore
+from leadscore.dpdp.stores import ContactKeyedTable, ErasableStore
 from leadscore.hubspot.client import ContactProperties, HubSpotBatchError
 from leadscore.hubspot.properties import AI_PROPERTIES, ENRICHMENT_PROPERTIES
 from leadscore.observability import count, logger
@@ -59,6 +65,16 @@ class ErasureReason(StrEnum):
     CONSENT_SWEEP = "consent_sweep"  # daily sweep: consent no longer covers what is held
 
 
+# What an erasure does not reach, as a receipt names it.
+OUTSIDE_SCOPE = {
+    "hubspot_property_history": "HubSpot keeps the earlier values of the cleared properties "
+                                "in the contact's property history until the contact is "
+                                "deleted (GDPR delete)",
+    "llm_provider_copies": "the LLM provider that received the contact's data keeps it under "
+                           "its own terms (see docs/dpdp.md)",
+}
+
+
 class ErasureReceipt(BaseModel):
     """One DynamoDB item of `ErasureReceiptsTable`; nothing in it is personal data."""
 
@@ -70,6 +86,7 @@ class ErasureReceipt(BaseModel):
     scope: Scope
     hubspot_properties: tuple[str, ...] = ()  # properties that held a value and were cleared
     records: tuple[str, ...] = ()  # stores whose record of the contact was deleted ("ledger")
+    outside_scope: tuple[str, ...] = ()  # what this erasure could not reach (OUTSIDE_SCOPE)
     erased_at: str  # iso_millis, UTC
     expires_at: int  # epoch seconds (DynamoDB TTL): end of the audit period
     key_id: str  # which receipt key hashed `subject` (survives key rotation)
@@ -79,6 +96,7 @@ class ErasureReceipt(BaseModel):
         # DynamoDB has no empty sets; lists may be empty.
         item["hubspot_properties"] = list(self.hubspot_properties)
         item["records"] = list(self.records)
+        item["outside_scope"] = list(self.outside_scope)
         return item
 
 
@@ -213,6 +231,8 @@ class Eraser:
             scope=scope, hubspot_properties=cleared.get(cid, ()),
             records=tuple(name for name, held in deleted.items() if cid in held)
             + tuple(extra_records),
+            outside_scope=outside_scope(cleared.get(cid, ()),
+                                        cid in deleted.get("disclosures", ())),
             erased_at=erased_at,
             expires_at=expires_at, key_id=self._key_id,
         ) for cid in done])
@@ -250,13 +270,22 @@ class Eraser:
         return {cid: names for cid, names in to_clear.items() if cid not in failed}, failed
 
 
+def outside_scope(cleared_properties: Sequence[str], had_disclosures: bool) -> tuple[str, ...]:
+    """What a contact's erasure did not reach (codes of OUTSIDE_SCOPE)."""
+    return ((("hubspot_property_history",) if cleared_properties else ())
+            + (("llm_provider_copies",) if had_disclosures else ()))
+
+
 def eraser_from_env(*, hubspot: ContactProperties, stores: Sequence[ErasableStore],
                     environ: Mapping[str, str] | None = None) -> Eraser:
     """An Eraser from the function's environment: `ERASURE_RECEIPTS_TABLE`,
     `ERASURE_RECEIPT_KEY_SECRET` (Secrets Manager id of the hashing key; cached five minutes)
-    and `AUDIT_RETENTION_DAYS`."""
+    and `AUDIT_RETENTION_DAYS`; besides `stores`, it erases from the tables keyed by contact
+    id that the environment names (`DISCLOSURES_TABLE`)."""
     settings = ErasureSettings.from_env(os.environ if environ is None else environ)
     key = get_secret(settings.erasure_receipt_key_secret)
+    stores = [*stores, *(ContactKeyedTable(table, name)
+                         for name, table in settings.contact_tables().items())]
     return Eraser(hubspot=hubspot, stores=stores,
                   receipts=DynamoDBReceipts(settings.erasure_receipts_table),
                   receipt_key=key.encode() if isinstance(key, str) else bytes(key),

@@ -19,6 +19,13 @@ class ErasureSettings(EnvModel):
     erasure_receipts_table: NonEmpty
     erasure_receipt_key_secret: NonEmpty  # Secrets Manager id of the receipt hashing key
     audit_retention_days: PositiveInt = 1095  # how long receipts are kept (DynamoDB TTL)
+    disclosures_table: str | None = None  # which processors received a contact's data
+
+    def contact_tables(self) -> dict[str, str]:
+        """Tables of derived data keyed by contact id, by the name a receipt gives their
+        record: erased with every full erasure. A new such table is one more entry."""
+        tables = {"disclosures": self.disclosures_table}
+        return {name: table for name, table in tables.items() if table}
 
 
 class ConsentSweepSettings(CommonSettings, ErasureSettings):

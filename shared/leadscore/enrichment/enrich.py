@@ -108,6 +108,14 @@ def read_properties(purposes_property: str = DEFAULT_PURPOSES_PROPERTY) -> list[
             SCORED_AT_PROPERTY]
 
 
+def shared_fields(properties: Mapping[str, str | None]) -> tuple[str, ...]:
+    """What `lead_data_block` sends about this contact, by name (for the disclosure record)."""
+    sent = ["score", "tier", "model_version"]
+    sent += [name for name in (REASONS_PROPERTY, *ALLOWED_PROPERTIES, MESSAGE_PROPERTY)
+             if (properties.get(name) or "").strip()]
+    return tuple(sent)
+
+
 def is_stale(properties: Mapping[str, str | None], scored: EnrichRequest) -> bool:
     """The contact was scored again after this message was queued: the newer score queued its
     own enrichment (or, in a tier not enriched, none), so this one must not run."""
@@ -173,10 +181,13 @@ def enrich_contact(
     prompt: EnrichmentPrompt | None = None,
     prices: Mapping[str, ModelPrice] = MODEL_PRICES,
     reserve_budget: Callable[[], bool] | None = None,
+    disclose: Callable[[str], None] | None = None,
 ) -> EnrichmentResult:
     """Enrich one scored contact; `properties` must be freshly read (see `read_properties`).
 
     `reserve_budget` is asked right before the first LLM call; False raises `BudgetExhausted`.
+    `disclose(model)` runs before each request that carries the lead's data (it records which
+    processor receives it; if it raises, nothing is sent).
     Raises `EnrichmentError` when no model produced a valid answer or the API kept failing.
     """
     if not consent_for(properties, purposes_property).may_enrich:
@@ -195,17 +206,23 @@ def enrich_contact(
     prompt = prompt or default_prompt()
     conversation = Conversation(client_factory(llm), llm, prompt,
                                  lead_data_block(properties, scored), prices)
+
+    def ask(model: str, retries: int) -> LeadAssessment | None:
+        if disclose is not None:
+            disclose(model)
+        return conversation.ask(model, retries=retries)
+
     primary, escalation = llm.primary_model, llm.escalation_model_id
     if scored.tier == "hot":
         # A hot lead gets the stronger model's judgement anyway: no fast call to pay for first.
-        assessment = conversation.ask(escalation, retries=1)
+        assessment = ask(escalation, retries=1)
         answered_by, escalated = escalation, False
     else:
-        assessment, escalated = conversation.ask(primary, retries=1), False
+        assessment, escalated = ask(primary, retries=1), False
         answered_by = primary
         if (assessment is None or assessment.confidence == "low") and escalation != primary:
             try:
-                better = conversation.ask(escalation, retries=0)
+                better = ask(escalation, retries=0)
             except EnrichmentError:
                 if assessment is None:
                     raise

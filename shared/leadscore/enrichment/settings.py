@@ -43,6 +43,9 @@ class EnrichSettings(CommonSettings):
     enrich_queue_max_receive_count: PositiveInt = 5
     # Powertools idempotency: one enrichment per (contact, scored_at); unset: no dedupe.
     idempotency_table: str | None = None
+    # Which processors received a contact's data (leadscore.dpdp.disclosures); unset: none
+    # recorded (tests only: the template always sets it).
+    disclosures_table: str | None = None
 
     def llm(self, api_key: str | None) -> LlmSettings:
         return LlmSettings(

@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from leadscore.dpdp.disclosures import DynamoDBDisclosures
 from leadscore.enrichment.llm import parse_prices
 from leadscore.enrichment.prompt import (
     EnrichmentPrompt,
@@ -56,6 +57,7 @@ class _Outputs:
     deferrals: DeferredEnrichments | None
     dead_letters: DeadLetters | None
     once: EnrichOnce | None
+    disclosures: DynamoDBDisclosures | None
 
 
 class EnrichFunction:
@@ -78,6 +80,8 @@ class EnrichFunction:
             dead_letters=DeadLetters(config.enrich_dlq_url, config.enrich_queue_max_receive_count)
             if config.enrich_dlq_url else None,
             once=EnrichOnce(config.idempotency_table) if config.idempotency_table else None,
+            disclosures=DynamoDBDisclosures(config.disclosures_table)
+            if config.disclosures_table else None,
         )
 
     def secret(self, secret_id: str | None) -> str | None:
@@ -109,6 +113,7 @@ class EnrichFunction:
             purposes_property=config.consent_purposes_property,
             reservation_usd=config.llm_cost_reservation_usd, budget=outputs.budget,
             deferrals=outputs.deferrals, dead_letters=outputs.dead_letters, once=outputs.once,
+            disclosures=outputs.disclosures, retention_days=config.retention_days,
         )
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from leadscore.dpdp.disclosures import DynamoDBDisclosures
 from leadscore.enrichment.conversation import EnrichmentError
 from leadscore.enrichment.enrich import (
     BudgetExhausted,
@@ -44,8 +45,10 @@ from leadscore.enrichment.enrich import (
     EnrichRequest,
     enrich_contact,
     read_properties,
+    shared_fields,
 )
 from leadscore.enrichment.llm import ClientFactory, LlmCall, LlmSettings, ModelPrice, build_client
+from leadscore.enrichment.processors import disclosure_for
 from leadscore.enrichment.prompt import EnrichmentPrompt
 from leadscore.hubspot.client import ContactProperties
 from leadscore.messaging import DeadLetter, DeadLetters
@@ -244,6 +247,8 @@ class EnrichmentWorker:
     dead_letters: DeadLetters | None = None
     once: EnrichOnce | None = None
     client_factory: ClientFactory = build_client
+    disclosures: DynamoDBDisclosures | None = None  # which processors received whose data
+    retention_days: int = 180  # the disclosure record expires with the contact's other data
 
     def handle(self, body: str, message_id: str, receive_count: int) -> None:
         """Returns when the record is done (enriched, skipped, deferred or dead-lettered);
@@ -291,11 +296,13 @@ class EnrichmentWorker:
             count("EnrichmentContactMissing")
             return "contact_missing"
         reserve = partial(budget.try_reserve, self.reservation_usd, now) if budget else None
+        disclose = (partial(self._disclose, self.disclosures, request.contact_id,
+                            shared_fields(properties)) if self.disclosures else None)
         try:
             result = enrich_contact(properties, request, self.llm, self.client_factory,
                                     purposes_property=self.purposes_property,
                                     prompt=self.prompt, prices=self.prices,
-                                    reserve_budget=reserve)
+                                    reserve_budget=reserve, disclose=disclose)
         except EnrichmentError as error:
             record_usage(error.calls)
             if budget:  # the reservation was made: the calls happened after it
@@ -311,3 +318,9 @@ class EnrichmentWorker:
             self.hubspot.batch_update({request.contact_id: result.properties})
         _log_result(result)
         return result.status
+
+    def _disclose(self, disclosures: DynamoDBDisclosures, contact_id: str,
+                  fields: tuple[str, ...], model: str) -> None:
+        """Records the processor about to receive the contact's data (before the request)."""
+        disclosures.add(contact_id, disclosure_for(self.llm, model, fields),
+                        now=datetime.now(UTC), retention_days=self.retention_days)

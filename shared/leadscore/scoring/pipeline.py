@@ -44,6 +44,7 @@ from leadscore.hubspot.properties import ENRICHMENT_PROPERTIES
 from leadscore.messaging import MAX_REASON_LENGTH
 from leadscore.model.contract import ScoreResultLike, ScoringModel
 from leadscore.observability import count, logger
+from leadscore.personal_data import EMAIL
 from leadscore.scoring.ingest import ERASE_EVENTS
 from leadscore.scoring.ledger import LedgerEntry, LedgerState, RecordOutcome
 from leadscore.scoring.queues import (
@@ -116,8 +117,16 @@ def hubspot_score_properties(result: ScoreResultLike, model_version: str,
 
 
 def feature_hash(properties: Mapping[str, str | None], names: Iterable[str]) -> str:
-    """A short fingerprint of the model's inputs, to tell whether a re-score saw new data."""
-    canonical = json.dumps([[name, properties.get(name)] for name in sorted(set(names))],
+    """A short fingerprint of the model's inputs, to tell whether a re-score saw new data.
+    An e-mail address enters only as its domain, which is all the model reads of it: an
+    unkeyed hash of the address would let anyone holding the ledger test a guessed one."""
+    def value(name: str) -> str | None:
+        raw = properties.get(name)
+        if raw and EMAIL.fullmatch(raw.strip()):
+            return "@" + raw.strip().rsplit("@", 1)[1].lower()
+        return raw
+
+    canonical = json.dumps([[name, value(name)] for name in sorted(set(names))],
                            separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -238,6 +247,8 @@ class ScorePipeline:
         logger.info("Score batch done", extra={
             "event_ids": sorted({key for m in messages if (key := event_key(m))}),
             "scored": len(result.scored), "skipped_consent": len(result.skipped_consent),
+            # Whose data this batch read: what a breach notice goes to (`dpdp affected`).
+            "scored_contact_ids": result.scored, "skipped_contact_ids": result.skipped_consent,
             "stale": result.stale, "erased": len(result.erased),  # erased: named by receipts only
             "not_found": result.not_found,
             "failed": result.failed,
