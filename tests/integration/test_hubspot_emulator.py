@@ -1,8 +1,7 @@
 """The HubSpot emulator over real HTTP, driven by the official `hubspot-api-client`.
 
-Shapes are checked against HubSpot's own OpenAPI files (`../shared/hubspot-openapi/`
-beside the checkout, or `HUBSPOT_OPENAPI_DIR`), webhook signatures against the SDK's
-validator.
+Shapes are checked against HubSpot's own OpenAPI files (tests/fixtures/hubspot-openapi/, with
+their source), webhook signatures against the SDK's validator.
 """
 
 from __future__ import annotations
@@ -46,8 +45,7 @@ ADMIN_TOKEN = "pat-test-admin"
 TOKENS = {FUNCTIONS_TOKEN: "functions", ADMIN_TOKEN: "admin"}
 SECRET = "test-client-secret"
 ROOT = Path(__file__).resolve().parents[2]
-OPENAPI_DIR = Path(os.environ.get("HUBSPOT_OPENAPI_DIR",
-                                  ROOT.parent / "shared" / "hubspot-openapi"))
+OPENAPI_DIR = ROOT / "tests" / "fixtures" / "hubspot-openapi"
 OPENAPI_FILES = ("crm-contacts-v3.json", "crm-properties-v3.json", "webhooks-v3.json")
 
 
@@ -55,8 +53,6 @@ OPENAPI_FILES = ("crm-contacts-v3.json", "crm-properties-v3.json", "webhooks-v3.
 
 @pytest.fixture(scope="module")
 def openapi() -> dict[str, dict[str, Any]]:
-    if not OPENAPI_DIR.is_dir():
-        pytest.skip(f"HubSpot OpenAPI files not found in {OPENAPI_DIR}")
     return {name: json.loads((OPENAPI_DIR / name).read_text()) for name in OPENAPI_FILES}
 
 
