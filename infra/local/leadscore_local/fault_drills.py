@@ -175,8 +175,12 @@ class FaultDrills:
                 time.sleep(1.0)
         return accepted
 
-    def inject(self, target: str, status: int | str, count: int) -> None:
-        self.stack.admin("POST", "/faults", {"target": target, "status": status, "count": count})
+    def inject(self, target: str | dict[str, Any], status: int | str | None,
+               count: int) -> None:
+        """`target` may be the whole fault (extra fields such as `retry_after`) as a dict."""
+        fault = dict(target) if isinstance(target, dict) else {"target": target,
+                                                               "status": status}
+        self.stack.admin("POST", "/faults", {**fault, "count": count})
 
     def versions(self, contact_ids: Iterable[str], name: str) -> dict[str, int]:
         """How many times `name` was written on each contact (HubSpot's property history)."""
@@ -325,6 +329,15 @@ class FaultDrills:
     def hubspot_5xx(self, contacts: int = 20, faults: int = 3) -> Outcome:
         return self._creations("hubspot_5xx", contacts, [("hubspot", 500, faults)])
 
+    def hubspot_rate_limit_episode(self, contacts: int = 40, throttles: int = 25,
+                                   errors: int = 10) -> Outcome:
+        """HubSpot answers 429 (some with Retry-After, some without) and then 500 to every call
+        for a while: messages wait and every contact ends scored; none is dead-lettered."""
+        return self._creations("hubspot_rate_limit_episode", contacts, [
+            ("hubspot", 429, throttles - throttles // 2),
+            ({"target": "hubspot", "status": 429, "retry_after": None}, None, throttles // 2),
+            ("hubspot", 500, errors)])
+
     def hubspot_timeouts(self, contacts: int = 10, faults: int = 2) -> Outcome:
         return self._creations("hubspot_timeouts", contacts, [("hubspot", "timeout", faults)])
 
@@ -405,6 +418,7 @@ class FaultDrills:
         return [getattr(self, name)(**sizes.get(name, {})) for name in names or SCENARIOS]
 
 
-SCENARIOS = ("hubspot_429_burst", "hubspot_5xx", "hubspot_timeouts", "llm_faults",
+SCENARIOS = ("hubspot_429_burst", "hubspot_5xx", "hubspot_rate_limit_episode",
+             "hubspot_timeouts", "llm_faults",
              "dynamodb_throttling", "poison_messages", "duplicates_and_out_of_order",
              "score_crash_mid_batch")
