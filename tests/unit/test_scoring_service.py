@@ -709,10 +709,28 @@ def test_client_draws_every_attempt_from_its_budget(scripted, sleeps):
     assert clock.slept == [1.0]  # the retry waited for its token
 
 
-def test_long_retry_after_is_capped(scripted, sleeps):
-    scripted.then(429, {}, {"Retry-After": "3600"}).then(200, _batch([]))
-    HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
-    assert sleeps == [10.0]
+def test_a_retry_after_longer_than_the_cap_is_not_retried_in_the_call(scripted, sleeps):
+    # A daily limit answers "not for an hour": trying again after 10 s would only count
+    # against it. The caller learns how long to wait (the score function re-queues, delayed).
+    scripted.then(429, {"category": "RATE_LIMITS"}, {"Retry-After": "3600"})
+    scripted.then(200, _batch([]))
+    with pytest.raises(HubSpotUnavailable) as error:
+        HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
+    assert (error.value.status, error.value.retry_after) == (429, 3600.0)
+    assert sleeps == [] and len(scripted.requests) == 1
+
+
+def test_unavailable_carries_hubspots_retry_after(scripted, sleeps):
+    for _ in range(4):
+        scripted.then(429, {"category": "RATE_LIMITS"}, {"Retry-After": "2"})
+    with pytest.raises(HubSpotUnavailable) as error:
+        HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
+    assert error.value.retry_after == 2.0
+    for _ in range(4):
+        scripted.then(503, {"category": "INTERNAL_ERROR"})
+    with pytest.raises(HubSpotUnavailable) as error:
+        HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
+    assert error.value.retry_after is None
 
 
 def test_persistent_5xx_gives_up_after_four_attempts(scripted, sleeps):

@@ -249,8 +249,9 @@ class FaultDrills:
         return outcome
 
     def _account(self, outcome: Outcome, contact_ids: Sequence[str],
-                 began: tuple[float, int, int, int], *, enrichment: bool = False) -> Outcome:
-        settle(self.stack, timeout=180.0, quiet=2.5)
+                 began: tuple[float, int, int, int], *, enrichment: bool = False,
+                 timeout: float = 180.0) -> Outcome:
+        settle(self.stack, timeout=timeout, quiet=2.5)
         outcome.contacts = len(set(contact_ids))
         dead = self._dead_letters("ScoreDLQ")
         writes = self.versions(set(contact_ids), SCORED)
@@ -306,7 +307,8 @@ class FaultDrills:
 
     def _creations(self, name: str, contacts: int, faults: Sequence[tuple[str, Any, int]],
                    consent: str = SCORE_ONLY, *, enrichment: bool = False,
-                   faults_after: Sequence[tuple[str, Any, int]] = ()) -> Outcome:
+                   faults_after: Sequence[tuple[str, Any, int]] = (),
+                   timeout: float = 180.0) -> Outcome:
         """Seed `contacts`, inject `faults`, deliver one creation event each, inject
         `faults_after` (they meet the functions behind ingest), account for the contacts whose
         event was accepted (a refused one is HubSpot's to deliver again)."""
@@ -319,7 +321,7 @@ class FaultDrills:
             self.inject(target, status, count)
         outcome = Outcome(name, events_accepted=len(accepted))
         return self._account(outcome, [str(e["objectId"]) for e in accepted], began,
-                             enrichment=enrichment)
+                             enrichment=enrichment, timeout=timeout)
 
     # ---------------------------------------------------------------- scenarios
     def hubspot_429_burst(self, contacts: int = 20, faults: int = 4) -> Outcome:
@@ -336,7 +338,7 @@ class FaultDrills:
         return self._creations("hubspot_rate_limit_episode", contacts, [
             ("hubspot", 429, throttles - throttles // 2),
             ({"target": "hubspot", "status": 429, "retry_after": None}, None, throttles // 2),
-            ("hubspot", 500, errors)])
+            ("hubspot", 500, errors)], timeout=600.0)  # it waits out back-offs of ~10 s
 
     def hubspot_timeouts(self, contacts: int = 10, faults: int = 2) -> Outcome:
         return self._creations("hubspot_timeouts", contacts, [("hubspot", "timeout", faults)])

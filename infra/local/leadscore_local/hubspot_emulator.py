@@ -1023,7 +1023,8 @@ class HubSpotEmulator:
         self._retry_not_before: dict[str, float] = {}
         self._early_retries: Counter[str] = Counter()
         self._unauthorized = 0
-        self._faults: defaultdict[str, deque[int | str]] = defaultdict(deque)
+        # client -> pending faults: (status or "timeout", Retry-After seconds of a 429 or None)
+        self._faults: defaultdict[str, deque[tuple[int | str, int | None]]] = defaultdict(deque)
         self._limits: dict[str, _ClientLimits] = {}
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -1086,13 +1087,15 @@ class HubSpotEmulator:
         return {**meter, "contacts": live, "archived_contacts": archived,
                 **self._dispatcher.snapshot()}
 
-    def inject_fault(self, client: str, status: int | str, count: int = 1) -> None:
+    def inject_fault(self, client: str, status: int | str, count: int = 1,
+                     retry_after: int | None = FAULT_RETRY_AFTER_SECONDS) -> None:
         """The next `count` requests from `client` fail: an HTTP status (429, 500, 502, 503,
-        504) with HubSpot's error body, or "timeout" (stall `timeout_seconds`, then 504)."""
+        504) with HubSpot's error body, or "timeout" (stall `timeout_seconds`, then 504).
+        A 429 carries `Retry-After: retry_after`, or no Retry-After at all when it is None."""
         if status != "timeout" and not (isinstance(status, int) and 400 <= status <= 599):
             raise ValueError(f"fault must be an HTTP error status or 'timeout', not {status!r}")
         with self._meter:
-            self._faults[client].extend([status] * count)
+            self._faults[client].extend([(status, retry_after)] * count)
 
     def reset(self) -> None:
         """Back to a fresh portal: no contacts, standard properties, zeroed counters, no
@@ -1235,15 +1238,16 @@ class HubSpotEmulator:
         with self._meter:
             self._requests[client] += 1
             self._operations[client][f"{method} {template}"] += 1
-            fault = self._faults[client].popleft() if self._faults[client] else None
+            fault, fault_retry_after = (self._faults[client].popleft() if self._faults[client]
+                                        else (None, None))
             if fault is not None:
                 self._faults_served[client] += 1
             limits = self._client_limits(client)
             now = time.monotonic()
             if now < self._retry_not_before.get(client, 0.0):
                 self._early_retries[client] += 1
-            if fault == 429:
-                self._retry_not_before[client] = now + FAULT_RETRY_AFTER_SECONDS
+            if fault == 429 and fault_retry_after is not None:
+                self._retry_not_before[client] = now + fault_retry_after
             headers = self._rate_headers(limits, now)
             if fault is None and limits is not None:
                 self._enforce(client, limits, now, operation in SEARCH_OPERATIONS, headers)
@@ -1257,7 +1261,7 @@ class HubSpotEmulator:
             raise HubSpotError(504, "GATEWAY_TIMEOUT", "The upstream service timed out.",
                                headers={**headers, "Connection": "close"})
         if fault is not None:
-            raise self._fault_error(int(fault), headers)
+            raise self._fault_error(int(fault), headers, fault_retry_after)
         return headers
 
     def _client_limits(self, client: str) -> _ClientLimits | None:
@@ -1314,12 +1318,13 @@ class HubSpotEmulator:
                    "groupName": f"publicapi:private-app:{self.portal_id}:{client}"},
         )
 
-    def _fault_error(self, status: int, headers: dict[str, str]) -> HubSpotError:
+    def _fault_error(self, status: int, headers: dict[str, str],
+                     retry_after: int | None) -> HubSpotError:
         if status == 429:
+            wait = {} if retry_after is None else {"Retry-After": str(retry_after)}
             return HubSpotError(
                 429, "RATE_LIMITS", "You have reached your ten_secondly_rolling limit.",
-                headers={**headers, "Retry-After": str(FAULT_RETRY_AFTER_SECONDS),
-                         "X-HubSpot-RateLimit-Remaining": "0"},
+                headers={**headers, **wait, "X-HubSpot-RateLimit-Remaining": "0"},
                 extra={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"},
             )
         category = ERROR_CATEGORIES.get(status, "INTERNAL_ERROR" if status >= 500 else
@@ -1690,7 +1695,8 @@ class HubSpotEmulator:
             status = payload.get("status")
             self.inject_fault(str(payload.get("client", "")),
                               status if status == "timeout" else int(status),
-                              int(payload.get("count", 1)))
+                              int(payload.get("count", 1)),
+                              payload.get("retry_after", FAULT_RETRY_AFTER_SECONDS))
             return _Reply(200, {"faults_pending": self.stats()["faults_pending"]})
         if (method, action) == ("POST", "reset"):
             self.reset()

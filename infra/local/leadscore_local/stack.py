@@ -27,7 +27,7 @@ from leadscore_local.anthropic_emulator import AnthropicEmulator
 from leadscore_local.env_vars import function_environments, local_overrides, local_parameters
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
 from leadscore_local.faults import AWS_ERRORS, Faults
-from leadscore_local.hubspot_emulator import HubSpotEmulator
+from leadscore_local.hubspot_emulator import FAULT_RETRY_AFTER_SECONDS, HubSpotEmulator
 from leadscore_local.lambda_runtime import FunctionRuntime
 from leadscore_local.loopback import LoopbackServer, QuietHandler
 from leadscore_local.resources import REGION, Resolver, local_client, provision
@@ -217,7 +217,9 @@ class LocalStack:
             attributes = sqs.get_queue_attributes(
                 QueueUrl=self.provisioned.queue_urls[logical_id],
                 AttributeNames=["ApproximateNumberOfMessages",
-                                "ApproximateNumberOfMessagesNotVisible"],
+                                "ApproximateNumberOfMessagesNotVisible",
+                                # Messages waiting out a delay (e.g. for HubSpot) are queued too.
+                                "ApproximateNumberOfMessagesDelayed"],
             )["Attributes"]
             return sum(int(v) for v in attributes.values())
 
@@ -234,15 +236,17 @@ class LocalStack:
             "webhooks": {k: v for k, v in self.hubspot.stats().items() if k != "requests"},
         }
 
-    def inject_fault(self, target: str, status: int | str, count: int) -> None:
+    def inject_fault(self, target: str, status: int | str, count: int,
+                     retry_after: int | None = FAULT_RETRY_AFTER_SECONDS) -> None:
         """The next `count` calls to `target` fail with `status`: HubSpot and the LLM as
         their emulators can (429, 500, 529, "timeout", "malformed"), AWS services with
-        "throttle", and a function (its logical id) with "crash" (faults.py)."""
+        "throttle", and a function (its logical id) with "crash" (faults.py). A HubSpot 429
+        carries `Retry-After: retry_after` (none when it is None)."""
         if target in ("hubspot", "anthropic"):
             if status not in (429, 500, 529, "timeout", "malformed"):
                 raise ValueError(f"unsupported status {status!r}")
             if target == "hubspot":
-                self.hubspot.inject_fault(FUNCTIONS_CLIENT, status, count)
+                self.hubspot.inject_fault(FUNCTIONS_CLIENT, status, count, retry_after)
             else:
                 self.anthropic.inject_fault(status, count)
         elif target in AWS_ERRORS and status == "throttle":
@@ -283,7 +287,8 @@ class _AdminServer(LoopbackServer):
                     elif self.path == "/faults":
                         fault = json.loads(raw or b"{}")
                         status = fault["status"]
-                        stack.inject_fault(fault["target"], status, int(fault.get("count", 1)))
+                        stack.inject_fault(fault["target"], status, int(fault.get("count", 1)),
+                                           fault.get("retry_after", FAULT_RETRY_AFTER_SECONDS))
                         self._json(200, {"ok": True})
                     else:
                         self._json(404, {"message": "Not Found"})

@@ -32,6 +32,7 @@ from hubspot.crm.contacts import (
     SimplePublicObjectId,
 )
 from hubspot.crm.contacts.exceptions import ApiException
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
@@ -62,7 +63,19 @@ class HubSpotError(Exception):
 
 
 class HubSpotUnavailable(HubSpotError):
-    """Rate limited, 5xx or unreachable after bounded retries: retry later (SQS will)."""
+    """Rate limited, 5xx or unreachable after bounded retries: retry later. `retry_after` is
+    HubSpot's `Retry-After` (seconds) on the last answer, when it gave one."""
+
+    def __init__(self, operation: str, status: int, category: str | None = None,
+                 retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(operation, status, category)
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """`Retry-After` in seconds (HubSpot sends whole seconds), or None."""
+    value = (headers or {}).get("Retry-After")
+    return float(value) if value and value.strip().isdigit() else None
 
 
 class HubSpotBatchError(HubSpotError):
@@ -196,9 +209,9 @@ class RequestMeter:
         if status == 429:
             with self._lock:
                 self.throttled += 1
-            retry_after = (headers or {}).get("Retry-After")
-            if retry_after and retry_after.strip().isdigit():
-                self.budget.pause(float(retry_after))  # every thread waits, not just this one
+            retry_after = retry_after_seconds(headers)
+            if retry_after is not None:
+                self.budget.pause(retry_after)  # every thread waits, not just this one
         self.budget.observe(headers)
 
 
@@ -218,6 +231,11 @@ class _MeteredRetry(Retry):
                   _pool: Any = None, _stacktrace: Any = None) -> Retry:
         if self.meter is not None and response is not None:
             self.meter.after_response(response.status, response.headers)
+        wait = retry_after_seconds(response.headers) if response is not None else None
+        if wait is not None and wait > self.retry_after_max:
+            # HubSpot says not before then (a daily limit, say): another try now would only
+            # count against the limit. The caller gets the 429 and waits outside the call.
+            raise MaxRetryError(_pool, url, reason=None)  # type: ignore[arg-type]
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep(self, response: Any = None) -> None:
@@ -294,7 +312,8 @@ class HubSpotClient:
             self.meter.after_response(status, error.headers)
             category = _category(error.body)
             if status == 429 or status >= 500 or status == 0:
-                raise HubSpotUnavailable(operation, status, category) from None
+                raise HubSpotUnavailable(operation, status, category,
+                                         retry_after_seconds(error.headers)) from None
             raise HubSpotError(operation, status, category) from None
         except urllib3.exceptions.HTTPError as error:  # timeouts, refused connections
             raise HubSpotUnavailable(operation, 0, type(error).__name__) from None
@@ -404,7 +423,8 @@ class GdprDeleter:
             if status == 404:
                 return False
             if status == 429 or status >= 500 or status == 0:
-                raise HubSpotUnavailable("gdpr delete", status) from None
+                raise HubSpotUnavailable("gdpr delete", status,
+                                         retry_after=retry_after_seconds(error.headers)) from None
             raise HubSpotError("gdpr delete", status) from None
         self.meter.after_response(status, headers)
         return True

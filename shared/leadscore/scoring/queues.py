@@ -54,20 +54,38 @@ class ScoreMessage(BaseModel):
     merged_into: str | None = None
 
 
+class Deferral(BaseModel):
+    """How long a body has been waiting for HubSpot to answer (`leadscore.scoring.deferral`):
+    since when (epoch ms of its first deferral), how many times it was sent back, and how many
+    of those without a Retry-After from HubSpot (they set the back-off)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    since: int
+    times: int = Field(ge=1)
+    backoffs: int = Field(default=0, ge=0)
+
+
 class ScoreBatch(BaseModel):
     """A ScoreQueue body carrying up to EVENTS_PER_MESSAGE events; what ScoreQueue sends.
-    A body may also be one bare ScoreMessage; `score_messages` reads both."""
+    A body may also be one bare ScoreMessage; `read_score_batch` reads both."""
 
     model_config = ConfigDict(frozen=True)
 
     events: list[ScoreMessage] = Field(min_length=1, max_length=EVENTS_PER_MESSAGE)
+    deferral: Deferral | None = None  # set on bodies sent back while HubSpot was unavailable
+
+
+def read_score_batch(body: str) -> ScoreBatch:
+    """One ScoreQueue body; raises pydantic's ValidationError if unreadable."""
+    if '"events"' in body:
+        return ScoreBatch.model_validate_json(body)
+    return ScoreBatch(events=[ScoreMessage.model_validate_json(body)])
 
 
 def score_messages(body: str) -> list[ScoreMessage]:
     """The events in one ScoreQueue body; raises pydantic's ValidationError if unreadable."""
-    if '"events"' in body:
-        return list(ScoreBatch.model_validate_json(body).events)
-    return [ScoreMessage.model_validate_json(body)]
+    return list(read_score_batch(body).events)
 
 
 class EnqueueError(Exception):
@@ -91,11 +109,14 @@ class ScoreQueue:
         self._sender = BatchSender.sqs(queue_url, sqs_client, attempts=ENQUEUE_ATTEMPTS,
                                        workers=SEND_WORKERS, sleep=sleep)
 
-    def send(self, messages: Sequence[ScoreMessage]) -> int:
-        bodies = [ScoreBatch(events=list(messages[start:start + EVENTS_PER_MESSAGE]))
-                  .model_dump_json(exclude_none=True)
+    def send(self, messages: Sequence[ScoreMessage], *, delay_seconds: int = 0,
+             deferral: Deferral | None = None) -> int:
+        """`delay_seconds` and `deferral`: for bodies sent back to wait for HubSpot."""
+        bodies = [ScoreBatch(events=list(messages[start:start + EVENTS_PER_MESSAGE]),
+                             deferral=deferral).model_dump_json(exclude_none=True)
                   for start in range(0, len(messages), EVENTS_PER_MESSAGE)]
-        failed = self._sender.send([Outgoing(str(i), body) for i, body in enumerate(bodies)])
+        failed = self._sender.send([Outgoing(str(i), body, delay_seconds=delay_seconds)
+                                    for i, body in enumerate(bodies)])
         if failed:  # the delivery is answered 500, so HubSpot retries it
             raise EnqueueError(f"{len(failed)} of {len(bodies)} ScoreQueue messages not queued: "
                                f"{sorted(set(failed.values()))[0]}")
