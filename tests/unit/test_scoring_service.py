@@ -182,7 +182,7 @@ def test_consented_contacts_are_written_ledgered_alerted_and_enriched(kit, fake_
     assert entry.model_version == "test-model-1"
     assert entry.expires_at > int(NOW.timestamp()) + 180 * 86400
     assert entry.feature_hash == feature_hash(contact(9), fake_model.properties)
-    assert (entry.last_event_at, entry.recent_event_ids) == (11, ("62515:11",))
+    assert (entry.last_event_at, entry.recent_event_ids) == (11, ("62515:0:11:1::11",))
     [alert] = recorder.alerts
     assert json.loads(alert.model_dump_json()) == {
         "contact_id": "1", "portal_id": 62515, "score": 90, "tier": "hot",
@@ -190,7 +190,7 @@ def test_consented_contacts_are_written_ledgered_alerted_and_enriched(kit, fake_
     assert [m.contact_id for m in recorder.enrich] == ["1"]
     assert recorder.enrich[0].model_dump() == {
         "contact_id": "1", "score": 90, "tier": "hot", "model_version": "test-model-1",
-        "scored_at": "2025-01-15T03:04:05.678Z", "event_ids": ["62515:11"]}
+        "scored_at": "2025-01-15T03:04:05.678Z", "event_ids": ["62515:0:11:1::11"]}
 
 
 def test_enrich_tiers_are_configurable(kit, fake_model):
@@ -276,7 +276,25 @@ def test_newest_event_of_a_batch_decides_and_all_are_remembered(kit, fake_model)
     ])
     assert result.scored == ["1"]
     assert recorder.erasures == []
-    assert set(recorder.entries[0].recent_event_ids) == {"62515:2", "62515:3", "62515:4"}
+    assert set(recorder.entries[0].recent_event_ids) == {
+        "62515:0:2:1::2000", "62515:0:3:1::3000", "62515:0:4:1::4000"}
+
+
+def test_an_event_id_hubspot_reuses_for_another_change_is_applied(kit, fake_model):
+    # HubSpot documents eventId as not unique: the same id on a later change, another property
+    # or another subscription is a new event, not a redelivery.
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    recorder = Recorder()
+    scorer = pipeline(hubspot, fake_model, recorder)
+    change = dict(kind="contact.propertyChange", subscription_id=3, property_name="jobtitle")
+    assert scorer.run([message(1, event_id=7, occurred_at=1_000, **change)]).scored == ["1"]
+    assert scorer.run([message(1, event_id=7, occurred_at=2_000, **change)]).scored == ["1"]
+    other = dict(change, property_name="hs_analytics_num_visits")
+    assert scorer.run([message(1, event_id=7, occurred_at=2_000, **other)]).scored == ["1"]
+    assert scorer.run([message(1, event_id=7, occurred_at=2_000,
+                               **dict(other, subscription_id=4))]).scored == ["1"]
+    assert scorer.run([message(1, event_id=7, occurred_at=2_000, **other)]).stale == ["1"]
+    assert len(hubspot.updates) == 4
 
 
 def test_score_that_lost_a_race_is_queued_again(kit, fake_model):

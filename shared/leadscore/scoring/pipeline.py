@@ -129,8 +129,9 @@ def feature_hash(properties: Mapping[str, str | None], names: Iterable[str]) -> 
 
 
 def event_key(message: ScoreMessage) -> str | None:
-    """`portalId:eventId` of a webhook event; None for backfill and refresh messages."""
-    return f"{message.portal_id}:{message.event_id}" if message.event_id else None
+    """`ScoreMessage.event_key`: what identifies a webhook event; None for backfill and
+    refresh messages."""
+    return message.event_key
 
 
 @dataclass(frozen=True)

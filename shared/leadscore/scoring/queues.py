@@ -42,7 +42,8 @@ RESCORE = "leadscore.rescore"  # a contact queued again after losing a race to a
 
 class ScoreMessage(BaseModel):
     """One accepted event for the score function (CONTRACTS.md, "Messages"). `merged_into` is
-    set only for a contact that a `contact.merge` folded into another one."""
+    set only for a contact that a `contact.merge` folded into another one. `subscription_type`
+    is in the `contact.*` vocabulary whichever format HubSpot sent."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -52,6 +53,18 @@ class ScoreMessage(BaseModel):
     occurred_at: int
     portal_id: int
     merged_into: str | None = None
+    subscription_id: int = 0  # 0 on messages that do not come from webhooks
+    property_name: str | None = None  # propertyChange events
+
+    @property
+    def event_key(self) -> str | None:
+        """What identifies the HubSpot event: HubSpot documents eventId as not unique, so
+        (portalId, subscriptionId, eventId, objectId, propertyName, occurredAt). None for
+        messages that do not come from webhooks (backfill, re-scores)."""
+        if not self.event_id:
+            return None
+        return (f"{self.portal_id}:{self.subscription_id}:{self.event_id}:{self.contact_id}:"
+                f"{self.property_name or ''}:{self.occurred_at}")
 
 
 class Deferral(BaseModel):
@@ -127,7 +140,7 @@ class DedupingScoreQueue:
     """Queues a delivery's messages at most once per DEDUPE_WINDOW_SECONDS (Powertools
     idempotency on DynamoDB).
 
-    The idempotency key is the delivery's set of events — (portalId, eventId) with contact and
+    The idempotency key is the delivery's set of events — each by its `event_key`, with its
     type — so HubSpot's retry of a delivery (same events, higher `attemptNumber`) is recognised
     as a whole, at two DynamoDB calls per delivery rather than per event: that is what keeps
     the acknowledgement within milliseconds for 100 events. If sending fails, Powertools
@@ -158,8 +171,8 @@ class DedupingScoreQueue:
         (Powertools then returns that delivery's stored result, whose `attempt` differs)."""
         if not messages:
             return 0
-        delivery = {"events": sorted({(m.portal_id, m.event_id, m.contact_id,
-                                       m.subscription_type) for m in messages})}
+        delivery = {"events": sorted({(m.event_key or "", m.subscription_type)
+                                      for m in messages})}
         attempt = uuid.uuid4().hex
         try:
             result = self._send_once(delivery=delivery, messages=messages, attempt=attempt)
