@@ -135,7 +135,9 @@ def test_webhook_to_scored_contact(stack, kit, fake_model, lambda_context, capsy
     assert set(items["101"]) == {"contact_id", "score", "probability", "tier", "model_version",
                                  "scored_at", "expires_at", "first_scored_at", "feature_hash",
                                  "last_event_at", "recent_event_ids", "hot_alerted_at"}
-    assert items["101"]["recent_event_ids"] == ["62515:1"]
+    # (portalId, subscriptionId, eventId, objectId, propertyName, occurredAt): eventId alone is
+    # not unique.
+    assert items["101"]["recent_event_ids"] == ["62515:1:1:101::1700000000001"]
     [alert] = receive(sqs, urls["HotLeadsInbox"])
     assert json.loads(alert["Body"])["contact_id"] == "101"
     enrich = [json.loads(m["Body"]) for m in receive(sqs, urls["EnrichQueue"])]

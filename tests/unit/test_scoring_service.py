@@ -18,11 +18,14 @@ from moto import mock_aws
 from leadscore.dpdp.erasure import ErasureReason, ErasureResult
 from leadscore.hubspot.client import (
     SEARCH_REQUESTS_PER_SECOND,
+    Contact,
     HubSpotBatchError,
     HubSpotClient,
     HubSpotError,
     HubSpotUnavailable,
     RequestBudget,
+    SearchOrderError,
+    last_ascending_id,
 )
 from leadscore.hubspot.properties import ENRICHMENT_PROPERTIES
 from leadscore.messaging import REASON_ATTRIBUTE, DeadLetters
@@ -824,6 +827,24 @@ def test_search_pages(scripted):
     assert ([c.id for c in page], after) == (["2"], None)
     assert scripted.requests[1]["body"]["after"] == "1"
     assert scripted.requests[0]["body"]["filterGroups"] == groups
+
+
+def test_search_sorts_go_in_the_documented_object_form(scripted):
+    scripted.then(200, {"total": 0, "results": []})
+    HubSpotClient("token", scripted.url).search([], ["email"], sorts=["hs_object_id"])
+    assert scripted.requests[0]["body"]["sorts"] == [
+        {"propertyName": "hs_object_id", "direction": "ASCENDING"}]
+
+
+def test_last_ascending_id_names_the_first_id_out_of_order():
+    def page(*ids):
+        return [Contact(id=str(i), properties={}) for i in ids]
+    assert last_ascending_id(page(3, 5, 9), 2) == 9
+    assert last_ascending_id(page(), 7) == 7
+    with pytest.raises(SearchOrderError, match="contact 5 after 5"):
+        last_ascending_id(page(3, 5, 5), 0)
+    with pytest.raises(SearchOrderError, match="contact 3 after 4"):
+        last_ascending_id(page(3), 4)  # the filter asked for ids above 4
 
 
 def test_searches_stay_under_hubspots_search_limit_whatever_the_general_budget(

@@ -7,7 +7,9 @@ webhooks for contact changes as a HubSpot app would. The official `hubspot-api-c
 is its client: `HubSpot(access_token=token, host=emulator.url)`.
 
 Admin endpoints under `/_emulator/` (no auth, never counted): `GET stats`, `POST faults`,
-`POST reset`, `GET|POST contacts`, `GET|POST subscriptions`, `POST flush`. Stats include
+`POST reset`, `GET|POST contacts`, `GET|POST|DELETE subscriptions` (POST takes `format`:
+`legacy` or `generic`), `POST event-ids` (`{"pool": N}`: reuse N event ids), `POST flush`.
+Stats include
 `early_retries`: requests a client sent before a 429's Retry-After had passed. Contacts keep
 HubSpot's `propertiesWithHistory` (one version per write), so writes can be counted per contact.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fnmatch
+import hashlib
 import json
 import math
 import re
@@ -42,6 +45,7 @@ MAX_PAGE_LIMIT = 100
 MAX_SEARCH_LIMIT = 200
 MAX_SEARCH_RESULTS = 10_000  # HubSpot's search never pages beyond 10,000 results
 FIRST_CONTACT_ID = 101
+FIRST_EVENT_ID = 101
 
 # What GET/search return when no `properties` are asked for, and what they always add.
 DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate",
@@ -56,6 +60,13 @@ SEARCH_OPERATORS = frozenset({
 })
 WEBHOOK_TYPES = ("contact.creation", "contact.propertyChange", "contact.deletion",
                  "contact.privacyDeletion", "contact.merge")
+# The generic format of apps on HubSpot's newer developer platform: `object.*` with the object
+# in `objectTypeId`. HubSpot offers no generic privacy deletion (its generic-webhooks guide says
+# to use the legacy `contact.privacyDeletion`), so a generic app subscribes to that one.
+CONTACT_OBJECT_TYPE_ID = "0-1"
+GENERIC_WEBHOOK_TYPES = ("object.creation", "object.propertyChange", "object.deletion",
+                         "object.merge", "contact.privacyDeletion")
+WEBHOOK_FORMATS = {"legacy": WEBHOOK_TYPES, "generic": GENERIC_WEBHOOK_TYPES}
 # Not copied from the merged contact onto the primary one.
 MERGE_SKIPPED = frozenset({"hs_object_id", "createdate", "lastmodifieddate"})
 
@@ -334,6 +345,7 @@ class _Portal:
     def __init__(self, *, with_consent_properties: bool) -> None:
         self.lock = threading.RLock()
         self._with_consent = with_consent_properties
+        self.salt = uuid.uuid4().hex  # the order of unsorted search results, per emulator
         self.clear()
 
     def clear(self) -> None:
@@ -522,8 +534,8 @@ class _Portal:
         primary as the surviving object) plus the primary's property changes."""
         moved = {name: value for name, value in other.properties.items()
                  if name not in MERGE_SKIPPED and value and not primary.properties.get(name)}
+        del self.contacts[other.id]  # first: its e-mail address moves to the primary
         changes = self.update(primary, moved)
-        del self.contacts[other.id]
         changes.append(_Change("contact.merge", primary.id, _now_ms(), merged_ids=(other.id,),
                                properties_moved=len(moved)))
         return changes
@@ -588,7 +600,9 @@ class _Portal:
         matches = [c for c in self.contacts.values() if not c.archived
                    and (not groups or any(self._group_matches(c, g) for g in groups))
                    and (not query or self._query_matches(c, query))]
-        matches.sort(key=lambda c: c.id)
+        # Without a sort HubSpot promises no order: never id order here, so nothing comes to
+        # rely on it (a stable shuffle, so offset paging stays consistent).
+        matches.sort(key=lambda c: hashlib.sha256(f"{self.salt}:{c.id}".encode()).digest())
         for sort in reversed(_sorts(request.get("sorts") or [])):
             name, descending = sort
             present = [c for c in matches if c.properties.get(name)]
@@ -688,17 +702,32 @@ def _contains_token(stored: str, wanted: str) -> bool:
     return pattern in tokens
 
 
+SORT_DIRECTIONS = ("ASCENDING", "DESCENDING")
+
+
 def _sorts(raw: Any) -> list[tuple[str, bool]]:
-    """Sorts as `{"propertyName", "direction"}` objects (the live API) or bare names."""
+    """Sorts in the documented form, `{"propertyName": ..., "direction": "ASCENDING" |
+    "DESCENDING"}` (HubSpot's search guide); anything else (a bare property name, as the SDK's
+    type suggests) is a 400, as HubSpot's JSON reader answers a string where it wants an
+    object."""
+    if not isinstance(raw, list):
+        raise _validation_error("Invalid input JSON: sorts must be an array of objects")
     result = []
-    for item in raw if isinstance(raw, list) else []:
-        if isinstance(item, Mapping):
-            name = str(item.get("propertyName", ""))
-            descending = str(item.get("direction", "ASCENDING")).upper() == "DESCENDING"
-        else:
-            name, descending = str(item), False
-        if name:
-            result.append((name, descending))
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise _validation_error(
+                f"Invalid input JSON: sorts[{index}] must be an object like "
+                '{"propertyName": "createdate", "direction": "DESCENDING"}, '
+                f"not {json.dumps(item)}")
+        name = item.get("propertyName")
+        direction = item.get("direction", "ASCENDING")
+        if not isinstance(name, str) or not name:
+            raise _validation_error(f"Invalid input JSON: sorts[{index}].propertyName is required")
+        if direction not in SORT_DIRECTIONS:
+            raise _validation_error(
+                f"Invalid input JSON: sorts[{index}].direction must be one of "
+                f"{list(SORT_DIRECTIONS)}, not {json.dumps(direction)}")
+        result.append((name, direction == "DESCENDING"))
     return result
 
 
@@ -996,6 +1025,7 @@ class HubSpotEmulator:
         webhook_backoff_seconds: float = 0.5,
         webhook_timeout_seconds: float = webhook_sender.DEFAULT_TIMEOUT_SECONDS,
         host: str = "127.0.0.1",
+        event_id_pool: int | None = None,
     ) -> None:
         self.tokens = dict(tokens or {"pat-local-emulator": "default"})
         self.client_secret = client_secret
@@ -1012,7 +1042,10 @@ class HubSpotEmulator:
         )
         self._apps: list[_WebhookApp] = []
         self._next_subscription_id = 1
-        self._next_event_id = 100
+        self._next_event_id = FIRST_EVENT_ID - 1
+        # Event ids cycle through this many values when set (HubSpot does not promise unique
+        # eventIds; this proves consumers do not rely on it). None: every event a new id.
+        self.event_id_pool = event_id_pool
         self._meter = threading.Lock()  # counters, limits and faults
         self._requests: Counter[str] = Counter()
         self._operations: defaultdict[str, Counter[str]] = defaultdict(Counter)
@@ -1134,24 +1167,33 @@ class HubSpotEmulator:
                 self._announce(changes, change_source)
         return ids
 
-    def subscribe(self, target_url: str, types: Iterable[str] = WEBHOOK_TYPES,
+    def subscribe(self, target_url: str, types: Iterable[str] | None = None,
                   property_names: Iterable[str] = (), *, client_secret: str | None = None,
-                  app_id: int | None = None, portal_id: int | None = None) -> dict[str, Any]:
-        """Send webhooks for contact changes to `target_url`, as a HubSpot app does."""
-        types, names = list(types), list(property_names)
-        unknown = sorted(set(types) - set(WEBHOOK_TYPES))
+                  app_id: int | None = None, portal_id: int | None = None,
+                  webhook_format: str = "legacy") -> dict[str, Any]:
+        """Send webhooks for contact changes to `target_url`, as a HubSpot app does, in the
+        `legacy` format (`contact.*`) or the `generic` one (`object.*`, objectTypeId 0-1)."""
+        if webhook_format not in WEBHOOK_FORMATS:
+            raise ValueError(f"webhook_format must be one of {sorted(WEBHOOK_FORMATS)}")
+        offered = WEBHOOK_FORMATS[webhook_format]
+        types, names = list(offered if types is None else types), list(property_names)
+        unknown = sorted(set(types) - set(offered))
         if unknown:
-            raise ValueError(f"unsupported subscription types {unknown}; use {WEBHOOK_TYPES}")
-        if "contact.propertyChange" in types and not names:
-            raise ValueError("contact.propertyChange needs property_names (one subscription "
+            raise ValueError(f"unsupported subscription types {unknown} for the "
+                             f"{webhook_format} format; use {offered}")
+        if any(_subscribed_kind(t) == "contact.propertyChange" for t in types) and not names:
+            raise ValueError("propertyChange needs property_names (one subscription "
                              "per property, as in HubSpot)")
         with self._portal.lock:
             subscriptions = []
             created = _iso(_now_ms())
             for event_type in types:
-                for name in (names if event_type == "contact.propertyChange" else [None]):
+                changes_property = _subscribed_kind(event_type) == "contact.propertyChange"
+                for name in (names if changes_property else [None]):
                     subscription = {"id": self._next_subscription_id, "eventType": event_type,
                                     "active": True, "createdAt": created}
+                    if event_type.startswith("object."):
+                        subscription["objectTypeId"] = CONTACT_OBJECT_TYPE_ID
                     if name is not None:
                         subscription["propertyName"] = name
                     subscriptions.append(subscription)
@@ -1187,7 +1229,7 @@ class HubSpotEmulator:
             events = []
             for change in changes:
                 for sub in app.subscriptions:
-                    if sub["eventType"] != change.kind or not sub["active"]:
+                    if _subscribed_kind(sub["eventType"]) != change.kind or not sub["active"]:
                         continue
                     if change.property_name is not None and (
                             sub.get("propertyName") != change.property_name):
@@ -1199,12 +1241,17 @@ class HubSpotEmulator:
     def _event(self, app: _WebhookApp, sub: Mapping[str, Any], change: _Change,
                change_source: str) -> dict[str, Any]:
         self._next_event_id += 1
+        event_id = self._next_event_id
+        if self.event_id_pool:  # HubSpot: eventId "is not guaranteed to be unique"
+            event_id = FIRST_EVENT_ID + (event_id - FIRST_EVENT_ID) % self.event_id_pool
         event: dict[str, Any] = {
-            "eventId": self._next_event_id, "subscriptionId": sub["id"],
+            "eventId": event_id, "subscriptionId": sub["id"],
             "portalId": app.portal_id, "appId": app.app_id, "occurredAt": change.occurred_ms,
-            "subscriptionType": change.kind, "attemptNumber": 0, "objectId": change.contact_id,
-            "changeSource": change_source,
+            "subscriptionType": sub["eventType"], "attemptNumber": 0,
+            "objectId": change.contact_id, "changeSource": change_source,
         }
+        if "objectTypeId" in sub:
+            event["objectTypeId"] = sub["objectTypeId"]
         if change.kind == "contact.propertyChange":
             event["propertyName"] = change.property_name
             event["propertyValue"] = change.property_value
@@ -1711,13 +1758,29 @@ class HubSpotEmulator:
             return _Reply(200, {"results": self.subscriptions()})
         if (method, action) == ("POST", "subscriptions"):
             app = self.subscribe(
-                payload["target_url"], payload.get("types") or WEBHOOK_TYPES,
+                payload["target_url"], payload.get("types"),
                 payload.get("property_names") or (), client_secret=payload.get("client_secret"),
-                app_id=payload.get("app_id"), portal_id=payload.get("portal_id"))
+                app_id=payload.get("app_id"), portal_id=payload.get("portal_id"),
+                webhook_format=payload.get("format", "legacy"))
             return _Reply(201, app)
+        if (method, action) == ("DELETE", "subscriptions"):
+            with self._portal.lock:
+                removed, self._apps = len(self._apps), []
+            return _Reply(200, {"removed_apps": removed})
+        if (method, action) == ("POST", "event-ids"):
+            pool = payload.get("pool")
+            self.event_id_pool = int(pool) if pool else None
+            return _Reply(200, {"pool": self.event_id_pool})
         if (method, action) == ("POST", "flush"):
             return _Reply(200, {"drained": self.flush(float(payload.get("timeout", 10)))})
         return _Reply(404, {"message": f"no admin endpoint {method} {path}"})
+
+
+def _subscribed_kind(event_type: str) -> str:
+    """The contact change a subscription's eventType stands for (`object.x` -> `contact.x`:
+    this emulator serves contacts only)."""
+    family, _, action = event_type.partition(".")
+    return f"contact.{action}" if family == "object" else event_type
 
 
 def _parse_json(body: bytes) -> Any:

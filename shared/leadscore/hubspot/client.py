@@ -78,6 +78,26 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     return float(value) if value and value.strip().isdigit() else None
 
 
+class SearchOrderError(RuntimeError):
+    """A search asked for ascending `hs_object_id` returned ids that do not increase: paging
+    on from the last id would skip contacts, so the paging loop stops instead."""
+
+
+def last_ascending_id(contacts: Sequence[Contact], after_id: int = 0) -> int:
+    """The last id of a search page sorted by ascending `hs_object_id` (whose filter asked for
+    ids above `after_id`; HubSpot's ids are positive); raises SearchOrderError when the ids do
+    not only increase."""
+    last = after_id
+    for contact in contacts:
+        contact_id = int(contact.id)
+        if contact_id <= last:
+            raise SearchOrderError(
+                f"HubSpot search returned contact {contact_id} after {last} although it was "
+                "asked for ascending hs_object_id; stopping rather than skip contacts")
+        last = contact_id
+    return last
+
+
 class HubSpotBatchError(HubSpotError):
     """A batch call partly failed; `failed_ids` did not take effect, the others did."""
 
@@ -382,10 +402,13 @@ class HubSpotClient:
     ) -> tuple[list[Contact], str | None]:
         """One page of CRM search; `filter_groups` use the API's JSON shape
         (`[{"filters": [{"propertyName": ..., "operator": ...}]}]`), `sorts` are property
-        names, ascending (the SDK's type). Returns (contacts, next cursor or None)."""
+        names, ascending. They are sent in the documented object form
+        (`{"propertyName": ..., "direction": "ASCENDING"}`): the SDK's type says strings, which
+        HubSpot's search guide does not. Returns (contacts, next cursor or None)."""
         request = PublicObjectSearchRequest(
             filter_groups=[dict(group) for group in filter_groups], properties=list(properties),
-            limit=limit, after=after, sorts=list(sorts),
+            limit=limit, after=after,
+            sorts=[{"propertyName": name, "direction": "ASCENDING"} for name in sorts],
         )
         _search_budget.acquire()  # then the general budget, in `_call`
         response = self._call("search", self._search_api.do_search_with_http_info, request)
