@@ -517,6 +517,38 @@ def test_rate_limit_answers_429_with_hubspot_headers() -> None:
         assert json.loads(error.value.body)["policyName"] == "SECONDLY"
 
 
+def test_limits_are_hubspots_by_tier() -> None:
+    # HubSpot's API usage guidelines: per 10 s per app, per day per account.
+    assert RateLimits() == RateLimits.for_tier("professional")
+    assert (RateLimits().max_requests, RateLimits().daily) == (190, 625_000)
+    assert [(limits.max_requests, limits.daily) for limits in (
+        RateLimits.for_tier("free"), RateLimits.for_tier("starter"),
+        RateLimits.for_tier("enterprise"), RateLimits.for_tier("starter", limit_increases=2),
+    )] == [(100, 250_000), (100, 250_000), (190, 1_000_000), (250, 2_250_000)]
+    with pytest.raises(ValueError):
+        RateLimits.for_tier("professional", limit_increases=3)
+
+
+def test_each_app_has_its_own_ten_second_limit_and_the_account_one_daily_limit() -> None:
+    limits = RateLimits(max_requests=2, daily=5, search_per_second=100)
+    with HubSpotEmulator(tokens=TOKENS, rate_limit=limits) as emu:
+        url = emu.url + "/crm/v3/objects/contacts"
+        observer = emu.add_app("observer")  # a second private app, as a test's own reader
+        assert [http("GET", url)[0] for _ in range(3)] == [200, 200, 429]
+        assert [http("GET", url, token=observer)[0] for _ in range(2)] == [200, 200]
+        # Four requests counted today, account-wide: one more for anybody, then DAILY.
+        status, headers, _ = http("GET", url, token=ADMIN_TOKEN)
+        assert (status, headers["X-HubSpot-RateLimit-Daily-Remaining"]) == (200, "0")
+        status, headers, body = http("GET", url, token=ADMIN_TOKEN)
+        assert (status, body["policyName"]) == (429, "DAILY")
+        assert int(headers["Retry-After"]) >= 1
+        assert emu.stats()["rate_limited"] == {"functions": 1, "admin": 1}
+        token = json.loads(urllib.request.urlopen(urllib.request.Request(
+            emu.url + "/_emulator/tokens", data=b'{"client": "another"}', method="POST",
+            headers={"content-type": "application/json"})).read())["token"]
+        assert emu.tokens[token] == "another"
+
+
 def test_injected_faults_hit_only_that_client(emulator: HubSpotEmulator, client: HubSpot) -> None:
     emulator.inject_fault("functions", 500, 1)
     emulator.inject_fault("functions", 429, 1)

@@ -84,7 +84,9 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
 
 
 def hubspot_sdk(stack: LocalStackProcess) -> HubSpot:
-    return HubSpot(access_token=stack.info["hubspot_token"], host=stack.info["hubspot_url"])
+    """The official SDK on the caller's own app (`observer_token`): reading outcomes must not
+    compete with the code under test for its app's rate limit."""
+    return HubSpot(access_token=stack.observer_token(), host=stack.info["hubspot_url"])
 
 
 # --------------------------------------------------------------------- outcome

@@ -8,8 +8,9 @@ is its client: `HubSpot(access_token=token, host=emulator.url)`.
 
 Admin endpoints under `/_emulator/` (no auth, never counted): `GET stats`, `POST faults`,
 `POST reset`, `GET|POST contacts`, `GET|POST|DELETE subscriptions` (POST takes `format`:
-`legacy` or `generic`), `POST event-ids` (`{"pool": N}`: reuse N event ids), `POST flush`.
-Stats include
+`legacy` or `generic`), `POST event-ids` (`{"pool": N}`: reuse N event ids), `POST tokens`
+(`{"client": name}`: a new private app with its own rate limit; returns its token), `POST
+flush`. Stats include
 `early_retries`: requests a client sent before a 429's Retry-After had passed. Contacts keep
 HubSpot's `propertiesWithHistory` (one version per write), so writes can be counted per contact.
 """
@@ -157,14 +158,34 @@ def _not_found(message: str) -> HubSpotError:
 
 # --------------------------------------------------------------------------- rate limits
 
+# HubSpot's "API usage guidelines and limits": requests per 10 seconds per app, per day per
+# account, by the account's subscription tier; an API limit increase raises the first to 250
+# and adds 1,000,000 a day (at most two can be bought).
+TIER_LIMITS = {"free": (100, 250_000), "starter": (100, 250_000),
+               "professional": (190, 625_000), "enterprise": (190, 1_000_000)}
+
+
 @dataclass(frozen=True)
 class RateLimits:
-    """Per-client limits; the defaults are a Professional-tier private app's."""
+    """HubSpot's rate limits: `max_requests` per `interval_seconds` for each app (each private
+    app, i.e. each token, has its own), `daily` for the whole account (every app together),
+    `search_per_second` per token on the search endpoints. Defaults: a Professional account."""
 
     max_requests: int = 190
     interval_seconds: float = 10.0
     search_per_second: int = 5
-    daily: int = 650_000
+    daily: int = 625_000
+
+    @classmethod
+    def for_tier(cls, tier: str, limit_increases: int = 0, **overrides: Any) -> RateLimits:
+        """The documented limits of a tier (`free`, `starter`, `professional`, `enterprise`),
+        with 0-2 API limit increases."""
+        if not 0 <= limit_increases <= 2:
+            raise ValueError("HubSpot sells at most two API limit increases")
+        per_app, daily = TIER_LIMITS[tier]
+        if limit_increases:
+            per_app, daily = 250, daily + 1_000_000 * limit_increases
+        return cls(max_requests=per_app, daily=daily, **overrides)
 
 
 class _Window:
@@ -202,8 +223,14 @@ class _Window:
 class _ClientLimits:
     rolling: _Window
     search: _Window
+
+
+@dataclass
+class _DailyUse:
+    """The account's requests today (the daily limit is the account's, not an app's)."""
+
     day: date = field(default_factory=lambda: datetime.now(UTC).date())
-    used_today: int = 0
+    used: int = 0
 
 
 # --------------------------------------------------------------------------- property definitions
@@ -1059,6 +1086,10 @@ class HubSpotEmulator:
         # client -> pending faults: (status or "timeout", Retry-After seconds of a 429 or None)
         self._faults: defaultdict[str, deque[tuple[int | str, int | None]]] = defaultdict(deque)
         self._limits: dict[str, _ClientLimits] = {}
+        self._daily = _DailyUse()
+        # When each client's admitted requests came (the newest 100,000): `busiest_window`.
+        self._admitted: defaultdict[str, deque[float]] = defaultdict(
+            lambda: deque(maxlen=100_000))
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -1144,8 +1175,32 @@ class HubSpotEmulator:
             self._early_retries.clear()
             self._faults.clear()
             self._limits.clear()
+            self._admitted.clear()
+            self._daily = _DailyUse()
             self._unauthorized = 0
         self._dispatcher.clear()
+
+    def busiest_window(self, client: str, seconds: float | None = None) -> int:
+        """The most requests of `client` admitted within any `seconds` (default: the rate
+        limit's interval): what HubSpot's rolling window would have seen at its fullest."""
+        if seconds is None:
+            seconds = self.rate_limit.interval_seconds if self.rate_limit else 10.0
+        with self._meter:
+            times = sorted(self._admitted.get(client, ()))
+        busiest, start = 0, 0
+        for end, moment in enumerate(times):
+            while times[start] <= moment - seconds:
+                start += 1
+            busiest = max(busiest, end - start + 1)
+        return busiest
+
+    def add_app(self, client: str) -> str:
+        """A new private app in this portal: its token, counted and limited as `client`.
+        Each app has its own per-10-second limit, as in HubSpot; the daily one is shared."""
+        token = f"pat-local-{client}-{uuid.uuid4().hex[:12]}"
+        with self._meter:
+            self.tokens[token] = client
+        return token
 
     def contacts(self, include_archived: bool = True) -> list[dict[str, Any]]:
         """Every contact with all its properties (a dump for tests; not an API call)."""
@@ -1299,9 +1354,10 @@ class HubSpotEmulator:
             if fault is None and limits is not None:
                 self._enforce(client, limits, now, operation in SEARCH_OPERATIONS, headers)
                 limits.rolling.add(now)
+                self._admitted[client].append(now)
                 if operation in SEARCH_OPERATIONS:
                     limits.search.add(now)
-                limits.used_today += 1
+                self._daily.used += 1
                 headers = self._rate_headers(limits, now)
         if fault == "timeout":
             self._stopping.wait(self.timeout_seconds)
@@ -1322,8 +1378,8 @@ class HubSpotEmulator:
             )
             self._limits[client] = limits
         today = datetime.now(UTC).date()
-        if limits.day != today:
-            limits.day, limits.used_today = today, 0
+        if self._daily.day != today:
+            self._daily = _DailyUse(today)
         return limits
 
     def _rate_headers(self, limits: _ClientLimits | None, now: float) -> dict[str, str]:
@@ -1336,15 +1392,15 @@ class HubSpotEmulator:
                 str(int(self.rate_limit.interval_seconds * 1000)),
             "X-HubSpot-RateLimit-Daily": str(self.rate_limit.daily),
             "X-HubSpot-RateLimit-Daily-Remaining":
-                str(max(0, self.rate_limit.daily - limits.used_today)),
+                str(max(0, self.rate_limit.daily - self._daily.used)),
         }
 
     def _enforce(self, client: str, limits: _ClientLimits, now: float, search: bool,
                  headers: dict[str, str]) -> None:
         """429 as HubSpot sends it when a policy is exhausted (rejected calls don't count)."""
         assert self.rate_limit is not None
-        if limits.used_today >= self.rate_limit.daily:
-            midnight = datetime.combine(limits.day + timedelta(days=1), datetime.min.time(),
+        if self._daily.used >= self.rate_limit.daily:
+            midnight = datetime.combine(self._daily.day + timedelta(days=1), datetime.min.time(),
                                         tzinfo=UTC)
             wait = max(1, math.ceil((midnight - datetime.now(UTC)).total_seconds()))
             policy, retry_after, message = "DAILY", wait, "You have reached your daily limit."
@@ -1771,6 +1827,8 @@ class HubSpotEmulator:
             pool = payload.get("pool")
             self.event_id_pool = int(pool) if pool else None
             return _Reply(200, {"pool": self.event_id_pool})
+        if (method, action) == ("POST", "tokens"):
+            return _Reply(201, {"token": self.add_app(str(payload["client"]))})
         if (method, action) == ("POST", "flush"):
             return _Reply(200, {"drained": self.flush(float(payload.get("timeout", 10)))})
         return _Reply(404, {"message": f"no admin endpoint {method} {path}"})
