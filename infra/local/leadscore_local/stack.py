@@ -96,6 +96,7 @@ class LocalStack:
         self.faults = Faults()
         self.faults.install()  # before any function creates an AWS client
         self.runtime = FunctionRuntime(specs, self.faults)
+        self.runtime.hubspot_requests.install()
         self.front = HttpFront(self.runtime)
         webhook_url = self._route_url("IngestFunction")
         score_api_url = self._route_url("ScoreApiFunction")
@@ -167,6 +168,8 @@ class LocalStack:
         self._started.clear()
         if hasattr(self, "faults"):
             self.faults.uninstall()
+        if hasattr(self, "runtime"):
+            self.runtime.hubspot_requests.uninstall()
 
     # ------------------------------------------------------------------ wiring
     def _route_url(self, logical_id: str) -> str:
@@ -227,6 +230,8 @@ class LocalStack:
         queues = [q for q in self.provisioned.queue_urls if q not in dlqs]
         return {
             "hubspot_requests": self.hubspot.stats()["requests"].get(FUNCTIONS_CLIENT, 0),
+            # The same requests by the function that made them (counted client-side).
+            "hubspot_requests_by_function": self.runtime.hubspot_requests.snapshot(),
             "queues": {q: depth(q) for q in queues},
             "dlqs": {q: depth(q) for q in sorted(dlqs)},
             "invocations": dict(self.runtime.invocations),
