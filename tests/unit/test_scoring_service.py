@@ -399,20 +399,6 @@ def test_one_batch_read_and_update_per_100_contacts(kit, fake_model):
     assert len(result.scored) == 250
 
 
-def test_already_applied_contacts_do_not_split_hubspot_batches(kit, fake_model):
-    # An import: each contact's creation and propertyChange events reach several SQS batches;
-    # contacts a batch finds already applied must not leave its HubSpot requests half full.
-    hubspot = kit.FakeHubSpot({str(i): contact(5) for i in range(1, 301)})
-    scorer = pipeline(hubspot, fake_model, Recorder())
-    scorer.run([message(i, event_id=i) for i in range(1, 301, 2)])  # the odd ones: applied
-    hubspot.reads.clear()
-    hubspot.updates.clear()
-    result = scorer.run([message(i, event_id=i) for i in range(1, 301)])  # odd ones redelivered
-    assert len(result.stale) == 150 and len(result.scored) == 150
-    assert [len(ids) for ids in hubspot.reads] == [100, 50]
-    assert [len(batch) for batch in hubspot.updates] == [100, 50]
-
-
 def test_duplicate_messages_for_a_contact_are_coalesced(kit, fake_model):
     hubspot = kit.FakeHubSpot({"1": contact(5), "2": contact(5)})
     result = pipeline(hubspot, fake_model, Recorder()).run(

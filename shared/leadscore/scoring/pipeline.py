@@ -243,20 +243,9 @@ class ScorePipeline:
             by_contact[message.contact_id].append(message)
         contact_ids = list(by_contact)
         result = ScoreRunResult()
-        # Stale contacts (already applied) drop out before HubSpot is asked, so its batch
-        # reads and updates stay full: ≤100 contacts each, across the whole SQS batch.
-        to_score: list[ContactWork] = []
-        states: dict[str, LedgerState] = {}
         for start in range(0, len(contact_ids), BATCH_LIMIT):
             chunk = contact_ids[start:start + BATCH_LIMIT]
-            to_score += self._plan_chunk({cid: by_contact[cid] for cid in chunk}, states,
-                                         result)
-            while len(to_score) >= BATCH_LIMIT or (to_score and start + BATCH_LIMIT
-                                                   >= len(contact_ids)):
-                works, to_score = to_score[:BATCH_LIMIT], to_score[BATCH_LIMIT:]
-                erasures: Erasures = defaultdict(list)
-                self._score(works, states, result, erasures)
-                self._erase_all(result, erasures)
+            self._run_chunk({cid: by_contact[cid] for cid in chunk}, result)
         result.failed = list(result.failure_reasons)
         count("ContactsScored", len(result.scored))
         count("SkippedNoConsent", len(result.skipped_consent))
@@ -274,18 +263,15 @@ class ScorePipeline:
         })
         return result
 
-    def _plan_chunk(self, chunk: Mapping[str, list[ScoreMessage]],
-                    states: dict[str, LedgerState], result: ScoreRunResult) -> list[ContactWork]:
-        """The chunk's contacts to score (their ledger states added to `states`); erases
-        those gone from HubSpot and marks the stale ones."""
+    def _run_chunk(self, chunk: Mapping[str, list[ScoreMessage]],
+                   result: ScoreRunResult) -> None:
         try:
-            found = self.ledger.states(list(chunk))
+            states = self.ledger.states(list(chunk))
         except (BotoCoreError, ClientError) as error:
             self._fail(result, list(chunk), "Ledger read failed", error)
-            return []
-        states.update(found)
-        news = [m for cid, messages in chunk.items() for m in messages
-                if is_news(m, found.get(cid))]
+            return
+        news = [m for cid, found in chunk.items() for m in found
+                if is_news(m, states.get(cid))]
         work = plan(news)
         result.stale.extend(cid for cid in chunk if cid not in work)
         erasures: Erasures = defaultdict(list)
@@ -295,10 +281,8 @@ class ScorePipeline:
                 erasures[(w.erase_reason, "all", False)].append(w.contact_id)  # gone from HubSpot
             else:
                 to_score.append(w)
-        self._erase_all(result, erasures)
-        return to_score
-
-    def _erase_all(self, result: ScoreRunResult, erasures: Erasures) -> None:
+        if to_score:
+            self._score(to_score, states, result, erasures)
         for (reason, scope, clear_hubspot), ids in erasures.items():
             self._erase(result, ids, reason, scope, clear_hubspot)
 
