@@ -27,10 +27,13 @@ help:
 	@echo "make model  - retrain the default model shipped in the model layer"
 	@echo "make setup  - create .venv (Python 3.12) with the project and dev tools"
 
-$(VENV)/.installed: pyproject.toml
+# The layers' locks are constraints: .venv runs the versions the layers ship (infra/build/layer_pins.py).
+LAYER_LOCKS := $(wildcard layers/*/requirements*.txt)
+$(VENV)/.installed: pyproject.toml $(LAYER_LOCKS)
 	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) infra/build/layer_pins.py > $(VENV)/layer-constraints.txt
+	$(PY) -m pip install --quiet -e '.[dev]' -c $(VENV)/layer-constraints.txt
 	@touch $@
 
 $(SAM_VENV)/.installed:

@@ -129,6 +129,7 @@ STEPS: dict[str, Callable[[], list[Row]]] = {
     "burst": script_rows("infra/bench/burst_bench.py", timeout=600),
     "load": script_rows("infra/bench/load_bench.py", timeout=600),
     "faults": script_rows("infra/bench/fault_bench.py", timeout=600),
+    "import": script_rows("infra/bench/import_bench.py", timeout=1800),
     "sam_invoke": script_rows("infra/bench/sam_invoke_bench.py", timeout=1200),
 }
 

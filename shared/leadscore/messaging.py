@@ -40,6 +40,7 @@ class Outgoing:
     key: str
     body: str
     attributes: Mapping[str, str] = field(default_factory=dict)  # String message attributes
+    delay_seconds: int = 0  # SQS only: the message stays invisible this long (0-900)
 
 
 class BatchSender:
@@ -90,6 +91,8 @@ class BatchSender:
         wire: dict[str, Any] = {"Id": entry_id, self._body_key: entry.body}
         if self._subject:
             wire["Subject"] = self._subject
+        if entry.delay_seconds:
+            wire["DelaySeconds"] = entry.delay_seconds
         if entry.attributes:
             wire["MessageAttributes"] = {name: {"DataType": "String", "StringValue": value}
                                          for name, value in entry.attributes.items()}
@@ -162,11 +165,12 @@ class DeadLetters:
         return sent
 
     def route(self, records: Sequence[Mapping[str, Any]], failed: frozenset[str],
-              reasons: Mapping[str, str]) -> frozenset[str]:
+              reasons: Mapping[str, str], final: frozenset[str] = frozenset()) -> frozenset[str]:
         """For an SQS batch: dead-letters the failed raw records that will not be received
-        again; returns the failed ids still to report to SQS."""
+        again (or whose failure is `final`); returns the failed ids still to report to SQS."""
         last = [DeadLetter(record["messageId"], record["body"],
                            reasons.get(record["messageId"]) or "failed")
                 for record in records if record["messageId"] in failed and self.takes(
-                    int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)))]
+                    int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)),
+                    final=record["messageId"] in final)]
         return failed - self.send(last) if last else failed

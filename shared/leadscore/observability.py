@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -151,6 +151,20 @@ def count(name: str, value: int = 1) -> None:
     """Adds a Count metric; zero values are skipped to keep EMF blobs small."""
     if value:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_by_dimension(name: str, dimension: str, counts: Mapping[Any, int]) -> None:
+    """Adds the total as a Count metric (service dimension, what alarms watch) and each part
+    as the same metric with `dimension` added (e.g. WebhookEventsSkipped by reason). The
+    dimension values must be a fixed vocabulary (enum members), never contact data."""
+    total = sum(counts.values())
+    count(name, total)
+    for value, part in counts.items():
+        if part:
+            with single_metric(name=name, unit=MetricUnit.Count, value=part,
+                               namespace=metrics.namespace,
+                               default_dimensions={"service": SERVICE}) as metric:
+                metric.add_dimension(name=dimension, value=str(value))
 
 
 @contextmanager

@@ -55,5 +55,5 @@ class CommonSettings(EnvModel):
     consent_purposes_property: NonEmpty = "dpdp_consent_purposes"
     consent_updated_at_property: NonEmpty = "dpdp_consent_updated_at"
     retention_days: PositiveInt = 180
-    # Token bucket per container (leadscore.hubspot.client.RequestBudget).
-    hubspot_requests_per_second: PositiveFloat = 10.0
+    # The whole app's HubSpot request budget (leadscore.hubspot.shared_budget), per second.
+    hubspot_requests_per_second: PositiveFloat = 8.0

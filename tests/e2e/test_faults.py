@@ -40,6 +40,16 @@ def test_transient_faults_lose_nothing_and_apply_each_contact_once(drills, scena
     assert outcome.applied_once == outcome.contacts, outcome  # retries absorbed every fault
 
 
+def test_a_rate_limit_episode_delays_the_leads_and_dead_letters_none(drills):
+    # 25 x 429 (with and without Retry-After) then 10 x 500 while 40 leads arrive: SQS counts
+    # every receive, so a throttled message that simply failed would reach the DLQ. They wait.
+    outcome = drills.hubspot_rate_limit_episode(contacts=40, throttles=25, errors=10)
+    assert_invariant(outcome)
+    assert outcome.faults_fired >= 35, outcome
+    assert outcome.dead_lettered == 0, outcome
+    assert outcome.applied_once == 40, outcome
+
+
 def test_llm_faults_end_enriched_or_in_the_enrich_dlq_with_a_reason(drills):
     outcome = drills.llm_faults()
     assert_invariant(outcome)

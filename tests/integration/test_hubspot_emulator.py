@@ -1,8 +1,7 @@
 """The HubSpot emulator over real HTTP, driven by the official `hubspot-api-client`.
 
-Shapes are checked against HubSpot's own OpenAPI files (`../shared/hubspot-openapi/`
-beside the checkout, or `HUBSPOT_OPENAPI_DIR`), webhook signatures against the SDK's
-validator.
+Shapes are checked against HubSpot's own OpenAPI files (tests/fixtures/hubspot-openapi/, with
+their source), webhook signatures against the SDK's validator.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInputForCreate,
     BatchReadInputSimplePublicObjectId,
     PublicGdprDeleteInput,
+    PublicMergeInput,
     PublicObjectSearchRequest,
     SimplePublicObjectInput,
     SimplePublicObjectInputForCreate,
@@ -46,8 +46,7 @@ ADMIN_TOKEN = "pat-test-admin"
 TOKENS = {FUNCTIONS_TOKEN: "functions", ADMIN_TOKEN: "admin"}
 SECRET = "test-client-secret"
 ROOT = Path(__file__).resolve().parents[2]
-OPENAPI_DIR = Path(os.environ.get("HUBSPOT_OPENAPI_DIR",
-                                  ROOT.parent / "shared" / "hubspot-openapi"))
+OPENAPI_DIR = ROOT / "tests" / "fixtures" / "hubspot-openapi"
 OPENAPI_FILES = ("crm-contacts-v3.json", "crm-properties-v3.json", "webhooks-v3.json")
 
 
@@ -55,8 +54,6 @@ OPENAPI_FILES = ("crm-contacts-v3.json", "crm-properties-v3.json", "webhooks-v3.
 
 @pytest.fixture(scope="module")
 def openapi() -> dict[str, dict[str, Any]]:
-    if not OPENAPI_DIR.is_dir():
-        pytest.skip(f"HubSpot OpenAPI files not found in {OPENAPI_DIR}")
     return {name: json.loads((OPENAPI_DIR / name).read_text()) for name in OPENAPI_FILES}
 
 
@@ -215,9 +212,12 @@ def test_every_route_exists_in_hubspots_openapi(openapi: dict[str, dict[str, Any
 def test_webhook_types_are_hubspot_event_types(openapi: dict[str, dict[str, Any]]) -> None:
     schemas = openapi["webhooks-v3.json"]["components"]["schemas"]
     allowed = set(schemas["SubscriptionCreateRequest"]["properties"]["eventType"]["enum"])
-    from leadscore_local.hubspot_emulator import WEBHOOK_TYPES
+    from leadscore_local.hubspot_emulator import GENERIC_WEBHOOK_TYPES, WEBHOOK_TYPES
 
     assert set(WEBHOOK_TYPES) <= allowed
+    assert set(GENERIC_WEBHOOK_TYPES) <= allowed
+    # HubSpot has no generic privacy deletion: a generic app subscribes to the legacy one.
+    assert "object.privacyDeletion" not in allowed
 
 
 def test_responses_validate_against_openapi_schemas(
@@ -391,6 +391,7 @@ def test_search_operators_sorts_and_limits(client: HubSpot) -> None:
     ids = create_many(client, rows)
 
     def ids_for(filters: list[dict[str, Any]], **kwargs: Any) -> list[str]:
+        kwargs.setdefault("sorts", [{"propertyName": "hs_object_id", "direction": "ASCENDING"}])
         return [c.id for c in search(client, filters, **kwargs).results]
 
     visits = "hs_analytics_num_visits"
@@ -414,6 +415,29 @@ def test_search_operators_sorts_and_limits(client: HubSpot) -> None:
         search(client, [], limit=201)
     assert too_many.value.status == 400
     assert json.loads(too_many.value.body)["category"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize("sorts, complaint", [
+    (["hs_object_id"], "sorts[0] must be an object"),  # the SDK's `list[str]` type
+    ([{"direction": "ASCENDING"}], "sorts[0].propertyName is required"),
+    ([{"propertyName": "createdate", "direction": "UP"}], "sorts[0].direction must be one of"),
+    ("hs_object_id", "sorts must be an array"),
+])
+def test_sorts_must_be_in_the_documented_object_form(client: HubSpot, sorts, complaint) -> None:
+    with pytest.raises(ApiException) as refused:
+        search(client, [], sorts=sorts)
+    body = json.loads(refused.value.body)
+    assert refused.value.status == 400
+    assert body["category"] == "VALIDATION_ERROR" and body["status"] == "error"
+    assert complaint in body["message"] and body["correlationId"]
+
+
+def test_without_a_sort_results_are_not_in_id_order(client: HubSpot) -> None:
+    ids = create_many(client, [new_contact(i) for i in range(30)])
+    unsorted = [c.id for c in search(client, [], limit=30).results]
+    assert sorted(unsorted, key=int) == ids  # every contact, in some order ...
+    assert unsorted != ids  # ... that a paging loop must not take for id order
+    assert [c.id for c in search(client, [], limit=30).results] == unsorted  # but a stable one
 
 
 # --------------------------------------------------------------------------- errors
@@ -491,6 +515,38 @@ def test_rate_limit_answers_429_with_hubspot_headers() -> None:
             search(client, [])
         assert error.value.status == 429 and "Retry-After" in error.value.headers
         assert json.loads(error.value.body)["policyName"] == "SECONDLY"
+
+
+def test_limits_are_hubspots_by_tier() -> None:
+    # HubSpot's API usage guidelines: per 10 s per app, per day per account.
+    assert RateLimits() == RateLimits.for_tier("professional")
+    assert (RateLimits().max_requests, RateLimits().daily) == (190, 625_000)
+    assert [(limits.max_requests, limits.daily) for limits in (
+        RateLimits.for_tier("free"), RateLimits.for_tier("starter"),
+        RateLimits.for_tier("enterprise"), RateLimits.for_tier("starter", limit_increases=2),
+    )] == [(100, 250_000), (100, 250_000), (190, 1_000_000), (250, 2_250_000)]
+    with pytest.raises(ValueError):
+        RateLimits.for_tier("professional", limit_increases=3)
+
+
+def test_each_app_has_its_own_ten_second_limit_and_the_account_one_daily_limit() -> None:
+    limits = RateLimits(max_requests=2, daily=5, search_per_second=100)
+    with HubSpotEmulator(tokens=TOKENS, rate_limit=limits) as emu:
+        url = emu.url + "/crm/v3/objects/contacts"
+        observer = emu.add_app("observer")  # a second private app, as a test's own reader
+        assert [http("GET", url)[0] for _ in range(3)] == [200, 200, 429]
+        assert [http("GET", url, token=observer)[0] for _ in range(2)] == [200, 200]
+        # Four requests counted today, account-wide: one more for anybody, then DAILY.
+        status, headers, _ = http("GET", url, token=ADMIN_TOKEN)
+        assert (status, headers["X-HubSpot-RateLimit-Daily-Remaining"]) == (200, "0")
+        status, headers, body = http("GET", url, token=ADMIN_TOKEN)
+        assert (status, body["policyName"]) == (429, "DAILY")
+        assert int(headers["Retry-After"]) >= 1
+        assert emu.stats()["rate_limited"] == {"functions": 1, "admin": 1}
+        token = json.loads(urllib.request.urlopen(urllib.request.Request(
+            emu.url + "/_emulator/tokens", data=b'{"client": "another"}', method="POST",
+            headers={"content-type": "application/json"})).read())["token"]
+        assert emu.tokens[token] == "another"
 
 
 def test_injected_faults_hit_only_that_client(emulator: HubSpotEmulator, client: HubSpot) -> None:
@@ -590,6 +646,42 @@ def test_webhooks_are_signed_batches_in_hubspots_shape(
     assert abs(creation["occurredAt"] - time.time() * 1000) < 60_000
     assert events[1]["propertyName"] == "dpdp_consent_purposes"
     assert emulator.stats()["delivered"] == 5 and emulator.stats()["pending"] == 0
+
+
+def test_generic_format_apps_get_object_events_for_contacts(
+        emulator: HubSpotEmulator, client: HubSpot, receiver: Receiver) -> None:
+    app = emulator.subscribe(receiver.url, property_names=["jobtitle"], webhook_format="generic")
+    assert {s["eventType"] for s in app["subscriptions"]} == {
+        "object.creation", "object.propertyChange", "object.deletion", "object.merge",
+        "contact.privacyDeletion"}
+    assert all(s.get("objectTypeId") == "0-1" for s in app["subscriptions"]
+               if s["eventType"].startswith("object."))
+    basic = client.crm.contacts.basic_api
+    first = basic.create(SimplePublicObjectInputForCreate(properties={"jobtitle": "CTO"}))
+    second = basic.create(SimplePublicObjectInputForCreate(properties={"email": "g@example.in"}))
+    basic.merge(PublicMergeInput(primary_object_id=first.id, object_id_to_merge=second.id))
+    basic.archive(first.id)
+    basic.purge(PublicGdprDeleteInput(object_id=first.id))
+    assert emulator.flush(5)
+    events = receiver.events()
+    assert [(e["subscriptionType"], e.get("objectTypeId")) for e in events] == [
+        ("object.creation", "0-1"), ("object.propertyChange", "0-1"),
+        ("object.creation", "0-1"), ("object.merge", "0-1"), ("object.deletion", "0-1"),
+        ("contact.privacyDeletion", None)]
+    merge = events[3]
+    assert (merge["primaryObjectId"], merge["mergedObjectIds"]) == (int(first.id),
+                                                                   [int(second.id)])
+    with pytest.raises(ValueError, match="generic format"):
+        emulator.subscribe(receiver.url, types=["contact.creation"], webhook_format="generic")
+
+
+def test_event_ids_can_be_reused_as_hubspot_allows(
+        emulator: HubSpotEmulator, receiver: Receiver) -> None:
+    emulator.subscribe(receiver.url, types=["contact.creation"])
+    emulator.event_id_pool = 3
+    emulator.create_contacts([{"email": f"reuse{i}@example.in"} for i in range(7)])
+    assert emulator.flush(5)
+    assert [e["eventId"] for e in receiver.events()] == [101, 102, 103, 101, 102, 103, 101]
 
 
 def test_more_than_100_events_are_split(emulator: HubSpotEmulator, receiver: Receiver) -> None:

@@ -11,7 +11,7 @@ import pytest
 from leadscore.cli import main
 from leadscore.cli.hubspot_export import ExportResult, export_columns, export_contacts
 from leadscore.cli.synthetic import generate_contacts
-from leadscore.hubspot.client import Contact, HubSpotClient
+from leadscore.hubspot.client import Contact, HubSpotClient, SearchOrderError
 from leadscore.model import load
 from leadscore.model.config import load_config
 from leadscore_local.hubspot_emulator import HubSpotEmulator
@@ -139,6 +139,6 @@ def test_consent_is_checked_again_locally(tmp_path):
 
 def test_out_of_order_results_stop_the_export(tmp_path):
     fake = _FakeSearch([[_contact(5, "lead_scoring"), _contact(3, "lead_scoring")]])
-    with pytest.raises(RuntimeError, match="out of hs_object_id order"):
+    with pytest.raises(SearchOrderError, match="contact 3 after 5"):
         export_contacts(fake, load_config(FEATURES), tmp_path / "c.csv")
     assert not (tmp_path / "c.csv").exists()

@@ -29,14 +29,21 @@ class SearchableHubSpot(FakeHubSpot):
     def __init__(self, contacts: dict[str, dict[str, str | None]] | None = None):
         super().__init__(contacts)
         self.searches: list[list[dict]] = []  # type: ignore[assignment]  # the filter groups
+        self.sorts: list[list[str]] = []
         self.gdpr_deleted: list[str] = []
+        self.ignores_sorts = False  # True: pages come in descending id order, sort or not
 
     # --- HubSpotClient search ----------------------------------------------------------------
 
     def search(self, filter_groups, properties, after=None, limit=100, sorts=()):
         self.searches.append([dict(g) for g in filter_groups])
+        self.sorts.append(list(sorts))
+        # HubSpot orders by the sort asked for (leadscore's loops ask for ascending ids) and
+        # promises nothing without one.
+        ascending = list(sorts) == ["hs_object_id"] and not self.ignores_sorts
         matching = sorted((cid for cid, props in self.contacts.items()
-                           if any(self._group(cid, props, g) for g in filter_groups)), key=int)
+                           if any(self._group(cid, props, g) for g in filter_groups)),
+                          key=int, reverse=not ascending)
         start = int(after or 0)
         page = matching[start:start + limit]
         contacts = [Contact(id=cid, properties={p: self.contacts[cid].get(p) for p in properties})

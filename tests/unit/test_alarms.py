@@ -37,7 +37,8 @@ def emitted_metric_names() -> set[str]:
                 continue
             callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
                 node.func, "id", "")
-            if callee == "count" and node.args and isinstance(node.args[0], ast.Constant):
+            if (callee in ("count", "count_by_dimension") and node.args
+                    and isinstance(node.args[0], ast.Constant)):
                 names.add(node.args[0].value)
             if callee == "add_metric":
                 names.update(k.value.value for k in node.keywords

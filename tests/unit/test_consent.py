@@ -10,7 +10,12 @@ from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 from leadscore.dpdp.consent import ConsentDecision, Purpose, consent_for, parse_purposes
 from leadscore.dpdp.erasure import Eraser, ErasureReason
 from leadscore.dpdp.sweep import sweep_withdrawn_consent
-from leadscore.hubspot.client import BATCH_LIMIT, HubSpotBatchError, HubSpotUnavailable
+from leadscore.hubspot.client import (
+    BATCH_LIMIT,
+    HubSpotBatchError,
+    HubSpotUnavailable,
+    SearchOrderError,
+)
 from leadscore.hubspot.properties import AI_PROPERTIES, ENRICHMENT_PROPERTIES, SCORE_PROPERTIES
 
 PROP = "dpdp_consent_purposes"
@@ -155,6 +160,17 @@ def test_sweep_pages_by_id_so_clearing_does_not_skip_contacts():
                 if props["ai_lead_score"] and int(cid) % 2]
     after_ids = [group[0]["filters"][1]["value"] for group in hubspot.searches]
     assert after_ids == ["0", "200", "400", "450"]
+
+
+def test_sweep_stops_when_the_search_ignores_its_sort():
+    # Paging on from a page's last id is only safe in id order: out of order, contacts
+    # between would never be swept. A clear error (the sweep's alarm) instead.
+    contacts = {str(i): _scored("") for i in range(1, 6)}
+    hubspot = SearchableHubSpot(contacts)
+    hubspot.ignores_sorts = True
+    with pytest.raises(SearchOrderError, match="contact 4 after 5"):
+        _sweep(hubspot, _ledger(contacts))
+    assert hubspot.sorts[0] == ["hs_object_id"]
 
 
 def test_sweep_erases_ledger_items_the_search_cannot_see():

@@ -4,6 +4,7 @@ injected through each function's seams (`hubspot_client_factory`, `load_model`).
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 import pytest
@@ -11,7 +12,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from fakes import create_table
 from moto import mock_aws
 
-from leadscore.hubspot.client import HubSpotBatchError, HubSpotUnavailable
+from leadscore.hubspot.client import HubSpotBatchError, HubSpotError, HubSpotUnavailable
 
 PROP = "dpdp_consent_purposes"
 TOKEN = "pat-ap1-test-token"
@@ -134,7 +135,9 @@ def test_webhook_to_scored_contact(stack, kit, fake_model, lambda_context, capsy
     assert set(items["101"]) == {"contact_id", "score", "probability", "tier", "model_version",
                                  "scored_at", "expires_at", "first_scored_at", "feature_hash",
                                  "last_event_at", "recent_event_ids", "hot_alerted_at"}
-    assert items["101"]["recent_event_ids"] == ["62515:1"]
+    # (portalId, subscriptionId, eventId, objectId, propertyName, occurredAt): eventId alone is
+    # not unique.
+    assert items["101"]["recent_event_ids"] == ["62515:1:1:101::1700000000001"]
     [alert] = receive(sqs, urls["HotLeadsInbox"])
     assert json.loads(alert["Body"])["contact_id"] == "101"
     enrich = [json.loads(m["Body"]) for m in receive(sqs, urls["EnrichQueue"])]
@@ -165,7 +168,7 @@ def test_score_reports_only_failed_records(stack, kit, fake_model, lambda_contex
 def test_score_raises_when_every_record_failed(stack, kit, fake_model, lambda_context):
     sqs, urls = stack
     hubspot = kit.FakeHubSpot({"1": contact(9)})
-    hubspot.read_error = HubSpotUnavailable("batch read", 429, "RATE_LIMITS")
+    hubspot.read_error = HubSpotError("batch read", 403, "MISSING_SCOPES")
     sqs.send_message(QueueUrl=urls["ScoreQueue"], MessageBody=json.dumps({
         "contact_id": "1", "event_id": 1, "subscription_type": "contact.creation",
         "occurred_at": 1, "portal_id": 1}))
@@ -173,6 +176,88 @@ def test_score_raises_when_every_record_failed(stack, kit, fake_model, lambda_co
         score_module(kit, hubspot, fake_model).lambda_handler(
             sqs_event(receive(sqs, urls["ScoreQueue"])), lambda_context)
     assert ledger_items() == {}
+
+
+def creation(contact_id: str, event_id: int = 1) -> str:
+    return json.dumps({"contact_id": contact_id, "event_id": event_id,
+                       "subscription_type": "contact.creation", "occurred_at": 1,
+                       "portal_id": 1})
+
+
+def test_a_record_hubspot_throttled_waits_on_the_queue_instead_of_failing(
+        stack, kit, fake_model, lambda_context, monkeypatch):
+    sqs, urls = stack
+    hubspot = kit.FakeHubSpot({"1": contact(9), "2": contact(3)})
+    hubspot.read_error = HubSpotUnavailable("batch read", 429, "RATE_LIMITS", retry_after=7)
+    sqs.send_message(QueueUrl=urls["ScoreQueue"],
+                     MessageBody=json.dumps({"events": [json.loads(creation("1")),
+                                                        json.loads(creation("2", 2))]}))
+    sent = []
+    monkeypatch.setattr("botocore.client.BaseClient._make_api_call", _recording(sent))
+    response = score_module(kit, hubspot, fake_model).lambda_handler(
+        sqs_event(receive(sqs, urls["ScoreQueue"]), receive_count=1), lambda_context)
+    assert response == {"batchItemFailures": []}  # acknowledged: it waits, SQS keeps no count
+    [entry] = [e for call in sent if call["QueueUrl"] == urls["ScoreQueue"]
+               for e in call["Entries"]]
+    assert 8 <= entry["DelaySeconds"] <= 9  # Retry-After 7 s plus up to a second of jitter
+    body = json.loads(entry["MessageBody"])
+    assert [e["contact_id"] for e in body["events"]] == ["1", "2"]
+    assert body["deferral"]["times"] == 1
+    assert ledger_items() == {} and not receive(sqs, urls["ScoreDLQ"])
+
+
+def test_a_record_that_waited_its_whole_allowance_goes_to_the_dlq_with_the_reason(
+        stack, kit, fake_model, lambda_context, monkeypatch):
+    sqs, urls = stack
+    monkeypatch.setenv("SCORE_MAX_WAIT_MINUTES", "60")
+    hubspot = kit.FakeHubSpot({"1": contact(9)})
+    hubspot.read_error = HubSpotUnavailable("batch read", 503, "SERVICE_UNAVAILABLE")
+    two_hours_ago = int(time.time() * 1000) - 2 * 3600 * 1000
+    sqs.send_message(QueueUrl=urls["ScoreQueue"], MessageBody=json.dumps({
+        "events": [json.loads(creation("1"))],
+        "deferral": {"since": two_hours_ago, "times": 9}}))
+    response = score_module(kit, hubspot, fake_model).lambda_handler(
+        sqs_event(receive(sqs, urls["ScoreQueue"]), receive_count=1), lambda_context)
+    assert response == {"batchItemFailures": []}  # in the DLQ now, on its first receive
+    [dead] = receive_with_attributes(sqs, urls["ScoreDLQ"])
+    reason = dead["MessageAttributes"]["reason"]["StringValue"]
+    assert reason.startswith("HubSpot unavailable for 120 min (9 waits); gave up")
+    assert "status=503" in reason
+    assert not receive(sqs, urls["ScoreQueue"])
+
+
+def test_a_record_failing_for_another_reason_still_takes_sqs_retries(
+        stack, kit, fake_model, lambda_context):
+    sqs, urls = stack
+    hubspot = kit.FakeHubSpot({"1": contact(9), "2": contact(4)})
+    hubspot.update_error = HubSpotBatchError("batch update", ["2"])  # a 207: not "unavailable"
+    for i in ("1", "2"):
+        sqs.send_message(QueueUrl=urls["ScoreQueue"], MessageBody=creation(i, int(i)))
+    response = score_module(kit, hubspot, fake_model).lambda_handler(
+        sqs_event(receive(sqs, urls["ScoreQueue"])), lambda_context)
+    assert len(response["batchItemFailures"]) == 1
+    assert not receive(sqs, urls["ScoreQueue"])  # nothing sent back to wait
+
+
+def _recording(sent):
+    from botocore.client import BaseClient
+    original = BaseClient._make_api_call
+
+    def call(client, operation, params):
+        if operation == "SendMessageBatch":
+            sent.append(params)
+        return original(client, operation, params)
+    return call
+
+
+def receive_with_attributes(sqs, url):
+    found = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                       MessageAttributeNames=["All"]).get("Messages"):
+        found.extend(batch)
+        for message in batch:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return found
 
 
 def test_score_loads_model_once_per_container(stack, kit, fake_model, lambda_context):

@@ -75,3 +75,27 @@ def test_crash_runs_the_handler_then_fails_the_invocation(tmp_path):
     module = runtime.handler("Worker").__globals__
     assert module["calls"] == [{"n": 1}, {"n": 2}]  # the crashed invocation did its work
     assert runtime.errors["Worker"] == 1 and runtime.invocations["Worker"] == 2
+
+
+def test_hubspot_requests_are_counted_under_the_function_that_made_them(tmp_path):
+    from leadscore.hubspot.client import RequestBudget, RequestMeter
+
+    (tmp_path / "app.py").write_text(
+        "from leadscore.hubspot.client import RequestBudget, RequestMeter\n"
+        "def lambda_handler(event, context):\n"
+        "    meter = RequestMeter(RequestBudget(1000))\n"
+        "    for n in range(event['requests']):\n"
+        "        meter.before_request(retry=n > 0)\n"
+        "    return meter.requests\n"
+    )
+    runtime = FunctionRuntime([FunctionSpec("Score", tmp_path, "app.lambda_handler", 30, 128, {}),
+                               FunctionSpec("Enrich", tmp_path, "app.lambda_handler", 30, 128, {})])
+    runtime.hubspot_requests.install()
+    try:
+        assert runtime.invoke("Score", {"requests": 3}) == 3  # the meter still counts
+        runtime.invoke("Enrich", {"requests": 2})
+        RequestMeter(RequestBudget(1000)).before_request()  # outside any invocation
+    finally:
+        runtime.hubspot_requests.uninstall()
+    RequestMeter(RequestBudget(1000)).before_request()  # uninstalled: not counted
+    assert runtime.hubspot_requests.snapshot() == {"Score": 3, "Enrich": 2, "other": 1}

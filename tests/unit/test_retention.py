@@ -9,7 +9,7 @@ from dpdp_fakes import MemoryLedger, MemoryReceipts, SearchableHubSpot
 
 from leadscore.dpdp.erasure import Eraser, ErasureReason
 from leadscore.dpdp.retention import HUBSPOT_CONTACT, RetentionPurge, still_expired
-from leadscore.hubspot.client import HubSpotBatchError
+from leadscore.hubspot.client import HubSpotBatchError, SearchOrderError
 from leadscore.hubspot.properties import AI_PROPERTIES
 from leadscore.timestamps import SIMULATED_CLOCK_SETTING, parse_hubspot_datetime, scheduled_time
 
@@ -66,6 +66,25 @@ def test_purge_removes_exactly_what_is_past_the_period():
         [receipt] = receipts.by_subject(eraser, cid)
         assert receipt.reason is ErasureReason.RETENTION_EXPIRED
     assert len(receipts.receipts) == 3
+
+
+def test_purge_stops_when_the_search_ignores_its_sort():
+    hubspot = SearchableHubSpot({str(i): _scored(OLD) for i in range(1, 4)})
+    hubspot.ignores_sorts = True
+    purge, _, _ = _purge(hubspot, MemoryLedger({}))
+    with pytest.raises(SearchOrderError, match="ascending hs_object_id"):
+        purge.run(NOW)
+    assert hubspot.updates == []  # nothing erased from a page it could not trust
+
+
+def test_the_inactive_contact_search_stops_when_it_ignores_its_sort():
+    never_scored = {PROP: "", "lastmodifieddate": _iso(OLD), "email": "p@q.in"}
+    hubspot = SearchableHubSpot({str(i): dict(never_scored) for i in range(1, 4)})
+    purge, _, _ = _purge(hubspot, MemoryLedger({}), inactive_mode="report")
+    assert purge.run(NOW).inactive_found == 3
+    hubspot.ignores_sorts = True
+    with pytest.raises(SearchOrderError, match="contact 2 after 3"):
+        purge.run(NOW)
 
 
 def test_the_cutoff_follows_the_simulated_clock():

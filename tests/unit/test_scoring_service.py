@@ -18,11 +18,14 @@ from moto import mock_aws
 from leadscore.dpdp.erasure import ErasureReason, ErasureResult
 from leadscore.hubspot.client import (
     SEARCH_REQUESTS_PER_SECOND,
+    Contact,
     HubSpotBatchError,
     HubSpotClient,
     HubSpotError,
     HubSpotUnavailable,
     RequestBudget,
+    SearchOrderError,
+    last_ascending_id,
 )
 from leadscore.hubspot.properties import ENRICHMENT_PROPERTIES
 from leadscore.messaging import REASON_ATTRIBUTE, DeadLetters
@@ -182,7 +185,7 @@ def test_consented_contacts_are_written_ledgered_alerted_and_enriched(kit, fake_
     assert entry.model_version == "test-model-1"
     assert entry.expires_at > int(NOW.timestamp()) + 180 * 86400
     assert entry.feature_hash == feature_hash(contact(9), fake_model.properties)
-    assert (entry.last_event_at, entry.recent_event_ids) == (11, ("62515:11",))
+    assert (entry.last_event_at, entry.recent_event_ids) == (11, ("62515:0:11:1::11",))
     [alert] = recorder.alerts
     assert json.loads(alert.model_dump_json()) == {
         "contact_id": "1", "portal_id": 62515, "score": 90, "tier": "hot",
@@ -190,7 +193,7 @@ def test_consented_contacts_are_written_ledgered_alerted_and_enriched(kit, fake_
     assert [m.contact_id for m in recorder.enrich] == ["1"]
     assert recorder.enrich[0].model_dump() == {
         "contact_id": "1", "score": 90, "tier": "hot", "model_version": "test-model-1",
-        "scored_at": "2025-01-15T03:04:05.678Z", "event_ids": ["62515:11"]}
+        "scored_at": "2025-01-15T03:04:05.678Z", "event_ids": ["62515:0:11:1::11"]}
 
 
 def test_enrich_tiers_are_configurable(kit, fake_model):
@@ -276,7 +279,25 @@ def test_newest_event_of_a_batch_decides_and_all_are_remembered(kit, fake_model)
     ])
     assert result.scored == ["1"]
     assert recorder.erasures == []
-    assert set(recorder.entries[0].recent_event_ids) == {"62515:2", "62515:3", "62515:4"}
+    assert set(recorder.entries[0].recent_event_ids) == {
+        "62515:0:2:1::2000", "62515:0:3:1::3000", "62515:0:4:1::4000"}
+
+
+def test_an_event_id_hubspot_reuses_for_another_change_is_applied(kit, fake_model):
+    # HubSpot documents eventId as not unique: the same id on a later change, another property
+    # or another subscription is a new event, not a redelivery.
+    hubspot = kit.FakeHubSpot({"1": contact(5)})
+    recorder = Recorder()
+    scorer = pipeline(hubspot, fake_model, recorder)
+    change = dict(kind="contact.propertyChange", subscription_id=3, property_name="jobtitle")
+    assert scorer.run([message(1, event_id=7, occurred_at=1_000, **change)]).scored == ["1"]
+    assert scorer.run([message(1, event_id=7, occurred_at=2_000, **change)]).scored == ["1"]
+    other = dict(change, property_name="hs_analytics_num_visits")
+    assert scorer.run([message(1, event_id=7, occurred_at=2_000, **other)]).scored == ["1"]
+    assert scorer.run([message(1, event_id=7, occurred_at=2_000,
+                               **dict(other, subscription_id=4))]).scored == ["1"]
+    assert scorer.run([message(1, event_id=7, occurred_at=2_000, **other)]).stale == ["1"]
+    assert len(hubspot.updates) == 4
 
 
 def test_score_that_lost_a_race_is_queued_again(kit, fake_model):
@@ -709,10 +730,28 @@ def test_client_draws_every_attempt_from_its_budget(scripted, sleeps):
     assert clock.slept == [1.0]  # the retry waited for its token
 
 
-def test_long_retry_after_is_capped(scripted, sleeps):
-    scripted.then(429, {}, {"Retry-After": "3600"}).then(200, _batch([]))
-    HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
-    assert sleeps == [10.0]
+def test_a_retry_after_longer_than_the_cap_is_not_retried_in_the_call(scripted, sleeps):
+    # A daily limit answers "not for an hour": trying again after 10 s would only count
+    # against it. The caller learns how long to wait (the score function re-queues, delayed).
+    scripted.then(429, {"category": "RATE_LIMITS"}, {"Retry-After": "3600"})
+    scripted.then(200, _batch([]))
+    with pytest.raises(HubSpotUnavailable) as error:
+        HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
+    assert (error.value.status, error.value.retry_after) == (429, 3600.0)
+    assert sleeps == [] and len(scripted.requests) == 1
+
+
+def test_unavailable_carries_hubspots_retry_after(scripted, sleeps):
+    for _ in range(4):
+        scripted.then(429, {"category": "RATE_LIMITS"}, {"Retry-After": "2"})
+    with pytest.raises(HubSpotUnavailable) as error:
+        HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
+    assert error.value.retry_after == 2.0
+    for _ in range(4):
+        scripted.then(503, {"category": "INTERNAL_ERROR"})
+    with pytest.raises(HubSpotUnavailable) as error:
+        HubSpotClient("token", scripted.url).batch_read(["1"], ["jobtitle"])
+    assert error.value.retry_after is None
 
 
 def test_persistent_5xx_gives_up_after_four_attempts(scripted, sleeps):
@@ -788,6 +827,24 @@ def test_search_pages(scripted):
     assert ([c.id for c in page], after) == (["2"], None)
     assert scripted.requests[1]["body"]["after"] == "1"
     assert scripted.requests[0]["body"]["filterGroups"] == groups
+
+
+def test_search_sorts_go_in_the_documented_object_form(scripted):
+    scripted.then(200, {"total": 0, "results": []})
+    HubSpotClient("token", scripted.url).search([], ["email"], sorts=["hs_object_id"])
+    assert scripted.requests[0]["body"]["sorts"] == [
+        {"propertyName": "hs_object_id", "direction": "ASCENDING"}]
+
+
+def test_last_ascending_id_names_the_first_id_out_of_order():
+    def page(*ids):
+        return [Contact(id=str(i), properties={}) for i in ids]
+    assert last_ascending_id(page(3, 5, 9), 2) == 9
+    assert last_ascending_id(page(), 7) == 7
+    with pytest.raises(SearchOrderError, match="contact 5 after 5"):
+        last_ascending_id(page(3, 5, 5), 0)
+    with pytest.raises(SearchOrderError, match="contact 3 after 4"):
+        last_ascending_id(page(3), 4)  # the filter asked for ids above 4
 
 
 def test_searches_stay_under_hubspots_search_limit_whatever_the_general_budget(

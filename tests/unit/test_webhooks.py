@@ -12,8 +12,10 @@ from leadscore.hubspot.webhooks import (
     InvalidWebhookPayload,
     MalformedRequest,
     RequestTooLarge,
+    SkipReason,
+    WebhookEvent,
     is_valid_signature,
-    parse_events,
+    parse_delivery,
     request_from_http_api_event,
     signed_uri,
 )
@@ -204,11 +206,11 @@ def test_missing_body_is_empty(kit):
 
 
 def test_events_parse_and_ignore_unknown_fields(kit):
-    events = parse_events(kit.webhook_body([
+    events = parse_delivery(kit.webhook_body([
         kit.webhook_event(1, 123, sourceId="userId:1", brandNewField={"x": 1}),
         kit.webhook_event(2, 124, "contact.propertyChange", propertyName="email",
                           propertyValue="a@b.in"),
-    ]))
+    ])).events
     assert [(e.event_id, e.object_id, e.subscription_type) for e in events] == [
         (1, 123, "contact.creation"), (2, 124, "contact.propertyChange")]
     assert events[0].change_flag == "CREATED"
@@ -221,33 +223,55 @@ def test_events_parse_and_ignore_unknown_fields(kit):
     (b'"x"', "JSON array"),
     (b"\xff", "not valid JSON"),
 ])
-def test_malformed_payloads(body, message):
+def test_a_body_that_is_not_an_event_array_is_refused(body, message):
     with pytest.raises(InvalidWebhookPayload, match=message):
-        parse_events(body)
+        parse_delivery(body)
 
 
 def test_more_than_100_events_are_refused(kit):
     body = kit.webhook_body([kit.webhook_event(i, i) for i in range(101)])
     with pytest.raises(InvalidWebhookPayload, match="at most 100"):
-        parse_events(body)
-    assert len(parse_events(kit.webhook_body([kit.webhook_event(i, i) for i in range(100)]))) == 100
+        parse_delivery(body)
+    events = parse_delivery(kit.webhook_body([kit.webhook_event(i, i) for i in range(100)]))
+    assert len(events.events) == 100
 
 
-def test_validation_error_names_event_and_field(kit):
-    events = [kit.webhook_event(1, 1), kit.webhook_event(2, 2)]
+def test_each_event_stands_alone(kit):
+    events = [kit.webhook_event(1, 1), kit.webhook_event(2, 2), kit.webhook_event(3, 3)]
     events[1]["objectId"] = "not-a-number"
-    with pytest.raises(InvalidWebhookPayload, match=r"event 1\.objectId"):
-        parse_events(kit.webhook_body(events))
-    del events[1]["objectId"]
-    with pytest.raises(InvalidWebhookPayload, match=r"^event 1: objectId is required$"):
-        parse_events(kit.webhook_body(events))
+    del events[2]["objectId"]
+    delivery = parse_delivery(kit.webhook_body([*events, 17, [], {"eventId": True}]))
+    assert [e.event_id for e in delivery.events] == [1]
+    assert delivery.skipped == {SkipReason.MALFORMED: 4, SkipReason.NO_OBJECT_ID: 1}
+    assert delivery.skipped_event_ids == [2, 3]  # never True, a list or a missing id
+    assert delivery.received == 6
+
+
+@pytest.mark.parametrize("subscription_type, extra, kind, reason", [
+    ("contact.creation", {}, "contact.creation", None),
+    ("object.creation", {"objectTypeId": "0-1"}, "contact.creation", None),
+    ("object.propertyChange", {"objectTypeId": "0-1", "propertyName": "jobtitle"},
+     "contact.propertyChange", None),
+    ("object.restore", {"objectTypeId": "0-1"}, "contact.restore", None),
+    ("object.creation", {"objectTypeId": "0-2"}, None, SkipReason.OTHER_OBJECT_TYPE),
+    ("object.creation", {}, None, SkipReason.MALFORMED),
+    ("company.creation", {}, None, SkipReason.OTHER_OBJECT_TYPE),
+    ("conversation.creation", {}, None, SkipReason.OTHER_OBJECT_TYPE),
+    ("contact.associationChange", {}, "contact.associationChange", SkipReason.UNSUPPORTED_TYPE),
+    ("object.associationChange", {"objectTypeId": "0-1"}, "contact.associationChange",
+     SkipReason.UNSUPPORTED_TYPE),
+    ("contact", {}, None, SkipReason.OTHER_OBJECT_TYPE),
+])
+def test_both_formats_read_as_contact_events(kit, subscription_type, extra, kind, reason):
+    event = WebhookEvent.model_validate(kit.webhook_event(1, 5, subscription_type, **extra))
+    assert (event.kind, event.skip_reason()) == (kind, reason)
 
 
 def test_merge_events_name_the_surviving_contact(kit):
     merge = kit.webhook_event(1, 5, "contact.merge", primaryObjectId=5, mergedObjectIds=[6, 7])
     del merge["objectId"]  # merge events may omit it
-    assert parse_events(kit.webhook_body([merge]))[0].surviving_object_id == 5
+    assert parse_delivery(kit.webhook_body([merge])).events[0].surviving_object_id == 5
     created_new = dict(merge, newObjectId=9)
-    parsed = parse_events(kit.webhook_body([created_new]))[0]
+    parsed = parse_delivery(kit.webhook_body([created_new])).events[0]
     assert (parsed.surviving_object_id, parsed.merged_object_ids) == (9, (6, 7))
 

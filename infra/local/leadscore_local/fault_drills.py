@@ -84,7 +84,9 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
 
 
 def hubspot_sdk(stack: LocalStackProcess) -> HubSpot:
-    return HubSpot(access_token=stack.info["hubspot_token"], host=stack.info["hubspot_url"])
+    """The official SDK on the caller's own app (`observer_token`): reading outcomes must not
+    compete with the code under test for its app's rate limit."""
+    return HubSpot(access_token=stack.observer_token(), host=stack.info["hubspot_url"])
 
 
 # --------------------------------------------------------------------- outcome
@@ -175,8 +177,12 @@ class FaultDrills:
                 time.sleep(1.0)
         return accepted
 
-    def inject(self, target: str, status: int | str, count: int) -> None:
-        self.stack.admin("POST", "/faults", {"target": target, "status": status, "count": count})
+    def inject(self, target: str | dict[str, Any], status: int | str | None,
+               count: int) -> None:
+        """`target` may be the whole fault (extra fields such as `retry_after`) as a dict."""
+        fault = dict(target) if isinstance(target, dict) else {"target": target,
+                                                               "status": status}
+        self.stack.admin("POST", "/faults", {**fault, "count": count})
 
     def versions(self, contact_ids: Iterable[str], name: str) -> dict[str, int]:
         """How many times `name` was written on each contact (HubSpot's property history)."""
@@ -245,8 +251,9 @@ class FaultDrills:
         return outcome
 
     def _account(self, outcome: Outcome, contact_ids: Sequence[str],
-                 began: tuple[float, int, int, int], *, enrichment: bool = False) -> Outcome:
-        settle(self.stack, timeout=180.0, quiet=2.5)
+                 began: tuple[float, int, int, int], *, enrichment: bool = False,
+                 timeout: float = 180.0) -> Outcome:
+        settle(self.stack, timeout=timeout, quiet=2.5)
         outcome.contacts = len(set(contact_ids))
         dead = self._dead_letters("ScoreDLQ")
         writes = self.versions(set(contact_ids), SCORED)
@@ -302,7 +309,8 @@ class FaultDrills:
 
     def _creations(self, name: str, contacts: int, faults: Sequence[tuple[str, Any, int]],
                    consent: str = SCORE_ONLY, *, enrichment: bool = False,
-                   faults_after: Sequence[tuple[str, Any, int]] = ()) -> Outcome:
+                   faults_after: Sequence[tuple[str, Any, int]] = (),
+                   timeout: float = 180.0) -> Outcome:
         """Seed `contacts`, inject `faults`, deliver one creation event each, inject
         `faults_after` (they meet the functions behind ingest), account for the contacts whose
         event was accepted (a refused one is HubSpot's to deliver again)."""
@@ -315,7 +323,7 @@ class FaultDrills:
             self.inject(target, status, count)
         outcome = Outcome(name, events_accepted=len(accepted))
         return self._account(outcome, [str(e["objectId"]) for e in accepted], began,
-                             enrichment=enrichment)
+                             enrichment=enrichment, timeout=timeout)
 
     # ---------------------------------------------------------------- scenarios
     def hubspot_429_burst(self, contacts: int = 20, faults: int = 4) -> Outcome:
@@ -324,6 +332,15 @@ class FaultDrills:
 
     def hubspot_5xx(self, contacts: int = 20, faults: int = 3) -> Outcome:
         return self._creations("hubspot_5xx", contacts, [("hubspot", 500, faults)])
+
+    def hubspot_rate_limit_episode(self, contacts: int = 40, throttles: int = 25,
+                                   errors: int = 10) -> Outcome:
+        """HubSpot answers 429 (some with Retry-After, some without) and then 500 to every call
+        for a while: messages wait and every contact ends scored; none is dead-lettered."""
+        return self._creations("hubspot_rate_limit_episode", contacts, [
+            ("hubspot", 429, throttles - throttles // 2),
+            ({"target": "hubspot", "status": 429, "retry_after": None}, None, throttles // 2),
+            ("hubspot", 500, errors)], timeout=600.0)  # it waits out back-offs of ~10 s
 
     def hubspot_timeouts(self, contacts: int = 10, faults: int = 2) -> Outcome:
         return self._creations("hubspot_timeouts", contacts, [("hubspot", "timeout", faults)])
@@ -405,6 +422,7 @@ class FaultDrills:
         return [getattr(self, name)(**sizes.get(name, {})) for name in names or SCENARIOS]
 
 
-SCENARIOS = ("hubspot_429_burst", "hubspot_5xx", "hubspot_timeouts", "llm_faults",
+SCENARIOS = ("hubspot_429_burst", "hubspot_5xx", "hubspot_rate_limit_episode",
+             "hubspot_timeouts", "llm_faults",
              "dynamodb_throttling", "poison_messages", "duplicates_and_out_of_order",
              "score_crash_mid_batch")

@@ -7,7 +7,10 @@ webhooks for contact changes as a HubSpot app would. The official `hubspot-api-c
 is its client: `HubSpot(access_token=token, host=emulator.url)`.
 
 Admin endpoints under `/_emulator/` (no auth, never counted): `GET stats`, `POST faults`,
-`POST reset`, `GET|POST contacts`, `GET|POST subscriptions`, `POST flush`. Stats include
+`POST reset`, `GET|POST contacts`, `GET|POST|DELETE subscriptions` (POST takes `format`:
+`legacy` or `generic`), `POST event-ids` (`{"pool": N}`: reuse N event ids), `POST tokens`
+(`{"client": name}`: a new private app with its own rate limit; returns its token), `POST
+flush`. Stats include
 `early_retries`: requests a client sent before a 429's Retry-After had passed. Contacts keep
 HubSpot's `propertiesWithHistory` (one version per write), so writes can be counted per contact.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fnmatch
+import hashlib
 import json
 import math
 import re
@@ -42,6 +46,7 @@ MAX_PAGE_LIMIT = 100
 MAX_SEARCH_LIMIT = 200
 MAX_SEARCH_RESULTS = 10_000  # HubSpot's search never pages beyond 10,000 results
 FIRST_CONTACT_ID = 101
+FIRST_EVENT_ID = 101
 
 # What GET/search return when no `properties` are asked for, and what they always add.
 DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate",
@@ -56,6 +61,13 @@ SEARCH_OPERATORS = frozenset({
 })
 WEBHOOK_TYPES = ("contact.creation", "contact.propertyChange", "contact.deletion",
                  "contact.privacyDeletion", "contact.merge")
+# The generic format of apps on HubSpot's newer developer platform: `object.*` with the object
+# in `objectTypeId`. HubSpot offers no generic privacy deletion (its generic-webhooks guide says
+# to use the legacy `contact.privacyDeletion`), so a generic app subscribes to that one.
+CONTACT_OBJECT_TYPE_ID = "0-1"
+GENERIC_WEBHOOK_TYPES = ("object.creation", "object.propertyChange", "object.deletion",
+                         "object.merge", "contact.privacyDeletion")
+WEBHOOK_FORMATS = {"legacy": WEBHOOK_TYPES, "generic": GENERIC_WEBHOOK_TYPES}
 # Not copied from the merged contact onto the primary one.
 MERGE_SKIPPED = frozenset({"hs_object_id", "createdate", "lastmodifieddate"})
 
@@ -146,14 +158,34 @@ def _not_found(message: str) -> HubSpotError:
 
 # --------------------------------------------------------------------------- rate limits
 
+# HubSpot's "API usage guidelines and limits": requests per 10 seconds per app, per day per
+# account, by the account's subscription tier; an API limit increase raises the first to 250
+# and adds 1,000,000 a day (at most two can be bought).
+TIER_LIMITS = {"free": (100, 250_000), "starter": (100, 250_000),
+               "professional": (190, 625_000), "enterprise": (190, 1_000_000)}
+
+
 @dataclass(frozen=True)
 class RateLimits:
-    """Per-client limits; the defaults are a Professional-tier private app's."""
+    """HubSpot's rate limits: `max_requests` per `interval_seconds` for each app (each private
+    app, i.e. each token, has its own), `daily` for the whole account (every app together),
+    `search_per_second` per token on the search endpoints. Defaults: a Professional account."""
 
     max_requests: int = 190
     interval_seconds: float = 10.0
     search_per_second: int = 5
-    daily: int = 650_000
+    daily: int = 625_000
+
+    @classmethod
+    def for_tier(cls, tier: str, limit_increases: int = 0, **overrides: Any) -> RateLimits:
+        """The documented limits of a tier (`free`, `starter`, `professional`, `enterprise`),
+        with 0-2 API limit increases."""
+        if not 0 <= limit_increases <= 2:
+            raise ValueError("HubSpot sells at most two API limit increases")
+        per_app, daily = TIER_LIMITS[tier]
+        if limit_increases:
+            per_app, daily = 250, daily + 1_000_000 * limit_increases
+        return cls(max_requests=per_app, daily=daily, **overrides)
 
 
 class _Window:
@@ -191,8 +223,14 @@ class _Window:
 class _ClientLimits:
     rolling: _Window
     search: _Window
+
+
+@dataclass
+class _DailyUse:
+    """The account's requests today (the daily limit is the account's, not an app's)."""
+
     day: date = field(default_factory=lambda: datetime.now(UTC).date())
-    used_today: int = 0
+    used: int = 0
 
 
 # --------------------------------------------------------------------------- property definitions
@@ -334,6 +372,7 @@ class _Portal:
     def __init__(self, *, with_consent_properties: bool) -> None:
         self.lock = threading.RLock()
         self._with_consent = with_consent_properties
+        self.salt = uuid.uuid4().hex  # the order of unsorted search results, per emulator
         self.clear()
 
     def clear(self) -> None:
@@ -522,8 +561,8 @@ class _Portal:
         primary as the surviving object) plus the primary's property changes."""
         moved = {name: value for name, value in other.properties.items()
                  if name not in MERGE_SKIPPED and value and not primary.properties.get(name)}
+        del self.contacts[other.id]  # first: its e-mail address moves to the primary
         changes = self.update(primary, moved)
-        del self.contacts[other.id]
         changes.append(_Change("contact.merge", primary.id, _now_ms(), merged_ids=(other.id,),
                                properties_moved=len(moved)))
         return changes
@@ -588,7 +627,9 @@ class _Portal:
         matches = [c for c in self.contacts.values() if not c.archived
                    and (not groups or any(self._group_matches(c, g) for g in groups))
                    and (not query or self._query_matches(c, query))]
-        matches.sort(key=lambda c: c.id)
+        # Without a sort HubSpot promises no order: never id order here, so nothing comes to
+        # rely on it (a stable shuffle, so offset paging stays consistent).
+        matches.sort(key=lambda c: hashlib.sha256(f"{self.salt}:{c.id}".encode()).digest())
         for sort in reversed(_sorts(request.get("sorts") or [])):
             name, descending = sort
             present = [c for c in matches if c.properties.get(name)]
@@ -688,17 +729,32 @@ def _contains_token(stored: str, wanted: str) -> bool:
     return pattern in tokens
 
 
+SORT_DIRECTIONS = ("ASCENDING", "DESCENDING")
+
+
 def _sorts(raw: Any) -> list[tuple[str, bool]]:
-    """Sorts as `{"propertyName", "direction"}` objects (the live API) or bare names."""
+    """Sorts in the documented form, `{"propertyName": ..., "direction": "ASCENDING" |
+    "DESCENDING"}` (HubSpot's search guide); anything else (a bare property name, as the SDK's
+    type suggests) is a 400, as HubSpot's JSON reader answers a string where it wants an
+    object."""
+    if not isinstance(raw, list):
+        raise _validation_error("Invalid input JSON: sorts must be an array of objects")
     result = []
-    for item in raw if isinstance(raw, list) else []:
-        if isinstance(item, Mapping):
-            name = str(item.get("propertyName", ""))
-            descending = str(item.get("direction", "ASCENDING")).upper() == "DESCENDING"
-        else:
-            name, descending = str(item), False
-        if name:
-            result.append((name, descending))
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise _validation_error(
+                f"Invalid input JSON: sorts[{index}] must be an object like "
+                '{"propertyName": "createdate", "direction": "DESCENDING"}, '
+                f"not {json.dumps(item)}")
+        name = item.get("propertyName")
+        direction = item.get("direction", "ASCENDING")
+        if not isinstance(name, str) or not name:
+            raise _validation_error(f"Invalid input JSON: sorts[{index}].propertyName is required")
+        if direction not in SORT_DIRECTIONS:
+            raise _validation_error(
+                f"Invalid input JSON: sorts[{index}].direction must be one of "
+                f"{list(SORT_DIRECTIONS)}, not {json.dumps(direction)}")
+        result.append((name, direction == "DESCENDING"))
     return result
 
 
@@ -996,6 +1052,7 @@ class HubSpotEmulator:
         webhook_backoff_seconds: float = 0.5,
         webhook_timeout_seconds: float = webhook_sender.DEFAULT_TIMEOUT_SECONDS,
         host: str = "127.0.0.1",
+        event_id_pool: int | None = None,
     ) -> None:
         self.tokens = dict(tokens or {"pat-local-emulator": "default"})
         self.client_secret = client_secret
@@ -1012,7 +1069,10 @@ class HubSpotEmulator:
         )
         self._apps: list[_WebhookApp] = []
         self._next_subscription_id = 1
-        self._next_event_id = 100
+        self._next_event_id = FIRST_EVENT_ID - 1
+        # Event ids cycle through this many values when set (HubSpot does not promise unique
+        # eventIds; this proves consumers do not rely on it). None: every event a new id.
+        self.event_id_pool = event_id_pool
         self._meter = threading.Lock()  # counters, limits and faults
         self._requests: Counter[str] = Counter()
         self._operations: defaultdict[str, Counter[str]] = defaultdict(Counter)
@@ -1023,8 +1083,13 @@ class HubSpotEmulator:
         self._retry_not_before: dict[str, float] = {}
         self._early_retries: Counter[str] = Counter()
         self._unauthorized = 0
-        self._faults: defaultdict[str, deque[int | str]] = defaultdict(deque)
+        # client -> pending faults: (status or "timeout", Retry-After seconds of a 429 or None)
+        self._faults: defaultdict[str, deque[tuple[int | str, int | None]]] = defaultdict(deque)
         self._limits: dict[str, _ClientLimits] = {}
+        self._daily = _DailyUse()
+        # When each client's admitted requests came (the newest 100,000): `busiest_window`.
+        self._admitted: defaultdict[str, deque[float]] = defaultdict(
+            lambda: deque(maxlen=100_000))
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -1086,13 +1151,15 @@ class HubSpotEmulator:
         return {**meter, "contacts": live, "archived_contacts": archived,
                 **self._dispatcher.snapshot()}
 
-    def inject_fault(self, client: str, status: int | str, count: int = 1) -> None:
+    def inject_fault(self, client: str, status: int | str, count: int = 1,
+                     retry_after: int | None = FAULT_RETRY_AFTER_SECONDS) -> None:
         """The next `count` requests from `client` fail: an HTTP status (429, 500, 502, 503,
-        504) with HubSpot's error body, or "timeout" (stall `timeout_seconds`, then 504)."""
+        504) with HubSpot's error body, or "timeout" (stall `timeout_seconds`, then 504).
+        A 429 carries `Retry-After: retry_after`, or no Retry-After at all when it is None."""
         if status != "timeout" and not (isinstance(status, int) and 400 <= status <= 599):
             raise ValueError(f"fault must be an HTTP error status or 'timeout', not {status!r}")
         with self._meter:
-            self._faults[client].extend([status] * count)
+            self._faults[client].extend([(status, retry_after)] * count)
 
     def reset(self) -> None:
         """Back to a fresh portal: no contacts, standard properties, zeroed counters, no
@@ -1108,8 +1175,32 @@ class HubSpotEmulator:
             self._early_retries.clear()
             self._faults.clear()
             self._limits.clear()
+            self._admitted.clear()
+            self._daily = _DailyUse()
             self._unauthorized = 0
         self._dispatcher.clear()
+
+    def busiest_window(self, client: str, seconds: float | None = None) -> int:
+        """The most requests of `client` admitted within any `seconds` (default: the rate
+        limit's interval): what HubSpot's rolling window would have seen at its fullest."""
+        if seconds is None:
+            seconds = self.rate_limit.interval_seconds if self.rate_limit else 10.0
+        with self._meter:
+            times = sorted(self._admitted.get(client, ()))
+        busiest, start = 0, 0
+        for end, moment in enumerate(times):
+            while times[start] <= moment - seconds:
+                start += 1
+            busiest = max(busiest, end - start + 1)
+        return busiest
+
+    def add_app(self, client: str) -> str:
+        """A new private app in this portal: its token, counted and limited as `client`.
+        Each app has its own per-10-second limit, as in HubSpot; the daily one is shared."""
+        token = f"pat-local-{client}-{uuid.uuid4().hex[:12]}"
+        with self._meter:
+            self.tokens[token] = client
+        return token
 
     def contacts(self, include_archived: bool = True) -> list[dict[str, Any]]:
         """Every contact with all its properties (a dump for tests; not an API call)."""
@@ -1131,24 +1222,33 @@ class HubSpotEmulator:
                 self._announce(changes, change_source)
         return ids
 
-    def subscribe(self, target_url: str, types: Iterable[str] = WEBHOOK_TYPES,
+    def subscribe(self, target_url: str, types: Iterable[str] | None = None,
                   property_names: Iterable[str] = (), *, client_secret: str | None = None,
-                  app_id: int | None = None, portal_id: int | None = None) -> dict[str, Any]:
-        """Send webhooks for contact changes to `target_url`, as a HubSpot app does."""
-        types, names = list(types), list(property_names)
-        unknown = sorted(set(types) - set(WEBHOOK_TYPES))
+                  app_id: int | None = None, portal_id: int | None = None,
+                  webhook_format: str = "legacy") -> dict[str, Any]:
+        """Send webhooks for contact changes to `target_url`, as a HubSpot app does, in the
+        `legacy` format (`contact.*`) or the `generic` one (`object.*`, objectTypeId 0-1)."""
+        if webhook_format not in WEBHOOK_FORMATS:
+            raise ValueError(f"webhook_format must be one of {sorted(WEBHOOK_FORMATS)}")
+        offered = WEBHOOK_FORMATS[webhook_format]
+        types, names = list(offered if types is None else types), list(property_names)
+        unknown = sorted(set(types) - set(offered))
         if unknown:
-            raise ValueError(f"unsupported subscription types {unknown}; use {WEBHOOK_TYPES}")
-        if "contact.propertyChange" in types and not names:
-            raise ValueError("contact.propertyChange needs property_names (one subscription "
+            raise ValueError(f"unsupported subscription types {unknown} for the "
+                             f"{webhook_format} format; use {offered}")
+        if any(_subscribed_kind(t) == "contact.propertyChange" for t in types) and not names:
+            raise ValueError("propertyChange needs property_names (one subscription "
                              "per property, as in HubSpot)")
         with self._portal.lock:
             subscriptions = []
             created = _iso(_now_ms())
             for event_type in types:
-                for name in (names if event_type == "contact.propertyChange" else [None]):
+                changes_property = _subscribed_kind(event_type) == "contact.propertyChange"
+                for name in (names if changes_property else [None]):
                     subscription = {"id": self._next_subscription_id, "eventType": event_type,
                                     "active": True, "createdAt": created}
+                    if event_type.startswith("object."):
+                        subscription["objectTypeId"] = CONTACT_OBJECT_TYPE_ID
                     if name is not None:
                         subscription["propertyName"] = name
                     subscriptions.append(subscription)
@@ -1184,7 +1284,7 @@ class HubSpotEmulator:
             events = []
             for change in changes:
                 for sub in app.subscriptions:
-                    if sub["eventType"] != change.kind or not sub["active"]:
+                    if _subscribed_kind(sub["eventType"]) != change.kind or not sub["active"]:
                         continue
                     if change.property_name is not None and (
                             sub.get("propertyName") != change.property_name):
@@ -1196,12 +1296,17 @@ class HubSpotEmulator:
     def _event(self, app: _WebhookApp, sub: Mapping[str, Any], change: _Change,
                change_source: str) -> dict[str, Any]:
         self._next_event_id += 1
+        event_id = self._next_event_id
+        if self.event_id_pool:  # HubSpot: eventId "is not guaranteed to be unique"
+            event_id = FIRST_EVENT_ID + (event_id - FIRST_EVENT_ID) % self.event_id_pool
         event: dict[str, Any] = {
-            "eventId": self._next_event_id, "subscriptionId": sub["id"],
+            "eventId": event_id, "subscriptionId": sub["id"],
             "portalId": app.portal_id, "appId": app.app_id, "occurredAt": change.occurred_ms,
-            "subscriptionType": change.kind, "attemptNumber": 0, "objectId": change.contact_id,
-            "changeSource": change_source,
+            "subscriptionType": sub["eventType"], "attemptNumber": 0,
+            "objectId": change.contact_id, "changeSource": change_source,
         }
+        if "objectTypeId" in sub:
+            event["objectTypeId"] = sub["objectTypeId"]
         if change.kind == "contact.propertyChange":
             event["propertyName"] = change.property_name
             event["propertyValue"] = change.property_value
@@ -1235,29 +1340,31 @@ class HubSpotEmulator:
         with self._meter:
             self._requests[client] += 1
             self._operations[client][f"{method} {template}"] += 1
-            fault = self._faults[client].popleft() if self._faults[client] else None
+            fault, fault_retry_after = (self._faults[client].popleft() if self._faults[client]
+                                        else (None, None))
             if fault is not None:
                 self._faults_served[client] += 1
             limits = self._client_limits(client)
             now = time.monotonic()
             if now < self._retry_not_before.get(client, 0.0):
                 self._early_retries[client] += 1
-            if fault == 429:
-                self._retry_not_before[client] = now + FAULT_RETRY_AFTER_SECONDS
+            if fault == 429 and fault_retry_after is not None:
+                self._retry_not_before[client] = now + fault_retry_after
             headers = self._rate_headers(limits, now)
             if fault is None and limits is not None:
                 self._enforce(client, limits, now, operation in SEARCH_OPERATIONS, headers)
                 limits.rolling.add(now)
+                self._admitted[client].append(now)
                 if operation in SEARCH_OPERATIONS:
                     limits.search.add(now)
-                limits.used_today += 1
+                self._daily.used += 1
                 headers = self._rate_headers(limits, now)
         if fault == "timeout":
             self._stopping.wait(self.timeout_seconds)
             raise HubSpotError(504, "GATEWAY_TIMEOUT", "The upstream service timed out.",
                                headers={**headers, "Connection": "close"})
         if fault is not None:
-            raise self._fault_error(int(fault), headers)
+            raise self._fault_error(int(fault), headers, fault_retry_after)
         return headers
 
     def _client_limits(self, client: str) -> _ClientLimits | None:
@@ -1271,8 +1378,8 @@ class HubSpotEmulator:
             )
             self._limits[client] = limits
         today = datetime.now(UTC).date()
-        if limits.day != today:
-            limits.day, limits.used_today = today, 0
+        if self._daily.day != today:
+            self._daily = _DailyUse(today)
         return limits
 
     def _rate_headers(self, limits: _ClientLimits | None, now: float) -> dict[str, str]:
@@ -1285,15 +1392,15 @@ class HubSpotEmulator:
                 str(int(self.rate_limit.interval_seconds * 1000)),
             "X-HubSpot-RateLimit-Daily": str(self.rate_limit.daily),
             "X-HubSpot-RateLimit-Daily-Remaining":
-                str(max(0, self.rate_limit.daily - limits.used_today)),
+                str(max(0, self.rate_limit.daily - self._daily.used)),
         }
 
     def _enforce(self, client: str, limits: _ClientLimits, now: float, search: bool,
                  headers: dict[str, str]) -> None:
         """429 as HubSpot sends it when a policy is exhausted (rejected calls don't count)."""
         assert self.rate_limit is not None
-        if limits.used_today >= self.rate_limit.daily:
-            midnight = datetime.combine(limits.day + timedelta(days=1), datetime.min.time(),
+        if self._daily.used >= self.rate_limit.daily:
+            midnight = datetime.combine(self._daily.day + timedelta(days=1), datetime.min.time(),
                                         tzinfo=UTC)
             wait = max(1, math.ceil((midnight - datetime.now(UTC)).total_seconds()))
             policy, retry_after, message = "DAILY", wait, "You have reached your daily limit."
@@ -1314,12 +1421,13 @@ class HubSpotEmulator:
                    "groupName": f"publicapi:private-app:{self.portal_id}:{client}"},
         )
 
-    def _fault_error(self, status: int, headers: dict[str, str]) -> HubSpotError:
+    def _fault_error(self, status: int, headers: dict[str, str],
+                     retry_after: int | None) -> HubSpotError:
         if status == 429:
+            wait = {} if retry_after is None else {"Retry-After": str(retry_after)}
             return HubSpotError(
                 429, "RATE_LIMITS", "You have reached your ten_secondly_rolling limit.",
-                headers={**headers, "Retry-After": str(FAULT_RETRY_AFTER_SECONDS),
-                         "X-HubSpot-RateLimit-Remaining": "0"},
+                headers={**headers, **wait, "X-HubSpot-RateLimit-Remaining": "0"},
                 extra={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"},
             )
         category = ERROR_CATEGORIES.get(status, "INTERNAL_ERROR" if status >= 500 else
@@ -1690,7 +1798,8 @@ class HubSpotEmulator:
             status = payload.get("status")
             self.inject_fault(str(payload.get("client", "")),
                               status if status == "timeout" else int(status),
-                              int(payload.get("count", 1)))
+                              int(payload.get("count", 1)),
+                              payload.get("retry_after", FAULT_RETRY_AFTER_SECONDS))
             return _Reply(200, {"faults_pending": self.stats()["faults_pending"]})
         if (method, action) == ("POST", "reset"):
             self.reset()
@@ -1705,13 +1814,31 @@ class HubSpotEmulator:
             return _Reply(200, {"results": self.subscriptions()})
         if (method, action) == ("POST", "subscriptions"):
             app = self.subscribe(
-                payload["target_url"], payload.get("types") or WEBHOOK_TYPES,
+                payload["target_url"], payload.get("types"),
                 payload.get("property_names") or (), client_secret=payload.get("client_secret"),
-                app_id=payload.get("app_id"), portal_id=payload.get("portal_id"))
+                app_id=payload.get("app_id"), portal_id=payload.get("portal_id"),
+                webhook_format=payload.get("format", "legacy"))
             return _Reply(201, app)
+        if (method, action) == ("DELETE", "subscriptions"):
+            with self._portal.lock:
+                removed, self._apps = len(self._apps), []
+            return _Reply(200, {"removed_apps": removed})
+        if (method, action) == ("POST", "event-ids"):
+            pool = payload.get("pool")
+            self.event_id_pool = int(pool) if pool else None
+            return _Reply(200, {"pool": self.event_id_pool})
+        if (method, action) == ("POST", "tokens"):
+            return _Reply(201, {"token": self.add_app(str(payload["client"]))})
         if (method, action) == ("POST", "flush"):
             return _Reply(200, {"drained": self.flush(float(payload.get("timeout", 10)))})
         return _Reply(404, {"message": f"no admin endpoint {method} {path}"})
+
+
+def _subscribed_kind(event_type: str) -> str:
+    """The contact change a subscription's eventType stands for (`object.x` -> `contact.x`:
+    this emulator serves contacts only)."""
+    family, _, action = event_type.partition(".")
+    return f"contact.{action}" if family == "object" else event_type
 
 
 def _parse_json(body: bytes) -> Any:

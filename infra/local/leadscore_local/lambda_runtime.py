@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from leadscore_local.faults import Faults, InjectedCrash
+from leadscore_local.request_attribution import HubSpotRequestsByFunction
 from leadscore_local.resources import ACCOUNT, REGION
 from leadscore_local.template import FunctionSpec
 
@@ -43,9 +44,11 @@ class LambdaContext:
 class FunctionRuntime:
     """Loaded handlers plus the invocation and error counters /stats reports."""
 
-    def __init__(self, specs: list[FunctionSpec], faults: Faults | None = None):
+    def __init__(self, specs: list[FunctionSpec], faults: Faults | None = None,
+                 hubspot_requests: HubSpotRequestsByFunction | None = None):
         self.specs = {spec.logical_id: spec for spec in specs}
         self.faults = faults or Faults()
+        self.hubspot_requests = hubspot_requests or HubSpotRequestsByFunction()
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
         self._lock = threading.Lock()
         self.invocations: Counter[str] = Counter()
@@ -87,7 +90,8 @@ class FunctionRuntime:
         with self._lock:
             self.invocations[logical_id] += 1
         try:
-            result = handler(event, context)
+            with self.hubspot_requests.invoking(logical_id):
+                result = handler(event, context)
             if self.faults.take_crash(logical_id):
                 raise InjectedCrash(f"{logical_id} crashed after its handler ran (injected)")
             return result

@@ -27,6 +27,7 @@ class LocalStackProcess:
         self.startup_timeout = startup_timeout
         self.info: dict[str, str] = {}
         self.log_path: Path | None = None
+        self._observer_token = ""
 
     def __enter__(self) -> LocalStackProcess:
         log = tempfile.NamedTemporaryFile(prefix="leadscore-local-", suffix=".log", delete=False)
@@ -83,3 +84,16 @@ class LocalStackProcess:
 
     def stats(self) -> dict[str, Any]:
         return self.admin("GET", "/stats")
+
+    def observer_token(self) -> str:
+        """A private app of the caller's own in the HubSpot emulator (made on first use): tests
+        and benchmarks reading HubSpot's state must not spend the rate limit of the app under
+        test. Each app has its own per-10-second limit, as in a real portal."""
+        if not self._observer_token:
+            request = urllib.request.Request(
+                self.info["hubspot_url"] + "/_emulator/tokens", method="POST",
+                data=json.dumps({"client": "observer"}).encode(),
+                headers={"content-type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                self._observer_token = json.loads(response.read())["token"]
+        return self._observer_token

@@ -27,7 +27,7 @@ from leadscore_local.anthropic_emulator import AnthropicEmulator
 from leadscore_local.env_vars import function_environments, local_overrides, local_parameters
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
 from leadscore_local.faults import AWS_ERRORS, Faults
-from leadscore_local.hubspot_emulator import HubSpotEmulator
+from leadscore_local.hubspot_emulator import FAULT_RETRY_AFTER_SECONDS, HubSpotEmulator
 from leadscore_local.lambda_runtime import FunctionRuntime
 from leadscore_local.loopback import LoopbackServer, QuietHandler
 from leadscore_local.resources import REGION, Resolver, local_client, provision
@@ -96,6 +96,7 @@ class LocalStack:
         self.faults = Faults()
         self.faults.install()  # before any function creates an AWS client
         self.runtime = FunctionRuntime(specs, self.faults)
+        self.runtime.hubspot_requests.install()
         self.front = HttpFront(self.runtime)
         webhook_url = self._route_url("IngestFunction")
         score_api_url = self._route_url("ScoreApiFunction")
@@ -167,6 +168,8 @@ class LocalStack:
         self._started.clear()
         if hasattr(self, "faults"):
             self.faults.uninstall()
+        if hasattr(self, "runtime"):
+            self.runtime.hubspot_requests.uninstall()
 
     # ------------------------------------------------------------------ wiring
     def _route_url(self, logical_id: str) -> str:
@@ -217,7 +220,9 @@ class LocalStack:
             attributes = sqs.get_queue_attributes(
                 QueueUrl=self.provisioned.queue_urls[logical_id],
                 AttributeNames=["ApproximateNumberOfMessages",
-                                "ApproximateNumberOfMessagesNotVisible"],
+                                "ApproximateNumberOfMessagesNotVisible",
+                                # Messages waiting out a delay (e.g. for HubSpot) are queued too.
+                                "ApproximateNumberOfMessagesDelayed"],
             )["Attributes"]
             return sum(int(v) for v in attributes.values())
 
@@ -225,6 +230,8 @@ class LocalStack:
         queues = [q for q in self.provisioned.queue_urls if q not in dlqs]
         return {
             "hubspot_requests": self.hubspot.stats()["requests"].get(FUNCTIONS_CLIENT, 0),
+            # The same requests by the function that made them (counted client-side).
+            "hubspot_requests_by_function": self.runtime.hubspot_requests.snapshot(),
             "queues": {q: depth(q) for q in queues},
             "dlqs": {q: depth(q) for q in sorted(dlqs)},
             "invocations": dict(self.runtime.invocations),
@@ -234,15 +241,17 @@ class LocalStack:
             "webhooks": {k: v for k, v in self.hubspot.stats().items() if k != "requests"},
         }
 
-    def inject_fault(self, target: str, status: int | str, count: int) -> None:
+    def inject_fault(self, target: str, status: int | str, count: int,
+                     retry_after: int | None = FAULT_RETRY_AFTER_SECONDS) -> None:
         """The next `count` calls to `target` fail with `status`: HubSpot and the LLM as
         their emulators can (429, 500, 529, "timeout", "malformed"), AWS services with
-        "throttle", and a function (its logical id) with "crash" (faults.py)."""
+        "throttle", and a function (its logical id) with "crash" (faults.py). A HubSpot 429
+        carries `Retry-After: retry_after` (none when it is None)."""
         if target in ("hubspot", "anthropic"):
             if status not in (429, 500, 529, "timeout", "malformed"):
                 raise ValueError(f"unsupported status {status!r}")
             if target == "hubspot":
-                self.hubspot.inject_fault(FUNCTIONS_CLIENT, status, count)
+                self.hubspot.inject_fault(FUNCTIONS_CLIENT, status, count, retry_after)
             else:
                 self.anthropic.inject_fault(status, count)
         elif target in AWS_ERRORS and status == "throttle":
@@ -283,7 +292,8 @@ class _AdminServer(LoopbackServer):
                     elif self.path == "/faults":
                         fault = json.loads(raw or b"{}")
                         status = fault["status"]
-                        stack.inject_fault(fault["target"], status, int(fault.get("count", 1)))
+                        stack.inject_fault(fault["target"], status, int(fault.get("count", 1)),
+                                           fault.get("retry_after", FAULT_RETRY_AFTER_SECONDS))
                         self._json(200, {"ok": True})
                     else:
                         self._json(404, {"message": "Not Found"})

@@ -5,12 +5,14 @@ Contacts are found with HubSpot's CRM search (consent pre-filter, ascending `hs_
 does the work exactly as for webhooks: consent gate, one batch read and update per 100
 contacts, ledger, alerts, within its own request budget.
 
-Each page asks for ids greater than the last one queued instead of following the search
-cursor: HubSpot's search stops at 10,000 results per query, and the last id is all a
-checkpoint needs to resume. The checkpoint file is written after every page (atomically), so
-an interrupted backfill resumes where it stopped; a page queued twice (a crash between
-sending and checkpointing) is only scored twice. Search calls draw from a token bucket
-(`--requests-per-second`), below HubSpot's search limit of 5 requests per second.
+Each page asks for ids greater than the last one queued, sorted by ascending id, instead of
+following the search cursor: HubSpot's search stops at 10,000 results per query, and the last
+id is all a checkpoint needs to resume. A page whose ids do not increase stops the backfill
+with a clear error (paging on from its last id would skip contacts). The checkpoint file is
+written after every page (atomically), so an interrupted backfill resumes where it stopped;
+a page queued twice (a crash between sending and checkpointing) is only scored twice. Search
+calls draw from a token bucket (`--requests-per-second`), below HubSpot's search limit of 5
+requests per second.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from leadscore.dpdp.consent import Purpose
-from leadscore.hubspot.client import BATCH_LIMIT, SEARCH_REQUESTS_PER_SECOND, ContactSearch
+from leadscore.hubspot.client import (
+    BATCH_LIMIT,
+    SEARCH_REQUESTS_PER_SECOND,
+    ContactSearch,
+    last_ascending_id,
+)
 from leadscore.scoring.queues import BACKFILL, MessageQueue, ScoreMessage
 
 DEFAULT_REQUESTS_PER_SECOND = SEARCH_REQUESTS_PER_SECOND  # a backfill is mostly searches
@@ -89,11 +96,12 @@ def backfill(
             checkpoint.complete = True
             checkpoint.save(checkpoint_path)
             break
+        last_id = last_ascending_id(contacts, checkpoint.last_id)  # before queuing any
         # occurred_at = now: newer than any event already applied, so the score is current.
         now_ms = int(clock() * 1000)
         queue.send([ScoreMessage(contact_id=c.id, event_id=0, subscription_type=BACKFILL,
                                  occurred_at=now_ms, portal_id=portal_id) for c in contacts])
-        checkpoint.last_id = max(checkpoint.last_id, *(int(c.id) for c in contacts))
+        checkpoint.last_id = last_id
         checkpoint.queued += len(contacts)
         checkpoint.pages += 1
         queued_now += len(contacts)

@@ -31,6 +31,7 @@ from leadscore.hubspot.client import (
     SEARCH_REQUESTS_PER_SECOND,
     Contact,
     HubSpotClient,
+    last_ascending_id,
 )
 from leadscore.model.config import FeatureConfig
 
@@ -116,17 +117,10 @@ def _consenting_contacts_by_id(
             page, after = search(_filters(consent_property, last_id), properties, after=after,
                                  limit=page_size, sorts=[ID_PROPERTY])
             result.requests += 1
-            for contact in page:
-                contact_id = int(contact.id)
-                if highest is not None and contact_id <= highest:
-                    # Keyset paging relies on the sort: never write a silently partial
-                    # export.
-                    raise RuntimeError(
-                        f"HubSpot returned contacts out of {ID_PROPERTY} order although the "
-                        "search asked for it sorted, so the export cannot page past the "
-                        "search API's 10,000-result window safely")
-                highest, seen = contact_id, seen + 1
-                yield contact
+            # Keyset paging relies on the sort: never write a silently partial export.
+            highest = last_ascending_id(page, highest or 0) if page else highest
+            seen += len(page)
+            yield from page
             if progress:
                 progress(result)
             if after is None or seen + page_size > window:

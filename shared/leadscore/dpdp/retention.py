@@ -34,7 +34,13 @@ from pydantic import BaseModel
 from leadscore.dpdp.consent import consent_for
 from leadscore.dpdp.erasure import ContactEraser, ErasureReason, ErasureResult
 from leadscore.dpdp.stores import ScoredContacts
-from leadscore.hubspot.client import BATCH_LIMIT, SEARCH_PAGE, Contact, ContactSearch
+from leadscore.hubspot.client import (
+    BATCH_LIMIT,
+    SEARCH_PAGE,
+    Contact,
+    ContactSearch,
+    last_ascending_id,
+)
 from leadscore.observability import count, logger
 from leadscore.timestamps import parse_hubspot_datetime
 
@@ -167,7 +173,7 @@ class RetentionPurge:
                                               limit=SEARCH_PAGE, sorts=["hs_object_id"])
             if not contacts:
                 return True
-            last_id = max(int(contact.id) for contact in contacts)
+            last_id = last_ascending_id(contacts, last_id)
             outcome = self._erase([c.id for c in contacts if c.id not in self._refused], now)
             result.hubspot_only += len(outcome.erased)
             self._refused.update(outcome.failed)
@@ -183,7 +189,7 @@ class RetentionPurge:
                 sorts=["hs_object_id"])
             if not contacts:
                 return True
-            last_id = max(int(contact.id) for contact in contacts)
+            last_id = last_ascending_id(contacts, last_id)
             # Re-checked here: only an absent or empty consent value, never a malformed one.
             candidates = [c.id for c in contacts if _inactive(c, self.purposes_property, cutoff)]
             result.inactive_found += len(candidates)

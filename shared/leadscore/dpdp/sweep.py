@@ -19,7 +19,12 @@ from pydantic import BaseModel
 from leadscore.dpdp.consent import consent_for
 from leadscore.dpdp.erasure import ContactEraser, ErasureReason, Scope
 from leadscore.dpdp.stores import ScoredContacts
-from leadscore.hubspot.client import BATCH_LIMIT, SEARCH_PAGE, ContactSearch
+from leadscore.hubspot.client import (
+    BATCH_LIMIT,
+    SEARCH_PAGE,
+    ContactSearch,
+    last_ascending_id,
+)
 from leadscore.hubspot.properties import ENRICHMENT_PROPERTIES
 from leadscore.observability import count, logger
 
@@ -167,7 +172,7 @@ def sweep_withdrawn_consent(
         if not contacts:
             reached_end = True
             break
-        last_id = max(int(contact.id) for contact in contacts)
+        last_id = last_ascending_id(contacts, last_id)
         seen.update(contact.id for contact in contacts)
         result.examined += len(contacts)
         erase, clear_enrichment = sweep.decide({c.id: c.properties for c in contacts})

@@ -4,10 +4,10 @@ Contacts: batch read and update, search (`HubSpotClient`) and GDPR delete (`Gdpr
 `HubSpotClient` adds what the SDK leaves to callers: chunking at HubSpot's batch limit of 100,
 bounded retries (429 honouring `Retry-After`, 5xx and timeouts with jittered backoff — done by
 urllib3's `Retry`, which the SDK accepts), a request budget per second shared by every client
-in the process (a token bucket, so one Lambda container never bursts past its share of the
-app's rate limit), pacing from HubSpot's `X-HubSpot-RateLimit-*` headers, a request timeout,
-request counters, and exceptions that never carry HubSpot response bodies (they can echo
-property values, i.e. personal data).
+of the app (in DynamoDB across Lambda containers, `leadscore.hubspot.shared_budget`; a token
+bucket per process elsewhere), pacing from HubSpot's `X-HubSpot-RateLimit-*` headers, a
+request timeout, request counters, and exceptions that never carry HubSpot response bodies
+(they can echo property values, i.e. personal data).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from hubspot.crm.contacts import (
     SimplePublicObjectId,
 )
 from hubspot.crm.contacts.exceptions import ApiException
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
@@ -42,11 +43,14 @@ DEFAULT_TIMEOUT = (3.05, 6.0)
 MAX_ATTEMPTS = 4
 MAX_RETRY_AFTER_SECONDS = 10.0  # HubSpot's limits are per 10 s window; never sleep longer
 NOT_FOUND_CATEGORY = "OBJECT_NOT_FOUND"
-# A Professional private app may make 190 requests per 10 s; several containers share that.
-DEFAULT_REQUESTS_PER_SECOND = 10.0
+# The whole app's budget (HubSpotRequestsPerSecond): at most 12 x 8 = 96 requests in any
+# rolling 10 s (leadscore.hubspot.shared_budget), under every tier's per-app limit (100 per
+# 10 s for Free and Starter).
+DEFAULT_REQUESTS_PER_SECOND = 8.0
 # HubSpot's search endpoints allow 5 requests per second per token, below the general limit.
 SEARCH_REQUESTS_PER_SECOND = 4.0
 REQUESTS_PER_SECOND_ENV = "HUBSPOT_REQUESTS_PER_SECOND"
+BUDGET_TABLE_ENV = "HUBSPOT_BUDGET_TABLE"  # the app-wide budget's DynamoDB table
 # When HubSpot says fewer than this share of the window is left, slow down before the 429.
 LOW_WATER_FRACTION = 0.05
 
@@ -62,7 +66,39 @@ class HubSpotError(Exception):
 
 
 class HubSpotUnavailable(HubSpotError):
-    """Rate limited, 5xx or unreachable after bounded retries: retry later (SQS will)."""
+    """Rate limited, 5xx or unreachable after bounded retries: retry later. `retry_after` is
+    HubSpot's `Retry-After` (seconds) on the last answer, when it gave one."""
+
+    def __init__(self, operation: str, status: int, category: str | None = None,
+                 retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(operation, status, category)
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """`Retry-After` in seconds (HubSpot sends whole seconds), or None."""
+    value = (headers or {}).get("Retry-After")
+    return float(value) if value and value.strip().isdigit() else None
+
+
+class SearchOrderError(RuntimeError):
+    """A search asked for ascending `hs_object_id` returned ids that do not increase: paging
+    on from the last id would skip contacts, so the paging loop stops instead."""
+
+
+def last_ascending_id(contacts: Sequence[Contact], after_id: int = 0) -> int:
+    """The last id of a search page sorted by ascending `hs_object_id` (whose filter asked for
+    ids above `after_id`; HubSpot's ids are positive); raises SearchOrderError when the ids do
+    not only increase."""
+    last = after_id
+    for contact in contacts:
+        contact_id = int(contact.id)
+        if contact_id <= last:
+            raise SearchOrderError(
+                f"HubSpot search returned contact {contact_id} after {last} although it was "
+                "asked for ascending hs_object_id; stopping rather than skip contacts")
+        last = contact_id
+    return last
 
 
 class HubSpotBatchError(HubSpotError):
@@ -97,6 +133,35 @@ class ContactSearch(Protocol):
 
     def batch_read(self, ids: Iterable[str],
                    properties: Iterable[str]) -> dict[str, dict[str, str | None]]: ...
+
+
+class Budget(Protocol):
+    """What a client draws its requests from: `RequestBudget` (this process) or
+    `leadscore.hubspot.shared_budget.SharedRequestBudget` (the whole app)."""
+
+    def acquire(self) -> float: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+    def observe(self, headers: Mapping[str, str] | None) -> None: ...
+
+
+def low_water_pause(headers: Mapping[str, str] | None) -> float:
+    """Seconds to wait when `X-HubSpot-RateLimit-Remaining/-Max/-Interval-Milliseconds` say
+    the app's window is nearly used up: roughly one request's share of the window per request
+    below the low-water mark; 0 otherwise."""
+    if not headers:
+        return 0.0
+    try:
+        remaining = int(headers.get("X-HubSpot-RateLimit-Remaining", ""))
+        limit = int(headers.get("X-HubSpot-RateLimit-Max", ""))
+        interval = int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")) / 1000
+    except (TypeError, ValueError):
+        return 0.0
+    low_water = max(1, int(limit * LOW_WATER_FRACTION))
+    if limit > 0 and remaining <= low_water:
+        return (low_water - remaining + 1) * interval / limit
+    return 0.0
 
 
 class RequestBudget:
@@ -141,34 +206,34 @@ class RequestBudget:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def observe(self, headers: Mapping[str, str] | None) -> None:
-        """Paces on `X-HubSpot-RateLimit-Remaining/-Max/-Interval-Milliseconds`: near the end
-        of the window, wait roughly one request's share of it per missing request."""
-        if not headers:
-            return
-        try:
-            remaining = int(headers.get("X-HubSpot-RateLimit-Remaining", ""))
-            limit = int(headers.get("X-HubSpot-RateLimit-Max", ""))
-            interval = int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")) / 1000
-        except (TypeError, ValueError):
-            return
-        low_water = max(1, int(limit * LOW_WATER_FRACTION))
-        if limit > 0 and remaining <= low_water:
-            self.pause((low_water - remaining + 1) * interval / limit)
+        """Paces on HubSpot's rate-limit headers (`low_water_pause`)."""
+        pause = low_water_pause(headers)
+        if pause:
+            self.pause(pause)
 
 
-_shared_budgets: dict[float, RequestBudget] = {}
+_shared_budgets: dict[tuple[str | None, float], Budget] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_budget(per_second: float | None = None) -> RequestBudget:
-    """The process-wide bucket (one Lambda container = one process) for this rate; the rate
-    defaults to `HUBSPOT_REQUESTS_PER_SECOND`, else DEFAULT_REQUESTS_PER_SECOND."""
+def shared_budget(per_second: float | None = None) -> Budget:
+    """The budget every client of this process draws from, for this rate (default
+    `HUBSPOT_REQUESTS_PER_SECOND`, else DEFAULT_REQUESTS_PER_SECOND): the whole app's in
+    DynamoDB when `HUBSPOT_BUDGET_TABLE` names its table (the Lambdas), else this process's
+    token bucket (the CLI tools, tests)."""
     if per_second is None:
         per_second = float(os.environ.get(REQUESTS_PER_SECOND_ENV) or DEFAULT_REQUESTS_PER_SECOND)
+    table = os.environ.get(BUDGET_TABLE_ENV) or None
     with _shared_lock:
-        if per_second not in _shared_budgets:
-            _shared_budgets[per_second] = RequestBudget(per_second)
-        return _shared_budgets[per_second]
+        if (table, per_second) not in _shared_budgets:
+            if table:
+                from leadscore.hubspot.shared_budget import SharedRequestBudget
+
+                budget: Budget = SharedRequestBudget(table, max(1, int(per_second)))
+            else:
+                budget = RequestBudget(per_second)
+            _shared_budgets[(table, per_second)] = budget
+        return _shared_budgets[(table, per_second)]
 
 
 # Per process, as shared_budget (HubSpot's limit is per token). No burst: 4 evenly spaced.
@@ -179,7 +244,7 @@ class RequestMeter:
     """What one client sent: every HTTP attempt (retries included, as HubSpot counts them),
     the 429s it met, and the budget each attempt draws from."""
 
-    def __init__(self, budget: RequestBudget):
+    def __init__(self, budget: Budget):
         self.budget = budget
         self.requests = 0
         self.retries = 0
@@ -196,9 +261,9 @@ class RequestMeter:
         if status == 429:
             with self._lock:
                 self.throttled += 1
-            retry_after = (headers or {}).get("Retry-After")
-            if retry_after and retry_after.strip().isdigit():
-                self.budget.pause(float(retry_after))  # every thread waits, not just this one
+            retry_after = retry_after_seconds(headers)
+            if retry_after is not None:
+                self.budget.pause(retry_after)  # every thread waits, not just this one
         self.budget.observe(headers)
 
 
@@ -218,6 +283,11 @@ class _MeteredRetry(Retry):
                   _pool: Any = None, _stacktrace: Any = None) -> Retry:
         if self.meter is not None and response is not None:
             self.meter.after_response(response.status, response.headers)
+        wait = retry_after_seconds(response.headers) if response is not None else None
+        if wait is not None and wait > self.retry_after_max:
+            # HubSpot says not before then (a daily limit, say): another try now would only
+            # count against the limit. The caller gets the 429 and waits outside the call.
+            raise MaxRetryError(_pool, url, reason=None)  # type: ignore[arg-type]
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep(self, response: Any = None) -> None:
@@ -263,7 +333,7 @@ class HubSpotClient:
         *,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retry: Retry | None = None,
-        budget: RequestBudget | None = None,
+        budget: Budget | None = None,
     ):
         self.meter = RequestMeter(budget or shared_budget())
         retry = retry or default_retry()
@@ -294,7 +364,8 @@ class HubSpotClient:
             self.meter.after_response(status, error.headers)
             category = _category(error.body)
             if status == 429 or status >= 500 or status == 0:
-                raise HubSpotUnavailable(operation, status, category) from None
+                raise HubSpotUnavailable(operation, status, category,
+                                         retry_after_seconds(error.headers)) from None
             raise HubSpotError(operation, status, category) from None
         except urllib3.exceptions.HTTPError as error:  # timeouts, refused connections
             raise HubSpotUnavailable(operation, 0, type(error).__name__) from None
@@ -363,10 +434,13 @@ class HubSpotClient:
     ) -> tuple[list[Contact], str | None]:
         """One page of CRM search; `filter_groups` use the API's JSON shape
         (`[{"filters": [{"propertyName": ..., "operator": ...}]}]`), `sorts` are property
-        names, ascending (the SDK's type). Returns (contacts, next cursor or None)."""
+        names, ascending. They are sent in the documented object form
+        (`{"propertyName": ..., "direction": "ASCENDING"}`): the SDK's type says strings, which
+        HubSpot's search guide does not. Returns (contacts, next cursor or None)."""
         request = PublicObjectSearchRequest(
             filter_groups=[dict(group) for group in filter_groups], properties=list(properties),
-            limit=limit, after=after, sorts=list(sorts),
+            limit=limit, after=after,
+            sorts=[{"propertyName": name, "direction": "ASCENDING"} for name in sorts],
         )
         _search_budget.acquire()  # then the general budget, in `_call`
         response = self._call("search", self._search_api.do_search_with_http_info, request)
@@ -404,7 +478,8 @@ class GdprDeleter:
             if status == 404:
                 return False
             if status == 429 or status >= 500 or status == 0:
-                raise HubSpotUnavailable("gdpr delete", status) from None
+                raise HubSpotUnavailable("gdpr delete", status,
+                                         retry_after=retry_after_seconds(error.headers)) from None
             raise HubSpotError("gdpr delete", status) from None
         self.meter.after_response(status, headers)
         return True

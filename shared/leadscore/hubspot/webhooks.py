@@ -18,18 +18,14 @@ import hmac
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from hubspot.utils.signature import Signature
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 SIGNATURE_HEADER = "x-hubspot-signature-v3"
@@ -48,12 +44,31 @@ _SIGNED_URI_DECODINGS = {
 _SIGNED_URI_PATTERN = re.compile("|".join(_SIGNED_URI_DECODINGS), re.IGNORECASE)
 
 
+CONTACT_OBJECT_TYPE_ID = "0-1"  # HubSpot's objectTypeId for contacts
+# What happens to a contact in the events leadscore reads (`contact.<action>`, or
+# `object.<action>` with objectTypeId 0-1 from apps on HubSpot's newer developer platform).
+CONTACT_ACTIONS = frozenset({"creation", "restore", "merge", "propertyChange", "deletion",
+                             "privacyDeletion"})
+
+
+class SkipReason(StrEnum):
+    """Why an event of a delivery was set aside (the `reason` of `WebhookEventsSkipped`)."""
+
+    MALFORMED = "malformed"  # not an object, or a field of the wrong type or missing
+    NO_OBJECT_ID = "no_object_id"  # names no contact (e.g. an association change)
+    OTHER_OBJECT_TYPE = "other_object_type"  # about a company, deal, ticket, ...
+    UNSUPPORTED_TYPE = "unsupported_type"  # a contact event leadscore does not handle
+
+
 class WebhookEvent(BaseModel):
     """One element of a HubSpot webhook batch; fields HubSpot may add later are ignored.
 
-    `contact.merge` events add `primaryObjectId`, `mergedObjectIds` and `newObjectId` (the
-    contact that exists after the merge; usually the primary, but HubSpot may create a new
-    one) and may omit `objectId`; every other event type needs `objectId`.
+    Both of HubSpot's formats: `contact.creation` & co., and the generic `object.creation` &
+    co. whose `objectTypeId` says which object (`0-1`: a contact). `kind` gives both in the
+    `contact.*` vocabulary. Merge events add `primaryObjectId`, `mergedObjectIds` and
+    `newObjectId` (the contact that exists after the merge; usually the primary, but HubSpot
+    may create a new one) and may omit `objectId`; association changes carry no `objectId`.
+    `eventId` is not unique (HubSpot says so): `key` is what identifies an event.
     """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
@@ -67,6 +82,7 @@ class WebhookEvent(BaseModel):
     subscription_type: str = Field(min_length=1)
     attempt_number: int
     object_id: int | None = None
+    object_type_id: str | None = None
     change_flag: str | None = None
     change_source: str | None = None
     source_id: str | None = None
@@ -76,19 +92,41 @@ class WebhookEvent(BaseModel):
     merged_object_ids: tuple[int, ...] = ()
     new_object_id: int | None = None
 
-    @model_validator(mode="after")
-    def _names_a_contact(self) -> WebhookEvent:
-        if self.object_id is None and self.surviving_object_id is None:
-            raise ValueError("objectId is required")
-        return self
-
     @property
     def surviving_object_id(self) -> int | None:
         """For a merge, the contact that exists afterwards; otherwise `objectId`."""
         return self.new_object_id or self.primary_object_id or self.object_id
 
+    @property
+    def kind(self) -> str | None:
+        """`contact.<action>` for a contact event in either format; None for other objects."""
+        family, _, action = self.subscription_type.partition(".")
+        if family == "object" and self.object_type_id == CONTACT_OBJECT_TYPE_ID:
+            family = "contact"
+        return f"contact.{action}" if family == "contact" and action else None
 
-_EVENT_BATCH = TypeAdapter(list[WebhookEvent])
+    def skip_reason(self) -> SkipReason | None:
+        """Why leadscore cannot act on this event; None when it can."""
+        family, _, action = self.subscription_type.partition(".")
+        if family == "object" and not self.object_type_id:
+            return SkipReason.MALFORMED  # the generic format always says which object
+        if self.kind is None:
+            return SkipReason.OTHER_OBJECT_TYPE
+        if action not in CONTACT_ACTIONS:
+            return SkipReason.UNSUPPORTED_TYPE
+        if self.surviving_object_id is None:
+            return SkipReason.NO_OBJECT_ID
+        return None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified body: the events leadscore can act on, and how many were set aside, why."""
+
+    events: list[WebhookEvent]
+    received: int
+    skipped: Mapping[SkipReason, int]
+    skipped_event_ids: list[int]  # of the skipped events that had a readable eventId
 
 
 class HttpRequest(BaseModel):
@@ -181,8 +219,10 @@ def is_valid_signature(request: HttpRequest, client_secret: str, now_ms: int | N
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
-def parse_events(body: bytes) -> list[WebhookEvent]:
-    """Parses a verified body into events; errors name the event index and field."""
+def parse_delivery(body: bytes) -> Delivery:
+    """Reads a verified body event by event: one event that cannot be read or acted on is
+    set aside with its reason, never the delivery (HubSpot does not retry a 4xx, so the other
+    events would be lost). Only a body that is not a JSON array of at most 100 is refused."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -193,11 +233,22 @@ def parse_events(body: bytes) -> list[WebhookEvent]:
         raise InvalidWebhookPayload(
             f"{len(payload)} events: HubSpot sends at most {MAX_EVENTS_PER_REQUEST} per request"
         )
-    try:
-        return _EVENT_BATCH.validate_python(payload)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        # Our own validators' messages without pydantic's "Value error, " prefix.
-        message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
-        raise InvalidWebhookPayload(f"event {where}: {message}") from None
+    events: list[WebhookEvent] = []
+    skipped: Counter[SkipReason] = Counter()
+    skipped_ids: list[int] = []
+    for item in payload:
+        try:
+            event = WebhookEvent.model_validate(item)
+        except ValidationError:
+            reason: SkipReason | None = SkipReason.MALFORMED
+            event_id = item.get("eventId") if isinstance(item, dict) else None
+        else:
+            reason, event_id = event.skip_reason(), event.event_id
+        if reason is None:
+            events.append(event)
+            continue
+        skipped[reason] += 1
+        if isinstance(event_id, int) and not isinstance(event_id, bool):
+            skipped_ids.append(event_id)
+    return Delivery(events=events, received=len(payload), skipped=dict(skipped),
+                    skipped_event_ids=skipped_ids)

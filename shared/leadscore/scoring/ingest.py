@@ -1,11 +1,16 @@
 """Webhook ingest: verify HubSpot's request, turn handled events into ScoreQueue messages
 (`leadscore.scoring.queues`).
 
-Order matters and is fixed: size (413) → signature (401) → payload (400) → enqueue (500 if
-any handled event could not be queued, so HubSpot retries the delivery) → 200. Nothing is
-queued for a rejected request, and HubSpot is never called here: the answer has to be fast.
+Order matters and is fixed: size (413) → signature (401) → payload (400: not a JSON array of
+at most 100) → enqueue (500 if any handled event could not be queued, so HubSpot retries the
+delivery) → 200. Nothing is queued for a rejected request, and HubSpot is never called here:
+the answer has to be fast. Inside a delivery each event stands alone: one that cannot be read
+or names no contact (an association change, a company event, a field of the wrong type) is
+set aside and counted (`WebhookEventsSkipped` by `reason`), and the others are queued — HubSpot
+does not retry a 4xx, so refusing the delivery would lose them all.
 
-Which events lead to work (the score function decides what, from HubSpot's current state):
+Which events lead to work (the score function decides what, from HubSpot's current state),
+in HubSpot's `contact.*` format or the generic `object.*` one with objectTypeId `0-1`:
 - `contact.creation`, `contact.restore`: score the contact;
 - `contact.propertyChange` of a watched property (the model's inputs and the consent
   properties): re-score, which erases instead when consent was withdrawn;
@@ -35,10 +40,10 @@ from leadscore.hubspot.webhooks import (
     RequestTooLarge,
     WebhookEvent,
     is_valid_signature,
-    parse_events,
+    parse_delivery,
     request_from_http_api_event,
 )
-from leadscore.observability import count, logger
+from leadscore.observability import count, count_by_dimension, logger
 from leadscore.scoring.queues import (
     DedupingScoreQueue,
     EnqueueError,
@@ -55,8 +60,8 @@ ERASE_EVENTS = frozenset({"contact.deletion", "contact.privacyDeletion"})
 
 
 def messages_for(event: WebhookEvent, watched: Container[str]) -> list[ScoreMessage]:
-    """The ScoreQueue messages one webhook event leads to; empty when it is ignored."""
-    kind = event.subscription_type
+    """The ScoreQueue messages one contact event leads to; empty when it is ignored."""
+    kind = event.kind or ""
     if kind == PROPERTY_CHANGE:
         name = event.property_name or ""
         if name.startswith(AI_PROPERTY_PREFIX) or name not in watched:
@@ -64,7 +69,9 @@ def messages_for(event: WebhookEvent, watched: Container[str]) -> list[ScoreMess
     elif kind not in SCORE_EVENTS and kind not in ERASE_EVENTS:
         return []
     common = {"event_id": event.event_id, "subscription_type": kind,
-              "occurred_at": event.occurred_at, "portal_id": event.portal_id}
+              "occurred_at": event.occurred_at, "portal_id": event.portal_id,
+              "subscription_id": event.subscription_id,
+              "property_name": event.property_name if kind == PROPERTY_CHANGE else None}
     survivor = event.surviving_object_id
     messages = [ScoreMessage(contact_id=str(survivor), **common)]
     if kind == "contact.merge":
@@ -115,16 +122,23 @@ def handle_webhook(
         return UNAUTHORIZED
 
     try:
-        events = parse_events(request.body)
+        delivery = parse_delivery(request.body)
     except InvalidWebhookPayload as error:
         count("WebhookMalformed")
         return IngestResponse(status_code=400, body={"message": str(error)})
 
+    events = delivery.events
     per_event = [messages_for(e, watched) for e in events]
     handled = [e for e, messages in zip(events, per_event, strict=True) if messages]
     ignored = len(events) - len(handled)
-    own_writes = sum(1 for e in events if e.subscription_type == PROPERTY_CHANGE
+    own_writes = sum(1 for e in events if e.kind == PROPERTY_CHANGE
                      and (e.property_name or "").startswith(AI_PROPERTY_PREFIX))
+    skipped = sum(delivery.skipped.values())
+    if skipped:
+        count_by_dimension("WebhookEventsSkipped", "reason", delivery.skipped)
+        logger.warning("Webhook events skipped", extra={
+            "skipped": {str(reason): n for reason, n in delivery.skipped.items()},
+            "event_ids": delivery.skipped_event_ids})
     # Identical events repeated inside one delivery are queued once.
     messages = list(dict.fromkeys(m for found in per_event for m in found))
     try:
@@ -136,17 +150,17 @@ def handle_webhook(
         return IngestResponse(status_code=500, body={"message": "Events not queued; retry"})
 
     duplicates = len(messages) - new
-    count("WebhookEventsReceived", len(events))
+    count("WebhookEventsReceived", delivery.received)
     count("WebhookEventsQueued", new)
     count("WebhookEventsIgnored", ignored)
     count("OwnWriteEventsIgnored", own_writes)
     count("WebhookDuplicates", duplicates)
     logger.info("Webhook accepted", extra={
-        "queued": new, "ignored": ignored, "duplicates": duplicates,
+        "queued": new, "ignored": ignored, "duplicates": duplicates, "skipped": skipped,
         "event_ids": [e.event_id for e in handled],
     })
     return IngestResponse(status_code=200, body={
-        "queued": new, "ignored": ignored, "duplicates": duplicates,
+        "queued": new, "ignored": ignored, "duplicates": duplicates, "skipped": skipped,
     })
 
 

@@ -39,12 +39,14 @@ from leadscore.hubspot.client import (
     ContactProperties,
     HubSpotBatchError,
     HubSpotError,
+    HubSpotUnavailable,
 )
 from leadscore.hubspot.properties import ENRICHMENT_PROPERTIES
 from leadscore.messaging import MAX_REASON_LENGTH
 from leadscore.model.contract import ScoreResultLike, ScoringModel
 from leadscore.observability import count, logger
 from leadscore.personal_data import EMAIL
+from leadscore.scoring.deferral import Deferrals
 from leadscore.scoring.ingest import ERASE_EVENTS
 from leadscore.scoring.ledger import LedgerEntry, LedgerState, RecordOutcome
 from leadscore.scoring.queues import (
@@ -54,8 +56,9 @@ from leadscore.scoring.queues import (
     HotLeadAlert,
     HotLeadAlerts,
     MessageQueue,
+    ScoreBatch,
     ScoreMessage,
-    score_messages,
+    read_score_batch,
 )
 from leadscore.timestamps import iso_millis
 
@@ -86,6 +89,8 @@ class ScoreRunResult(BaseModel):
     erased: list[str] = []  # derived data erased (deleted, merged away, consent withdrawn)
     failed: list[str] = []  # to be retried: their SQS records are reported as failures
     failure_reasons: dict[str, str] = {}  # contact id -> why (for the DLQ's reason attribute)
+    # Failed only because HubSpot was unavailable: contact id -> its Retry-After, if it gave one.
+    transient: dict[str, float | None] = {}
 
 
 class SqsRecordLike(Protocol):
@@ -101,6 +106,7 @@ class BatchOutcome:
     result: ScoreRunResult
     failed_message_ids: frozenset[str]
     reasons: Mapping[str, str] = field(default_factory=dict)  # message id -> why it failed
+    final: frozenset[str] = frozenset()  # failed ids that must go to the DLQ now
 
 
 def hubspot_score_properties(result: ScoreResultLike, model_version: str,
@@ -132,8 +138,9 @@ def feature_hash(properties: Mapping[str, str | None], names: Iterable[str]) -> 
 
 
 def event_key(message: ScoreMessage) -> str | None:
-    """`portalId:eventId` of a webhook event; None for backfill and refresh messages."""
-    return f"{message.portal_id}:{message.event_id}" if message.event_id else None
+    """`ScoreMessage.event_key`: what identifies a webhook event; None for backfill and
+    refresh messages."""
+    return message.event_key
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,7 @@ class ScorePipeline:
     hot_leads: HotLeadAlerts | None = None
     enrichment: EnrichmentQueue | None = None
     requeue: MessageQueue | None = None  # the ScoreQueue, for re-scores after a lost race
+    deferrals: Deferrals | None = None  # records that wait for HubSpot instead of failing
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def run_sqs_batch(self, records: Sequence[SqsRecordLike]) -> BatchOutcome:
@@ -207,25 +215,36 @@ class ScorePipeline:
         the reason each failed. A body that is not a ScoreMessage is reported as failed, so it
         ends in the DLQ for inspection instead of vanishing."""
         reasons: dict[str, str] = {}
-        events: dict[str, list[ScoreMessage]] = {}
+        batches: dict[str, ScoreBatch] = {}
         for record in records:
             try:
-                events[record.message_id] = score_messages(record.body)
+                batches[record.message_id] = read_score_batch(record.body)
             except ValidationError:
                 reasons[record.message_id] = "unreadable ScoreQueue message"
                 logger.error("Unreadable ScoreQueue message",
                              extra={"message_id": record.message_id})
         count("MalformedMessages", len(reasons))
-        result = self.run([m for found in events.values() for m in found])
-        for message_id, found in events.items():
+        result = self.run([m for batch in batches.values() for m in batch.events])
+        final: set[str] = set()
+        for message_id, batch in batches.items():
             # A record fails if any of its events' contacts failed; on the retry, the events
             # already applied are recognised and skipped.
-            why = sorted({result.failure_reasons[m.contact_id] for m in found
-                          if m.contact_id in result.failure_reasons})
-            if why:
-                reasons[message_id] = "; ".join(why)[:MAX_REASON_LENGTH]
+            failed = [m for m in batch.events if m.contact_id in result.failure_reasons]
+            if not failed:
+                continue
+            why = "; ".join(sorted({result.failure_reasons[m.contact_id] for m in failed}))
+            if self.deferrals and all(m.contact_id in result.transient for m in failed):
+                verdict = self.deferrals.defer(batch, failed, max(
+                    (hint for m in failed if (hint := result.transient[m.contact_id])),
+                    default=None))
+                if verdict.deferred:
+                    continue  # acknowledged: it waits on ScoreQueue for HubSpot
+                if verdict.gave_up:
+                    final.add(message_id)
+                    why = f"{verdict.reason}: {why}"
+            reasons[message_id] = why[:MAX_REASON_LENGTH]
         return BatchOutcome(result=result, failed_message_ids=frozenset(reasons),
-                            reasons=reasons)
+                            reasons=reasons, final=frozenset(final))
 
     def run(self, messages: Sequence[ScoreMessage]) -> ScoreRunResult:
         by_contact: dict[str, list[ScoreMessage]] = defaultdict(list)
@@ -445,7 +464,12 @@ class ScorePipeline:
             if status is not None:
                 reason += f" status={status} category={category}"
         for cid in contact_ids:
+            first = cid not in result.failure_reasons
             result.failure_reasons.setdefault(cid, reason[:MAX_REASON_LENGTH])
+            if not isinstance(error, HubSpotUnavailable):
+                result.transient.pop(cid, None)
+            elif first:
+                result.transient[cid] = error.retry_after
         logger.warning(what, extra={"contact_ids": list(contact_ids),
                                     "error": type(error).__name__ if error else None,
                                     "status": status, "category": category})

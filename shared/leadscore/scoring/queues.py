@@ -42,7 +42,8 @@ RESCORE = "leadscore.rescore"  # a contact queued again after losing a race to a
 
 class ScoreMessage(BaseModel):
     """One accepted event for the score function (CONTRACTS.md, "Messages"). `merged_into` is
-    set only for a contact that a `contact.merge` folded into another one."""
+    set only for a contact that a `contact.merge` folded into another one. `subscription_type`
+    is in the `contact.*` vocabulary whichever format HubSpot sent."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -52,22 +53,52 @@ class ScoreMessage(BaseModel):
     occurred_at: int
     portal_id: int
     merged_into: str | None = None
+    subscription_id: int = 0  # 0 on messages that do not come from webhooks
+    property_name: str | None = None  # propertyChange events
+
+    @property
+    def event_key(self) -> str | None:
+        """What identifies the HubSpot event: HubSpot documents eventId as not unique, so
+        (portalId, subscriptionId, eventId, objectId, propertyName, occurredAt). None for
+        messages that do not come from webhooks (backfill, re-scores)."""
+        if not self.event_id:
+            return None
+        return (f"{self.portal_id}:{self.subscription_id}:{self.event_id}:{self.contact_id}:"
+                f"{self.property_name or ''}:{self.occurred_at}")
+
+
+class Deferral(BaseModel):
+    """How long a body has been waiting for HubSpot to answer (`leadscore.scoring.deferral`):
+    since when (epoch ms of its first deferral), how many times it was sent back, and how many
+    of those without a Retry-After from HubSpot (they set the back-off)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    since: int
+    times: int = Field(ge=1)
+    backoffs: int = Field(default=0, ge=0)
 
 
 class ScoreBatch(BaseModel):
     """A ScoreQueue body carrying up to EVENTS_PER_MESSAGE events; what ScoreQueue sends.
-    A body may also be one bare ScoreMessage; `score_messages` reads both."""
+    A body may also be one bare ScoreMessage; `read_score_batch` reads both."""
 
     model_config = ConfigDict(frozen=True)
 
     events: list[ScoreMessage] = Field(min_length=1, max_length=EVENTS_PER_MESSAGE)
+    deferral: Deferral | None = None  # set on bodies sent back while HubSpot was unavailable
+
+
+def read_score_batch(body: str) -> ScoreBatch:
+    """One ScoreQueue body; raises pydantic's ValidationError if unreadable."""
+    if '"events"' in body:
+        return ScoreBatch.model_validate_json(body)
+    return ScoreBatch(events=[ScoreMessage.model_validate_json(body)])
 
 
 def score_messages(body: str) -> list[ScoreMessage]:
     """The events in one ScoreQueue body; raises pydantic's ValidationError if unreadable."""
-    if '"events"' in body:
-        return list(ScoreBatch.model_validate_json(body).events)
-    return [ScoreMessage.model_validate_json(body)]
+    return list(read_score_batch(body).events)
 
 
 class EnqueueError(Exception):
@@ -91,11 +122,14 @@ class ScoreQueue:
         self._sender = BatchSender.sqs(queue_url, sqs_client, attempts=ENQUEUE_ATTEMPTS,
                                        workers=SEND_WORKERS, sleep=sleep)
 
-    def send(self, messages: Sequence[ScoreMessage]) -> int:
-        bodies = [ScoreBatch(events=list(messages[start:start + EVENTS_PER_MESSAGE]))
-                  .model_dump_json(exclude_none=True)
+    def send(self, messages: Sequence[ScoreMessage], *, delay_seconds: int = 0,
+             deferral: Deferral | None = None) -> int:
+        """`delay_seconds` and `deferral`: for bodies sent back to wait for HubSpot."""
+        bodies = [ScoreBatch(events=list(messages[start:start + EVENTS_PER_MESSAGE]),
+                             deferral=deferral).model_dump_json(exclude_none=True)
                   for start in range(0, len(messages), EVENTS_PER_MESSAGE)]
-        failed = self._sender.send([Outgoing(str(i), body) for i, body in enumerate(bodies)])
+        failed = self._sender.send([Outgoing(str(i), body, delay_seconds=delay_seconds)
+                                    for i, body in enumerate(bodies)])
         if failed:  # the delivery is answered 500, so HubSpot retries it
             raise EnqueueError(f"{len(failed)} of {len(bodies)} ScoreQueue messages not queued: "
                                f"{sorted(set(failed.values()))[0]}")
@@ -106,7 +140,7 @@ class DedupingScoreQueue:
     """Queues a delivery's messages at most once per DEDUPE_WINDOW_SECONDS (Powertools
     idempotency on DynamoDB).
 
-    The idempotency key is the delivery's set of events — (portalId, eventId) with contact and
+    The idempotency key is the delivery's set of events — each by its `event_key`, with its
     type — so HubSpot's retry of a delivery (same events, higher `attemptNumber`) is recognised
     as a whole, at two DynamoDB calls per delivery rather than per event: that is what keeps
     the acknowledgement within milliseconds for 100 events. If sending fails, Powertools
@@ -137,8 +171,8 @@ class DedupingScoreQueue:
         (Powertools then returns that delivery's stored result, whose `attempt` differs)."""
         if not messages:
             return 0
-        delivery = {"events": sorted({(m.portal_id, m.event_id, m.contact_id,
-                                       m.subscription_type) for m in messages})}
+        delivery = {"events": sorted({(m.event_key or "", m.subscription_type)
+                                      for m in messages})}
         attempt = uuid.uuid4().hex
         try:
             result = self._send_once(delivery=delivery, messages=messages, attempt=attempt)

@@ -39,6 +39,8 @@ class ScoreSettings(CommonSettings):
     score_dlq_url: str | None = None
     score_queue_max_receive_count: PositiveInt = 5
     score_queue_url: str | None = None  # re-scores after losing a race to a newer event
+    # How long a message may keep waiting for HubSpot (429/5xx) before it is dead-lettered.
+    score_max_wait_minutes: PositiveInt = 24 * 60
     watched_properties: frozenset[str] = frozenset()  # checked against the model's inputs
 
     _split_tiers = field_validator("enrich_tiers", mode="before")(comma_separated)

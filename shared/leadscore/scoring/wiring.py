@@ -30,6 +30,7 @@ from leadscore.hubspot.client import HubSpotClient, shared_budget
 from leadscore.messaging import DeadLetters
 from leadscore.model.contract import ScoringModel, load_model
 from leadscore.observability import count, hubspot_usage, logger
+from leadscore.scoring.deferral import Deferrals
 from leadscore.scoring.ledger import DynamoDBLedger
 from leadscore.scoring.pipeline import ScorePipeline
 from leadscore.scoring.queues import EnrichmentQueue, HotLeadAlerts, ScoreQueue
@@ -53,6 +54,7 @@ class _ScoreOutputs:
     enrichment: EnrichmentQueue | None
     dead_letters: DeadLetters | None
     requeue: ScoreQueue | None
+    deferrals: Deferrals | None
 
 
 class ScoreFunction:
@@ -86,6 +88,7 @@ class ScoreFunction:
 
     def _outputs(self) -> _ScoreOutputs:
         settings = self.settings()
+        requeue = ScoreQueue(settings.score_queue_url) if settings.score_queue_url else None
         return _ScoreOutputs(
             ledger=DynamoDBLedger(settings.ledger_table),
             hot_leads=HotLeadAlerts(settings.hot_leads_topic_arn)
@@ -95,7 +98,9 @@ class ScoreFunction:
             dead_letters=DeadLetters(settings.score_dlq_url,
                                      settings.score_queue_max_receive_count)
             if settings.score_dlq_url else None,
-            requeue=ScoreQueue(settings.score_queue_url) if settings.score_queue_url else None,
+            requeue=requeue,
+            deferrals=Deferrals(requeue, settings.score_max_wait_minutes * 60)
+            if requeue else None,
         )
 
     def _hubspot_client(self, token: str) -> Any:
@@ -115,7 +120,7 @@ class ScoreFunction:
             eraser=self._eraser(hubspot), purposes_property=settings.consent_purposes_property,
             retention_days=settings.retention_days, enrich_tiers=settings.enrich_tiers,
             hot_leads=outputs.hot_leads, enrichment=outputs.enrichment,
-            requeue=outputs.requeue,
+            requeue=outputs.requeue, deferrals=outputs.deferrals,
         )
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -130,7 +135,8 @@ class ScoreFunction:
         failed = outcome.failed_message_ids
         dead_letters = self.outputs().dead_letters
         if failed and dead_letters:
-            failed = dead_letters.route(event["Records"], failed, outcome.reasons)
+            failed = dead_letters.route(event["Records"], failed, outcome.reasons,
+                                        outcome.final)
         return process_partial_response(
             event=event, record_handler=partial(_raise_if_failed, failed=failed),
             processor=self.processor, context=context,

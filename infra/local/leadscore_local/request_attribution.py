@@ -1,0 +1,61 @@
+"""Which function made each HubSpot request, for the local stack's `/stats`.
+
+In AWS every function uses the app's one token, and HubSpot counts their requests together; so
+does the emulator (its `functions` client). Locally all functions share one process, so the
+stack can tell them apart: `FunctionRuntime.invoke` marks the invoking thread with the
+function's logical id, and every HTTP attempt a `leadscore.hubspot.client.RequestMeter` makes
+(retries included, as HubSpot counts them) is counted under it. HubSpot calls run on the
+invoking thread, so nothing is missed; attempts outside an invocation count as `other`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from leadscore.hubspot.client import RequestMeter
+
+_current = threading.local()
+
+
+class HubSpotRequestsByFunction:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._original: Any = None
+
+    def install(self) -> None:
+        """Counts every RequestMeter attempt of this process under the invoking function."""
+        if self._original is not None:
+            return
+        original = RequestMeter.before_request
+        attribution = self
+
+        def before_request(meter: RequestMeter, retry: bool = False) -> None:
+            with attribution._lock:
+                attribution.counts[getattr(_current, "function", None) or "other"] += 1
+            original(meter, retry)
+
+        self._original = original
+        RequestMeter.before_request = before_request  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            RequestMeter.before_request = self._original  # type: ignore[method-assign]
+            self._original = None
+
+    @contextmanager
+    def invoking(self, logical_id: str) -> Iterator[None]:
+        previous = getattr(_current, "function", None)
+        _current.function = logical_id
+        try:
+            yield
+        finally:
+            _current.function = previous
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
