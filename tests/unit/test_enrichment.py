@@ -182,9 +182,11 @@ def test_every_default_model_has_a_capability_entry_and_a_price():
     assert capabilities("apac.anthropic.claude-sonnet-5-5").forced_tool_choice is False
 
 
-def test_an_unknown_model_gets_the_request_every_model_accepts(emulator, llm):
+def test_a_model_without_a_capability_entry_gets_the_request_every_model_accepts(emulator, llm):
+    # Served by the API (and the emulator), unknown to MODEL_CAPABILITIES.
+    assert capabilities("claude-opus-4-6") not in MODEL_CAPABILITIES.values()
     emulator.override_tool_input(CONFIDENT)
-    enrich_contact(contact(), scored(), llm.model_copy(update={"model": "claude-future-9"}))
+    enrich_contact(contact(), scored(), llm.model_copy(update={"model": "claude-opus-4-6"}))
 
     (body,) = bodies(emulator)[:1]
     assert body["tool_choice"] == {"type": "auto"} and "thinking" not in body
