@@ -606,13 +606,13 @@ def queue_body(contact_id: str, tier: str = "warm") -> str:
 
 @dataclasses.dataclass
 class LongLambdaContext:
-    """The enrich function's own timeout (240 s): time for a batch's LLM calls."""
+    """The enrich function's own timeout (300 s): time for a batch's LLM calls."""
 
     function_name: str = "leadscore-test"
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:ap-south-1:123456789012:function:leadscore-test"
     aws_request_id: str = "req-1"
-    remaining_ms: int = 240_000
+    remaining_ms: int = 300_000
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
