@@ -206,7 +206,7 @@ def main() -> int:
           f"{figures['usd_per_1000_scored_cold_cache']:.4f} with a cold cache on every call; "
           f"target <= {TARGET_USD_PER_1000:.2f}: "
           f"{'met' if figures['target_met'] else 'NOT met'}")
-    for name, label in (("fast_model", "fast model, warm leads"),
+    for name, label in (("fast_model", "fast model, every tier"),
                         ("escalation_model_hot", "escalation model, hot leads"),
                         ("escalation_model_after_fast", "escalation model after the fast one")):
         print(f"    {label}: {figures[f'calls_{name}']} calls "
