@@ -7,8 +7,8 @@ Synthetic leads (realistic job titles, sources, engagement and free-text message
 `leadscore.cli.synthetic`, consent as it is distributed there) are created in the HubSpot emulator;
 the stack scores them, queues hot and warm leads with `ai_enrichment` consent (the default
 EnrichTiers) and the enrich function calls the emulator with the real prompt, tool schema and
-lead data, with the default models (warm leads on the fast model, its invalid or
-low-confidence answers escalated; hot leads straight on the escalation model).
+lead data, with the default models and routing (every tier on the fast model; the
+escalation model only after an answer still invalid after one retry, or a refusal).
 Token counts come from the emulator (characters / 4, not the real tokenizer) and are priced
 per model with `leadscore.enrichment.enrich.MODEL_PRICES`.
 
@@ -24,8 +24,8 @@ Three figures per 1,000 scored leads, all from the same run:
 - `usd_per_1000_scored_uncached`: every cached token priced as plain input (no caching at all);
 - `usd_per_1000_scored_cold_cache`: every call writes the prefix again (cache-write price),
   the worst case when leads trickle in less than once per 5 minutes per model.
-The breakdown by route (fast model; escalation model for hot leads; escalation model after an
-invalid or low-confidence fast answer) comes from the emulator's request log.
+The breakdown by route (fast model; escalation model) comes from the emulator's request log
+(`escalation_model_hot` stays 0 unless LLM_ESCALATE_ON includes `hot`).
 
 Loopback only; the stack stops when the script ends; every wait has a deadline. Prints a
 summary; writes a flat JSON object of figures (and `target_usd_per_1000_scored`) to --out.
@@ -85,23 +85,24 @@ def price(tokens: dict[str, int], model: str) -> tuple[float, float, float]:
 TIER_RE = re.compile(r'<model_score [^>]*tier="(\w+)"')
 
 
-def route_of(body: dict[str, Any], fast: str) -> str:
+def route_of(body: dict[str, Any], fast: str, hot_first: bool) -> str:
     """Which path through the escalation chain an answered request was on."""
     if body["model"] == fast:
         return "fast_model"
     tier = TIER_RE.search(body["messages"][0]["content"][0]["text"])
-    return "escalation_model_hot" if tier and tier.group(1) == "hot" \
+    return "escalation_model_hot" if hot_first and tier and tier.group(1) == "hot" \
         else "escalation_model_after_fast"
 
 
-def by_route(requests: list[dict[str, Any]], fast: str) -> dict[str, dict[str, Any]]:
+def by_route(requests: list[dict[str, Any]], fast: str,
+             hot_first: bool = False) -> dict[str, dict[str, Any]]:
     routes: dict[str, dict[str, Any]] = {}
     for request in requests:
         if request["status"] != 200 or not request.get("usage"):
             continue
         body = request["body"]
-        route = routes.setdefault(route_of(body, fast), {"calls": 0, "retries": 0, "usd": 0.0,
-                                                         "output_tokens": 0})
+        route = routes.setdefault(route_of(body, fast, hot_first),
+                                  {"calls": 0, "retries": 0, "usd": 0.0, "output_tokens": 0})
         route["calls"] += 1
         route["retries"] += len(body["messages"]) > 1
         route["usd"] += price(request["usage"], body["model"])[0]
@@ -205,7 +206,7 @@ def main() -> int:
           f"{figures['usd_per_1000_scored_cold_cache']:.4f} with a cold cache on every call; "
           f"target <= {TARGET_USD_PER_1000:.2f}: "
           f"{'met' if figures['target_met'] else 'NOT met'}")
-    for name, label in (("fast_model", "fast model, warm leads"),
+    for name, label in (("fast_model", "fast model, every tier"),
                         ("escalation_model_hot", "escalation model, hot leads"),
                         ("escalation_model_after_fast", "escalation model after the fast one")):
         print(f"    {label}: {figures[f'calls_{name}']} calls "

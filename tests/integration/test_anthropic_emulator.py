@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 from anthropic.types import Message, TextBlock, ToolUseBlock
 
-from leadscore_local.anthropic_emulator import AnthropicEmulator
+from leadscore_local.anthropic_answers import AnswerProfile
+from leadscore_local.anthropic_emulator import REFUSAL_TEST_STRING, AnthropicEmulator
 
 MODEL = "claude-haiku-4-5"
 
@@ -49,7 +50,8 @@ SCHEMA: dict[str, Any] = {
 }
 TOOL = {"name": "record", "description": "Record the answer.", "input_schema": SCHEMA}
 FORCE = {"type": "tool", "name": "record"}
-SYSTEM_CACHED = [{"type": "text", "text": "You qualify sales leads. " * 40,
+# Above Claude Haiku 4.5's documented caching minimum (4,096 tokens at ~4 characters a token).
+SYSTEM_CACHED = [{"type": "text", "text": "You qualify sales leads. " * 700,
                   "cache_control": {"type": "ephemeral"}}]
 
 
@@ -192,23 +194,62 @@ def test_cache_is_per_model_and_per_prefix(emulator):
     assert other_prefix.usage.cache_creation_input_tokens > 0
 
 
-def test_cache_control_on_a_tool_caches_the_tools(emulator):
-    sdk = client(emulator)
-    cached_tool = {**TOOL, "cache_control": {"type": "ephemeral"}}
-    first = ask(sdk, "one", tools=[cached_tool], tool_choice=FORCE)
-    second = ask(sdk, "two", tools=[cached_tool], tool_choice=FORCE)
+def test_cache_control_on_a_tool_caches_the_tools():
+    with AnthropicEmulator(min_cacheable_tokens=0) as any_length:  # the tool alone is short
+        sdk = client(any_length)
+        cached_tool = {**TOOL, "cache_control": {"type": "ephemeral"}}
+        first = ask(sdk, "one", tools=[cached_tool], tool_choice=FORCE)
+        second = ask(sdk, "two", tools=[cached_tool], tool_choice=FORCE)
 
     assert first.usage.cache_creation_input_tokens > 0
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
 
 
-def test_prefixes_below_the_minimum_are_not_cached():
+@pytest.mark.parametrize(("model", "cached"), [
+    ("claude-haiku-4-5", False),  # documented minimum 4,096 tokens
+    ("claude-sonnet-4-6", False),  # 2,048
+    ("claude-sonnet-4-5", True),  # 1,024
+    ("claude-haiku-5-5", True),  # 512
+])
+def test_each_model_caches_only_from_its_documented_minimum(emulator, model, cached):
+    # ~1,250 tokens: above the 5.5 models' and Sonnet 4.5's minimum, below Haiku 4.5's.
+    system = [{"type": "text", "text": "You qualify sales leads. " * 200,
+               "cache_control": {"type": "ephemeral"}}]
+    sdk = client(emulator)
+    thinking = {"thinking": {"type": "disabled"}} if model.endswith("5-5") else {}
+    usages = [sdk.messages.create(model=model, max_tokens=64, system=system,
+                                  messages=[{"role": "user", "content": f"lead {i}"}],
+                                  **thinking).usage for i in range(2)]
+
+    if cached:
+        assert usages[0].cache_creation_input_tokens > 1024
+        assert usages[1].cache_read_input_tokens == usages[0].cache_creation_input_tokens
+    else:  # silently billed as plain input, both counters at 0, as the API does
+        assert all(u.cache_creation_input_tokens == u.cache_read_input_tokens == 0
+                   for u in usages)
+        assert usages[1].input_tokens > 1024
+
+
+def test_min_cacheable_tokens_overrides_every_models_minimum():
     with AnthropicEmulator(min_cacheable_tokens=100_000) as strict:
         sdk = client(strict)
         for _ in range(2):
             message = ask(sdk, system=SYSTEM_CACHED)
             assert message.usage.cache_creation_input_tokens == 0
             assert message.usage.cache_read_input_tokens == 0
+
+
+@pytest.mark.parametrize("model", ["claude-future-9", "apac.anthropic.claude-sonnet-5-5",
+                                   "claude-haiku-5.5", "sonnet"])
+def test_a_model_the_api_does_not_serve_is_a_404_not_found_error(emulator, model):
+    with pytest.raises(anthropic.NotFoundError) as raised:
+        client(emulator).messages.create(model=model, max_tokens=64,
+                                         messages=[{"role": "user", "content": "hi"}])
+
+    assert raised.value.status_code == 404
+    assert raised.value.body == {"type": "error", "error": {"type": "not_found_error",
+                                                            "message": f"model: {model}"}}
+    assert emulator.stats()["tokens"]["input_tokens"] == 0  # nothing billed
 
 
 # ------------------------------------------------------------ authentication, validation
@@ -294,7 +335,7 @@ def create(sdk: anthropic.Anthropic, model: str, **extra: Any) -> Message:
     return sdk.messages.create(model=model, max_tokens=512, **extra)
 
 
-@pytest.mark.parametrize("model", [SONNET_5, "apac.anthropic.claude-sonnet-5-5"])
+@pytest.mark.parametrize("model", [SONNET_5])
 @pytest.mark.parametrize("choice", [FORCE, {"type": "any"}])
 def test_sonnet_5_5_rejects_forced_tool_use(emulator, model, choice):
     with pytest.raises(anthropic.BadRequestError, match="forced tool use is not supported") as e:
@@ -438,6 +479,29 @@ def test_faults_queue_in_order(emulator, fast_backoff):
     assert [r["status"] for r in emulator.requests] == [429, 529, 200]
 
 
+def test_refusal_fault_answers_200_with_stop_reason_refusal_and_no_content(emulator):
+    emulator.inject_fault("refusal", 1)
+    refused = ask(client(emulator), tools=[TOOL], tool_choice=FORCE)
+    after = ask(client(emulator), tools=[TOOL], tool_choice=FORCE)
+
+    # As Anthropic documents a refusal before any output: HTTP 200, no content, the reason in
+    # stop_reason and stop_details, the input billed and no output.
+    assert refused.stop_reason == "refusal" and refused.content == []
+    assert refused.stop_details is not None and refused.stop_details.type == "refusal"
+    assert refused.stop_details.category == "general_harms"
+    assert refused.usage.input_tokens > 0 and refused.usage.output_tokens == 0
+    assert after.stop_reason == "tool_use" and after.stop_details is None
+    assert [r["fault"] for r in emulator.requests] == ["refusal", None]
+
+
+def test_anthropics_refusal_test_string_is_refused_every_time(emulator):
+    text = f"Lead message: {REFUSAL_TEST_STRING}"
+    answers = [ask(client(emulator), text, tools=[TOOL], tool_choice=FORCE) for _ in range(2)]
+
+    assert [a.stop_reason for a in answers] == ["refusal", "refusal"]
+    assert ask(client(emulator)).stop_reason == "end_turn"
+
+
 def test_unknown_fault_kind_is_refused(emulator):
     with pytest.raises(ValueError, match="unknown fault"):
         emulator.inject_fault(418, 1)
@@ -522,3 +586,60 @@ def test_tool_input_override_pins_fields(emulator):
 
     assert pinned.content[0].input["summary"] == "Pinned summary"
     assert after.content[0].input["summary"] != "Pinned summary"
+
+
+# ---------------------------------------------------------------- the answer profile
+
+ASSESSMENT = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "fit_summary": {"type": "string", "minLength": 1, "maxLength": 400},
+        "red_flags": {"type": "array", "items": {"type": "string", "maxLength": 120},
+                      "maxItems": 5},
+        "confidence": {"type": "string", "enum": ["low", "medium", "high"]},
+    },
+    "required": ["fit_summary", "red_flags", "confidence"],
+}
+ASSESS = {"name": "assess", "description": "Assess.", "input_schema": ASSESSMENT}
+
+
+def answers(emulator: AnthropicEmulator, count: int) -> list[dict[str, Any]]:
+    sdk = client(emulator)
+    return [ask(sdk, f"lead number {i} wants pricing", tools=[ASSESS],
+                tool_choice={"type": "tool", "name": "assess"}).content[0].input
+            for i in range(count)]
+
+
+def test_default_profile_shares_and_lengths_are_as_documented(emulator):
+    found = answers(emulator, 200)
+    low = sum(a["confidence"] == "low" for a in found) / len(found)
+    flagged = sum(bool(a["red_flags"]) for a in found) / len(found)
+    mean_summary = sum(len(a["fit_summary"]) for a in found) / len(found)
+
+    profile = AnswerProfile()
+    assert abs(low - profile.low_confidence_share) < 0.08
+    assert abs(flagged - profile.red_flag_share) < 0.08
+    assert all(len(a["red_flags"]) <= 2 for a in found)
+    # Half of the 400-character cap on average (words are cut at a boundary: a little less).
+    assert 0.4 * 400 <= mean_summary <= 0.5 * 400
+
+
+def test_profile_over_http_changes_shares_and_length(emulator):
+    status, _, answer = raw_post(emulator.url + "/_emulator/profile", {
+        "low_confidence_share": 1, "red_flag_share": 0, "answer_length": 0.1}, {})
+    assert status == 200 and answer["profile"]["answer_length"] == 0.1
+    found = answers(emulator, 20)
+
+    assert all(a["confidence"] == "low" and a["red_flags"] == [] for a in found)
+    assert all(len(a["fit_summary"]) <= 0.1 * 400 * 1.4 for a in found)
+    assert raw_post(emulator.url + "/_emulator/profile", {"answer_length": 0}, {})[0] == 400
+    assert raw_post(emulator.url + "/_emulator/profile", {"speed": 1}, {})[0] == 400
+
+
+def test_profile_latency_holds_each_answer_back_by_its_length(emulator):
+    emulator.profile = AnswerProfile(first_token_seconds=0.05, output_tokens_per_second=2000)
+    message = ask(client(emulator))
+
+    (record,) = emulator.requests
+    assert record["delay_seconds"] == 0.05 + message.usage.output_tokens / 2000
+    assert AnswerProfile().seconds_for(500) == 0  # tests answer at once by default

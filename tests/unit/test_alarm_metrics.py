@@ -26,7 +26,7 @@ from test_dpdp_handlers import aws  # noqa: F401  (fixture: the DPDP jobs' moto 
 from test_enrichment import queue_body, sqs_event
 
 from leadscore.dpdp.sweep import SsmSweepCursor
-from leadscore.enrichment.worker import DailyBudget
+from leadscore.enrichment.budget import DailyBudget
 from leadscore.hubspot.client import HubSpotBatchError
 
 NOW = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)

@@ -32,6 +32,7 @@ from leadscore.enrichment.assessment import (
     assessment_tool,
     review_reasons,
 )
+from leadscore.enrichment.budget import DailyBudget, seconds_until_next_day
 from leadscore.enrichment.conversation import EnrichmentError
 from leadscore.enrichment.enrich import (
     BudgetExhausted,
@@ -57,14 +58,14 @@ from leadscore.enrichment.prompt import (
     load_prompt,
 )
 from leadscore.enrichment.redaction import clean_output
-from leadscore.enrichment.worker import DailyBudget, seconds_until_next_day
 from leadscore.personal_data import redact_free_text as redact
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 
 PRIMARY, ESCALATION = DEFAULT_MODELS["anthropic"]
 WRITTEN = {"ai_lead_summary", "ai_lead_next_action", "ai_lead_needs_review",
-           "ai_lead_review_reason"}
+           "ai_lead_review_reason", "ai_lead_enrichment_basis", "ai_lead_enriched_at"}
 EMAIL, PHONE, AADHAAR = "priya.sharma@acme-widgets.in", "+91 98765 43210", "2345 6789 0123"
+NOW = datetime(2025, 1, 15, 10, 5, tzinfo=UTC)
 CONFIDENT = {"confidence": "high", "red_flags": [],
              "bant": {name: {"level": "medium", "evidence": None}
                       for name in ("budget", "authority", "need", "timeline")}}
@@ -161,18 +162,18 @@ def test_second_contact_reads_the_prompt_from_the_cache(emulator, llm):
 
 
 def test_sonnet_5_5_is_asked_with_auto_tool_choice_and_no_up_front_thinking(emulator, llm):
-    emulator.override_tool_input({**CONFIDENT, "confidence": "low"})
-    emulator.override_tool_input(CONFIDENT)
+    emulator.inject_fault("malformed", 2)  # two invalid answers from the fast model
+    emulator.override_tool_input(CONFIDENT, count=3)
     result = enrich_contact(contact(), scored(), llm)
 
-    fast, strong = bodies(emulator)
+    fast, _, strong = bodies(emulator)
     assert strong["model"] == ESCALATION == "claude-sonnet-5-5"
     assert strong["tool_choice"] == {"type": "auto"}  # forced tool use is a 400 there
     assert strong["thinking"] == {"type": "between_tools"}  # "disabled" is a 400 there
     assert "record_lead_assessment tool, once" in strong["messages"][0]["content"][0]["text"]
     assert strong["system"] == fast["system"] and strong["tools"] == fast["tools"]
     assert result.answered_by == ESCALATION and result.escalated
-    assert [call.outcome for call in result.calls] == ["valid", "valid"]
+    assert [call.outcome for call in result.calls] == ["invalid", "invalid", "valid"]
 
 
 def test_every_default_model_has_a_capability_entry_and_a_price():
@@ -183,9 +184,11 @@ def test_every_default_model_has_a_capability_entry_and_a_price():
     assert capabilities("apac.anthropic.claude-sonnet-5-5").forced_tool_choice is False
 
 
-def test_an_unknown_model_gets_the_request_every_model_accepts(emulator, llm):
+def test_a_model_without_a_capability_entry_gets_the_request_every_model_accepts(emulator, llm):
+    # Served by the API (and the emulator), unknown to MODEL_CAPABILITIES.
+    assert capabilities("claude-opus-4-6") not in MODEL_CAPABILITIES.values()
     emulator.override_tool_input(CONFIDENT)
-    enrich_contact(contact(), scored(), llm.model_copy(update={"model": "claude-future-9"}))
+    enrich_contact(contact(), scored(), llm.model_copy(update={"model": "claude-opus-4-6"}))
 
     (body,) = bodies(emulator)[:1]
     assert body["tool_choice"] == {"type": "auto"} and "thinking" not in body
@@ -207,7 +210,8 @@ def test_the_emulator_rejects_requests_the_models_reject(emulator, llm, monkeypa
 
     assert isinstance(raised.value.__cause__, anthropic.BadRequestError)
     assert message in str(raised.value.__cause__)
-    assert not raised.value.final  # not an answer problem: SQS retries, then the DLQ
+    assert raised.value.final  # the API rejects the request itself: no retry can help
+    assert len(emulator.requests) == 1  # and no other model is tried
 
 
 # ---------------------------------------------------- invalid output, retry, escalation
@@ -253,30 +257,38 @@ def test_no_valid_answer_raises_a_dlq_bound_error_with_the_reason(emulator, llm)
     assert EMAIL not in error.reason and "Priya" not in error.reason
 
 
-def test_low_confidence_answer_is_escalated(emulator, llm):
+@pytest.mark.parametrize("tier", ["hot", "warm"])
+def test_every_tier_starts_on_the_fast_model_and_low_confidence_is_flagged_not_escalated(
+        emulator, llm, tier):
     emulator.override_tool_input({**CONFIDENT, "confidence": "low"})
-    emulator.override_tool_input(CONFIDENT)
-    result = enrich_contact(contact(), scored(), llm)
+    result = enrich_contact(contact(), scored(tier=tier, score=91), llm)
 
-    assert [body["model"] for body in bodies(emulator)] == [PRIMARY, ESCALATION]
-    assert result.answered_by == ESCALATION and result.assessment.confidence == "high"
+    assert [body["model"] for body in bodies(emulator)] == [PRIMARY]  # no second answer bought
+    assert result.answered_by == PRIMARY and not result.escalated
+    assert result.needs_review and result.review_reason == "LLM confidence is low"
+    assert result.properties["ai_lead_needs_review"] == "true"
+    assert result.properties["ai_lead_review_reason"] == "LLM confidence is low"
 
 
-def test_hot_leads_go_straight_to_the_escalation_model(emulator, llm):
+def test_an_operator_can_escalate_low_confidence_and_start_hot_leads_on_the_strong_model(
+        emulator, llm):
+    routed = llm.model_copy(update={"escalate_on": frozenset({"low_confidence", "hot"})})
     emulator.override_tool_input({**CONFIDENT, "confidence": "low"})
-    result = enrich_contact(contact(), scored(tier="hot", score=91), llm)
+    emulator.override_tool_input(CONFIDENT, count=2)
+    warm = enrich_contact(contact(), scored(contact_id="1"), routed)
+    hot = enrich_contact(contact(), scored(tier="hot", score=91, contact_id="2"), routed)
 
-    assert [body["model"] for body in bodies(emulator)] == [ESCALATION]  # no fast call first
-    assert result.answered_by == ESCALATION and not result.escalated
-    assert result.needs_review  # low confidence from the strong model: a rep looks at it
+    assert [body["model"] for body in bodies(emulator)] == [PRIMARY, ESCALATION, ESCALATION]
+    assert warm.answered_by == ESCALATION and warm.assessment.confidence == "high"
+    assert hot.answered_by == ESCALATION and not hot.escalated
 
 
-def test_a_hot_lead_gets_one_retry_on_the_escalation_model_then_fails(emulator, llm):
-    emulator.inject_fault("malformed", 2)
+def test_a_lead_whose_answers_stay_invalid_ends_after_three_calls(emulator, llm):
+    emulator.inject_fault("malformed", 5)
     with pytest.raises(EnrichmentError, match=f"invalid_output: {ESCALATION}: ") as raised:
         enrich_contact(contact(), scored(tier="hot", score=91), llm)
 
-    assert [body["model"] for body in bodies(emulator)] == [ESCALATION, ESCALATION]
+    assert [body["model"] for body in bodies(emulator)] == [PRIMARY, PRIMARY, ESCALATION]
     assert raised.value.final
 
 
@@ -342,11 +354,12 @@ def assessment(**overrides: Any) -> dict[str, Any]:
 def test_failed_escalation_keeps_the_fast_models_valid_answer():
     timeout = anthropic.APITimeoutError(request=httpx2.Request("POST", "https://x/v1/messages"))
     client = ScriptedClient(tool_answer(assessment(confidence="low")), timeout)
-    settings = LlmSettings(provider="anthropic", api_key="k")
+    settings = LlmSettings(provider="anthropic", api_key="k",
+                           escalate_on=frozenset({"low_confidence"}))
     result = enrich_contact(contact(), scored(), settings, lambda _: client)
 
     assert result.status == "enriched" and result.answered_by == PRIMARY
-    assert not result.escalated
+    assert result.escalated  # the stronger model was asked; its failure is recorded
     assert [call.outcome for call in result.calls] == ["valid", "api_error"]
     assert [request["model"] for request in client.requests] == [PRIMARY, ESCALATION]
 
@@ -489,7 +502,8 @@ def test_without_an_llm_a_labelled_rule_based_summary_is_written(settings):
     def no_client(_: LlmSettings) -> Any:
         raise AssertionError("no LLM should be called")
 
-    result = enrich_contact(contact(), scored(tier="hot", score=88), settings, no_client)
+    result = enrich_contact(contact(), scored(tier="hot", score=88), settings, no_client,
+                            now=NOW)
 
     assert result.status == "auto_summary" and result.calls == []
     summary = result.properties["ai_lead_summary"]
@@ -503,8 +517,9 @@ def test_without_an_llm_a_labelled_rule_based_summary_is_written(settings):
 
 def test_auto_summary_is_deterministic_and_still_needs_consent():
     off = LlmSettings(provider="off")
-    first = enrich_contact(contact(), scored(), off)
-    assert enrich_contact(contact(), scored(), off) == first
+    first = enrich_contact(contact(), scored(), off, now=NOW)
+    assert enrich_contact(contact(), scored(), off, now=NOW) == first
+    assert first.properties["ai_lead_enriched_at"] == "2025-01-15T10:05:00.000Z"
     skipped = enrich_contact(contact(dpdp_consent_purposes="lead_scoring"), scored(), off)
     assert skipped.status == "skipped_no_consent"
 
@@ -590,6 +605,25 @@ def queue_body(contact_id: str, tier: str = "warm") -> str:
                        "model_version": "lgbm-2025.1", "scored_at": "2025-01-15T10:00:00Z"})
 
 
+@dataclasses.dataclass
+class LongLambdaContext:
+    """The enrich function's own timeout (300 s): time for a batch's LLM calls."""
+
+    function_name: str = "leadscore-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:ap-south-1:123456789012:function:leadscore-test"
+    aws_request_id: str = "req-1"
+    remaining_ms: int = 300_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def lambda_context() -> LongLambdaContext:
+    return LongLambdaContext()
+
+
 @pytest.fixture
 def enrich_app(aws_env, monkeypatch, kit, emulator):
     for name, value in {
@@ -614,12 +648,12 @@ def test_handler_enriches_consenting_contacts_and_reports_failures(enrich_app, e
     event = sqs_event(queue_body("1"), queue_body("2"), queue_body("404"), "not json")
     response = app.lambda_handler(event, lambda_context)
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": "m3"}]}
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m3"}]}  # no DLQ configured
     assert [list(update) for update in hubspot.updates] == [["1"]]
     assert set(hubspot.updates[0]["1"]) == WRITTEN
     assert hubspot.contacts["2"].get("ai_lead_summary") is None
     assert len(emulator.requests) == 1  # contact 2 has no ai_enrichment consent, 404 is gone
-    assert hubspot.reads == [["1"], ["2"], ["404"]]  # one fresh read per message
+    assert hubspot.reads == [["1", "2", "404"]]  # one batch read for the whole batch
 
 
 def test_handler_fails_the_record_when_no_valid_answer_comes(enrich_app, emulator,
@@ -824,7 +858,7 @@ def drain(sqs, url: str) -> list[dict[str, Any]]:
 def test_handler_reads_criteria_from_ssm_and_falls_back_on_a_broken_edit(
         queues, enrich_app, emulator, lambda_context, capsys):
     _, ssm, _ = queues
-    app, _ = enrich_app
+    app, hubspot = enrich_app
     ssm.put_parameter(Name="/leadscore/test/enrichment/qualification-criteria",
                       Value=CRITERIA, Type="String", Overwrite=True)
     app.lambda_handler(sqs_event(queue_body("1")), lambda_context)
@@ -833,6 +867,7 @@ def test_handler_reads_criteria_from_ssm_and_falls_back_on_a_broken_edit(
     ssm.put_parameter(Name="/leadscore/test/enrichment/qualification-criteria",
                       Value="criteria without a version header", Type="String", Overwrite=True)
     parameters.clear_caches()  # as when the TTL has passed
+    hubspot.contacts["1"]["message"] = "A new question about pricing."  # worth a new answer
     assert app.lambda_handler(sqs_event(queue_body("1")), lambda_context) == {
         "batchItemFailures": []}
     assert bodies(emulator)[-1]["system"][0]["text"] == default_prompt().text
@@ -907,10 +942,15 @@ def test_a_message_delivered_twice_is_enriched_once_and_a_deferred_one_is_not_ma
     assert len(emulator.requests) == 1 and len(hubspot.updates) == 1
 
     rescored = json.loads(queue_body("1")) | {"scored_at": "2025-01-16T09:00:00Z"}
-    app.lambda_handler(sqs_event(json.dumps(rescored)), lambda_context)  # a new score: again
+    app.lambda_handler(sqs_event(json.dumps(rescored)), lambda_context)  # same data: not again
+    assert len(emulator.requests) == 1 and len(hubspot.updates) == 1
+    hubspot.contacts["1"]["hs_analytics_num_visits"] = "30"  # 14 → 30: twice as engaged
+    rescored["scored_at"] = "2025-01-16T10:00:00Z"
+    app.lambda_handler(sqs_event(json.dumps(rescored)), lambda_context)  # a material change
     assert len(emulator.requests) == 2 and len(hubspot.updates) == 2
 
     # Over budget: deferred, and the deferral must not count as "done" for this score.
+    hubspot.contacts["1"]["message"] = "Budget approved."
     later = json.dumps(rescored | {"scored_at": "2025-01-17T09:00:00Z"})
     monkeypatch.setenv("LLM_DAILY_BUDGET_USD", "0.01")
     app.function.settings.cache_clear()

@@ -223,7 +223,7 @@ def test_sqs_event_sources_report_partial_failures(
     assert source["Queue"] == {"Fn::GetAtt": [queue_id, "Arn"]}
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert source["ScalingConfig"]["MaximumConcurrency"] >= 2
-    expected_batch = {"ScoreFunction": 100, "EnrichFunction": 1}[consumer]
+    expected_batch = {"ScoreFunction": 100, "EnrichFunction": 100}[consumer]
     assert source["BatchSize"] == expected_batch
     if source["BatchSize"] > 10:  # required by SQS for batches above 10
         assert source["MaximumBatchingWindowInSeconds"] >= 1

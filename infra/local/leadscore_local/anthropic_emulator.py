@@ -1,34 +1,41 @@
 """A local stand-in for the Anthropic Messages API (`POST /v1/messages`), for tests and the stack.
 
-It answers with the real response shape (content blocks, `tool_use`, `stop_reason`, `usage`
-including prompt-cache counters) so the official `anthropic` SDK parses it unchanged, and its
-answers are deterministic: the same request always yields the same content, derived from a hash
-of the request. Forced tool use (`tool_choice: {"type": "tool", ...}`) yields a `tool_use` block
-whose `input` conforms to the tool's `input_schema`, with strings built from words of the input.
+It answers with the real response shape (content blocks, `tool_use`, `stop_reason`,
+`stop_details`, `usage` including prompt-cache counters) so the official `anthropic` SDK parses
+it unchanged, and its answers are deterministic: the same request always yields the same
+content, derived from a hash of the request. Forced tool use (`tool_choice: {"type": "tool",
+...}`) yields a `tool_use` block whose `input` conforms to the tool's `input_schema`, with
+strings built from words of the input and shaped by an `AnswerProfile` (low-confidence and
+red-flag shares, answer length, latency: `anthropic_answers`, which says why each default).
+
+Models (`anthropic_models`): only the ids the API serves are answered; any other id is a 404
+`not_found_error` (`model: <id>`), as the real API answers. Each model caches a marked prefix
+only from its documented minimum length on, and enforces its documented request rules with a
+400 `invalid_request_error` (5.x: no sampling parameters, no prefill, adaptive thinking unless
+turned off, no thinking with a forced tool choice; Sonnet 5.5: no forced tool choice at all and
+`between_tools` as its lowest thinking setting). An answer with thinking on starts with a
+`thinking` block, billed as output tokens.
 
 Faults for the next N requests, from tests (`inject_fault`) or over HTTP (`POST /_emulator/faults`):
 429 `rate_limit_error` (with `retry-after`), 500 `api_error`, 529 `overloaded_error`, `"timeout"`
-(the answer comes only after `slow_response_seconds`, longer than a client's timeout) and
+(the answer comes only after `slow_response_seconds`, longer than a client's timeout),
 `"malformed"` (a `tool_use` input that breaks its schema: a required field missing, another of
-the wrong type). Admin: `GET /_emulator/stats`, `GET /_emulator/requests`, `POST /_emulator/reset`,
-`POST /_emulator/tool_input` (pin fields of the next tool inputs, e.g. a confidence level).
+the wrong type) and `"refusal"`: a 200 answer with `stop_reason: "refusal"`, no content and
+`stop_details` naming the category, the input billed and no output, as Anthropic documents a
+refusal before any output. A prompt containing Anthropic's documented test string
+(`REFUSAL_TEST_STRING`) is refused every time, as the real API refuses it.
+Admin: `GET /_emulator/stats`, `GET /_emulator/requests`, `POST /_emulator/reset`,
+`POST /_emulator/tool_input` (pin fields of the next tool inputs, e.g. a confidence level),
+`POST /_emulator/profile` (change the answer profile: shares, length, latency).
 
-Model rules the real API enforces with a 400 `invalid_request_error` (`model_rules`): on 5.x
-models (Claude Haiku 5.5, Sonnet 5.5, ...) `temperature`/`top_p`/`top_k`, an assistant prefill
-and `thinking: {"type": "enabled", ...}` are rejected, and adaptive thinking is on unless the
-request turns it off; thinking (asked for or on by default) together with a forced tool choice
-(`tool`/`any`) is rejected; Claude Sonnet 5.5 rejects any forced tool choice and
-`thinking: {"type": "disabled"}` (its lowest setting is `between_tools`). An answer with
-thinking on starts with a `thinking` block, billed as output tokens.
-
-Not emulated: streaming, server tools, batches, token counting, other model names (any is
-accepted, with no model rules). Token counts are an estimate (characters / 4), not the real
-tokenizer.
+Not emulated: streaming, server tools, batches, token counting, server-side fallback. Token
+counts are an estimate (characters / 4), not the real tokenizer.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -42,6 +49,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from leadscore_local.anthropic_answers import AnswerProfile, SchemaFaker, corrupt
+from leadscore_local.anthropic_models import (
+    KNOWN_MODELS,
+    RequestError,
+    model_not_found,
+    thinking_mode,
+    validate_model_rules,
+)
+from leadscore_local.anthropic_models import invalid as _fail
+
 FAULT_KINDS: dict[int | str, tuple[int, str, str]] = {
     # kind → (HTTP status, error.type, error.message) as the API reports them
     429: (429, "rate_limit_error",
@@ -49,7 +66,12 @@ FAULT_KINDS: dict[int | str, tuple[int, str, str]] = {
     500: (500, "api_error", "Internal server error"),
     529: (529, "overloaded_error", "Overloaded"),
 }
-BEHAVIOUR_FAULTS = ("timeout", "malformed")
+BEHAVIOUR_FAULTS = ("timeout", "malformed", "refusal")
+# Anthropic's documented prompt for testing refusal handling: always refused.
+REFUSAL_TEST_STRING = ("ANTHROPIC_MAGIC_STRING_TRIGGER_REFUSAL_1FAEFB6177B4672DEE07F9D3AFC62588"
+                       "CCD2631EDCF22E8CCC1FB35B501C9C86")
+REFUSAL_DETAILS = {"type": "refusal", "category": "general_harms",
+                   "explanation": "This request was declined by a safety classifier."}
 TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 CACHE_TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 MAX_CACHE_BREAKPOINTS = 4
@@ -57,17 +79,6 @@ STOPWORDS = frozenset({"the", "and", "for", "are", "but", "not", "you", "all", "
                        "her", "was", "one", "our", "out", "has", "his", "how", "its", "who",
                        "did", "get", "may", "him", "she", "use", "that", "with", "this", "from",
                        "they", "will", "have", "your", "into", "than", "then", "them", "were"})
-FALLBACK_WORDS = ("lead", "interest", "product", "team", "evaluation", "pricing", "demo",
-                  "timeline", "budget", "fit", "follow", "call")
-
-
-class RequestError(Exception):
-    """A request the API would reject: becomes `{"type": "error", "error": {...}}`."""
-
-    def __init__(self, status: int, error_type: str, message: str):
-        super().__init__(message)
-        self.status, self.error_type, self.message = status, error_type, message
-
 
 @dataclass
 class _Segment:
@@ -142,68 +153,9 @@ def _segments(body: dict[str, Any]) -> list[_Segment]:
 # ------------------------------------------------------------------ request validation
 
 
-def _fail(message: str) -> RequestError:
-    return RequestError(400, "invalid_request_error", message)
-
-
-def model_family(model: str) -> str:
-    """`apac.anthropic.claude-haiku-5-5-v1:0`, `claude-haiku-4-5-20251001` → the family."""
-    family = re.sub(r"^(?:[a-z-]+\.)?anthropic\.", "", model.lower())
-    family = re.sub(r"-v\d+(?::\d+)?$", "", family)
-    return re.sub(r"(?:-|@)\d{8}$", "", family)
-
-
-# Families whose behaviour differs from the 4.x defaults (see the module docstring).
-NO_FORCED_TOOL_CHOICE = frozenset({"claude-sonnet-5-5"})
-BETWEEN_TOOLS_THINKING = frozenset({"claude-sonnet-5-5"})  # "disabled" is rejected there
-SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
-
-
-def is_5x(model: str) -> bool:
-    match = re.match(r"claude-[a-z]+-(\d+)", model_family(model))
-    return match is not None and int(match.group(1)) >= 5
-
-
-def thinking_mode(body: dict[str, Any]) -> str:
-    """The thinking the request runs with: 5.x models think adaptively unless told not to."""
-    thinking = body.get("thinking")
-    if isinstance(thinking, dict) and isinstance(thinking.get("type"), str):
-        return thinking["type"]
-    return "adaptive" if is_5x(body["model"]) else "disabled"
-
-
-def validate_model_rules(body: dict[str, Any]) -> None:
-    """What a model rejects although the request is well-formed (raises RequestError)."""
-    family, choice = model_family(body["model"]), body.get("tool_choice") or {}
-    forced = isinstance(choice, dict) and choice.get("type") in ("tool", "any")
-    thinking = body.get("thinking")
-    if thinking is not None:
-        allowed = (("adaptive", "between_tools") if family in BETWEEN_TOOLS_THINKING
-                   else ("adaptive", "disabled") if is_5x(body["model"])
-                   else ("enabled", "adaptive", "disabled"))
-        kind = thinking.get("type") if isinstance(thinking, dict) else None
-        if kind not in allowed:
-            hint = " Use thinking.type 'between_tools' to turn off up-front thinking." \
-                if kind == "disabled" else ""
-            raise _fail(f"thinking.type: '{kind}' is not supported for this model; expected "
-                        f"one of {', '.join(repr(a) for a in allowed)}.{hint}")
-    if is_5x(body["model"]):
-        for name in SAMPLING_PARAMETERS:
-            if name in body:
-                raise _fail(f"{name}: sampling parameters are not supported for this model")
-        messages = body.get("messages") or []
-        if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant":
-            raise _fail("This model does not support assistant message prefill. The "
-                        "conversation must end with a user message.")
-    if forced and family in NO_FORCED_TOOL_CHOICE:
-        raise _fail("tool_choice: forced tool use is not supported for this model; use "
-                    "tool_choice 'auto' (or 'none').")
-    if forced and thinking_mode(body) in ("enabled", "adaptive"):
-        raise _fail("Thinking may not be enabled when tool_choice forces tool use.")
-
-
-def validate_request(body: Any) -> None:
-    """The checks the API makes before generating; raises RequestError (400) on the first."""
+def validate_request(body: Any, models: dict[str, int] | None = None) -> None:
+    """The checks the API makes before generating; raises RequestError (400, or 404 for a
+    model it does not serve) on the first."""
     if not isinstance(body, dict):
         raise _fail("Request body must be a JSON object")
     if not isinstance(body.get("model"), str) or not body["model"]:
@@ -213,6 +165,8 @@ def validate_request(body: Any) -> None:
         raise _fail("max_tokens: Field required")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise _fail("max_tokens: Input should be an integer greater than or equal to 1")
+    if body["model"] not in (KNOWN_MODELS if models is None else models):
+        raise model_not_found(body["model"])
     if body.get("stream"):
         raise _fail("stream: streaming is not supported by the local emulator")
     temperature = body.get("temperature")
@@ -319,167 +273,6 @@ def _validate_messages(messages: Any) -> None:
                                  if block["type"] == "tool_use"}
 
 
-# ----------------------------------------------------------------- deterministic content
-
-
-class SchemaFaker:
-    """Generates a value that conforms to a JSON schema, deterministically from `rng`.
-
-    Covers what tool schemas use: objects (required and optional properties), arrays
-    (min/maxItems, uniqueItems), strings (enum, const, min/maxLength, a few formats),
-    integers and numbers (bounds), booleans, null, `anyOf`/`oneOf`/`allOf`, `$ref` into
-    `$defs`/`definitions`, and type lists such as `["string", "null"]`. `pattern` is not honoured.
-    """
-
-    max_depth = 8
-
-    def __init__(self, root: dict[str, Any], rng: random.Random, words: list[str]):
-        self.root, self.rng, self.words = root, rng, words or list(FALLBACK_WORDS)
-
-    def value(self, schema: Any, depth: int = 0) -> Any:
-        schema = self._resolve(schema if isinstance(schema, dict) else {})
-        if "const" in schema:
-            return copy.deepcopy(schema["const"])
-        if "enum" in schema:
-            return copy.deepcopy(self.rng.choice(schema["enum"]))
-        if "allOf" in schema:
-            merged = {key: value for key, value in schema.items() if key != "allOf"}
-            for part in schema["allOf"]:
-                merged.update(self._resolve(part))
-            return self.value(merged, depth)
-        for key in ("anyOf", "oneOf"):
-            if key in schema:
-                return self.value(self._pick_branch(schema[key]), depth)
-        kind = schema.get("type")
-        if isinstance(kind, list):
-            kind = self._pick_type(kind)
-        if kind is None:
-            kind = "object" if "properties" in schema else "string"
-        if depth >= self.max_depth:  # a recursive schema: stop with the smallest valid value
-            return {"object": {}, "array": [], "null": None}.get(kind, self._scalar(kind, schema))
-        if kind == "object":
-            return self._object(schema, depth)
-        if kind == "array":
-            return self._array(schema, depth)
-        return self._scalar(kind, schema)
-
-    def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
-        seen = 0
-        while "$ref" in schema and seen < 32:
-            target: Any = self.root
-            for part in schema["$ref"].lstrip("#/").split("/"):
-                target = target[part.replace("~1", "/").replace("~0", "~")]
-            extra = {key: value for key, value in schema.items() if key != "$ref"}
-            schema = {**target, **extra}
-            seen += 1
-        return schema
-
-    def _pick_branch(self, branches: list[Any]) -> Any:
-        resolved = [self._resolve(branch) for branch in branches]
-        real = [branch for branch in resolved if branch.get("type") != "null"]
-        if real and len(real) < len(resolved):  # nullable: mostly answer with a value
-            return self.rng.choice(real) if self.rng.random() < 0.75 else {"type": "null"}
-        return self.rng.choice(resolved)
-
-    def _pick_type(self, kinds: list[str]) -> str:
-        real = [kind for kind in kinds if kind != "null"]
-        if real and (len(real) == len(kinds) or self.rng.random() < 0.75):
-            return self.rng.choice(real)
-        return "null"
-
-    def _object(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
-        required = set(schema.get("required") or [])
-        result: dict[str, Any] = {}
-        for name, sub in (schema.get("properties") or {}).items():
-            if name in required or self.rng.random() < 0.5:
-                result[name] = self.value(sub, depth + 1)
-        return result
-
-    def _array(self, schema: dict[str, Any], depth: int) -> list[Any]:
-        low = int(schema.get("minItems", 0))
-        high = int(schema.get("maxItems", max(low, 3)))
-        count = self.rng.randint(max(low, min(1, high)), max(low, min(high, 3)))
-        items: list[Any] = []
-        for _ in range(count * 4):  # uniqueItems may need a few more draws
-            if len(items) == count:
-                break
-            item = self.value(schema.get("items", {}), depth + 1)
-            if schema.get("uniqueItems") and item in items:
-                continue
-            items.append(item)
-        return items
-
-    def _scalar(self, kind: str, schema: dict[str, Any]) -> Any:
-        if kind == "string":
-            return self._string(schema)
-        if kind in ("integer", "number"):
-            low = schema.get("minimum", schema.get("exclusiveMinimum"))
-            high = schema.get("maximum", schema.get("exclusiveMaximum"))
-            if low is None:
-                low = 0 if high is None or high >= 0 else high - 100
-            if high is None:
-                high = low + 100
-            if kind == "integer":
-                low = math.ceil(low) + (1 if "exclusiveMinimum" in schema else 0)
-                high = math.floor(high) - (1 if "exclusiveMaximum" in schema else 0)
-                return self.rng.randint(low, max(low, high))
-            return round(self.rng.uniform(low, high), 2)
-        if kind == "boolean":
-            return self.rng.random() < 0.5
-        return None
-
-    def _string(self, schema: dict[str, Any]) -> str:
-        fmt = schema.get("format")
-        if fmt == "date-time":
-            return "2025-01-15T10:00:00Z"
-        if fmt == "date":
-            return "2025-01-15"
-        if fmt == "email":
-            return "someone@example.com"
-        if fmt in ("uri", "url"):
-            return "https://example.com/"
-        if fmt == "uuid":
-            return "00000000-0000-4000-8000-" + f"{self.rng.getrandbits(48):012x}"
-        min_length = int(schema.get("minLength", 0))
-        max_length = int(schema.get("maxLength", 10_000))
-        target = min(max_length, max(min_length, self.rng.randint(24, 160)))
-        return self.sentence(target, min_length)
-
-    def sentence(self, target: int, min_length: int = 0) -> str:
-        """Words from the input, joined into a sentence of at most `target` characters."""
-        parts: list[str] = []
-        length = 0
-        while True:
-            word = self.rng.choice(self.words)
-            extra = len(word) + (1 if parts else 0)
-            if length + extra > target - 1:
-                break
-            parts.append(word)
-            length += extra
-        text = " ".join(parts)
-        text = (text[:1].upper() + text[1:] + ".") if text else text
-        if len(text) < min_length:
-            text += "x" * (min_length - len(text))
-        return text[:target] if target else ""
-
-
-def corrupt(value: dict[str, Any], schema: dict[str, Any], faker: SchemaFaker) -> dict[str, Any]:
-    """Break a valid tool input: drop the first required field, mistype another property."""
-    schema = faker._resolve(schema)
-    broken = dict(value)
-    required = list(schema.get("required") or [])
-    if required:
-        broken.pop(required[0], None)
-    for name in broken:
-        if name not in required[:1]:
-            current = broken[name]
-            broken[name] = 12345 if isinstance(current, str) else "not-the-right-type"
-            break
-    if broken == value:  # no properties to break: add one the schema does not declare
-        broken = {"unexpected_field": ["malformed"]}
-    return broken
-
-
 def _words(messages: list[dict[str, Any]]) -> list[str]:
     """Distinct words of the user turns, tags removed: the raw material of answers."""
     texts = []
@@ -504,17 +297,22 @@ class AnthropicEmulator:
     `slow_response_seconds`: how long a `"timeout"` fault holds the answer back (the default
     outlasts the enrich function's default LLM timeout of 20 s).
     `retry_after_seconds`: the `retry-after` header sent with 429s.
-    `min_cacheable_tokens`: prompt prefixes shorter than this are not cached (the real API's
-    minimum is 1024-4096 tokens depending on the model; 0 caches any marked prefix).
+    `models`: served model id → prompt-cache minimum in tokens (default `KNOWN_MODELS`, the
+    documented values); any other id is a 404. `min_cacheable_tokens` replaces every model's
+    minimum (a test knob). `profile`: how answers look and how long they take.
     """
 
     def __init__(self, port: int = 0, *, api_key: str | None = None,
                  slow_response_seconds: float = 30.0, retry_after_seconds: float = 1.0,
-                 min_cacheable_tokens: int = 0):
+                 models: dict[str, int] | None = None, min_cacheable_tokens: int | None = None,
+                 profile: AnswerProfile | None = None):
         self.api_key = api_key
         self.slow_response_seconds = slow_response_seconds
         self.retry_after_seconds = retry_after_seconds
-        self.min_cacheable_tokens = min_cacheable_tokens
+        self.models = dict(KNOWN_MODELS if models is None else models)
+        if min_cacheable_tokens is not None:
+            self.models = dict.fromkeys(self.models, min_cacheable_tokens)
+        self.profile = profile or AnswerProfile()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._faults: deque[int | str] = deque()
@@ -550,10 +348,11 @@ class AnthropicEmulator:
     # --------------------------------------------------------------- test controls
     def inject_fault(self, kind: int | str, count: int = 1) -> None:
         """Make the next `count` message requests fail as `kind` (429, 500, 529, "timeout",
-        "malformed"); faults queue up in the order they were injected."""
+        "malformed", "refusal"); faults queue up in the order they were injected."""
         kind = int(kind) if isinstance(kind, str) and kind.isdigit() else kind
         if kind not in FAULT_KINDS and kind not in BEHAVIOUR_FAULTS:
-            raise ValueError(f"unknown fault {kind!r}: use 429, 500, 529, 'timeout' or 'malformed'")
+            raise ValueError(f"unknown fault {kind!r}: use 429, 500, 529, 'timeout', "
+                             "'malformed' or 'refusal'")
         if count < 0:
             raise ValueError("count must be >= 0")
         with self._lock:
@@ -609,7 +408,7 @@ class AnthropicEmulator:
             "path": "/v1/messages",
             "headers": {name: ("***" if name in ("x-api-key", "authorization") else value)
                         for name, value in headers.items()},
-            "body": None, "status": None, "fault": None, "usage": None,
+            "body": None, "status": None, "fault": None, "usage": None, "delay_seconds": 0.0,
         }
         try:
             body = json.loads(raw or b"null")
@@ -639,7 +438,7 @@ class AnthropicEmulator:
             if isinstance(body, str):
                 raise _fail(f"There was an issue with your request body: invalid JSON: "
                             f"{body[:80]!r}")
-            validate_request(body)
+            validate_request(body, self.models)
         except RequestError as error:
             return error.status, {}, _error_body(error.error_type, error.message)
         with self._lock:
@@ -655,7 +454,26 @@ class AnthropicEmulator:
         if fault == "timeout":
             # Hold the answer back; the client gives up first. Stopping the server wakes us.
             self._stopping.wait(self.slow_response_seconds)
-        return 200, {}, self._message(body, malformed=fault == "malformed")
+        if fault == "refusal" or REFUSAL_TEST_STRING in _canonical(body.get("messages")):
+            return 200, {}, self._refusal(body)
+        message = self._message(body, malformed=fault == "malformed")
+        delay = self.profile.seconds_for(message["usage"]["output_tokens"])
+        record["delay_seconds"] = delay
+        if delay > 0:
+            self._stopping.wait(delay)
+        return 200, {}, message
+
+    def _refusal(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A refusal before any output: no content, the input billed, no output tokens."""
+        with self._lock:
+            self._sequence += 1
+            ident = hashlib.sha256(f"refusal:{self._sequence}".encode()).hexdigest()
+        return {
+            "id": "msg_01" + _base62(ident, 22), "type": "message", "role": "assistant",
+            "model": body["model"], "content": [], "stop_reason": "refusal",
+            "stop_sequence": None, "stop_details": dict(REFUSAL_DETAILS),
+            "usage": self._usage(body, [], body["max_tokens"], "refusal"),
+        }
 
     def _message(self, body: dict[str, Any], malformed: bool) -> dict[str, Any]:
         digest = hashlib.sha256(_canonical({
@@ -677,7 +495,7 @@ class AnthropicEmulator:
         content: list[dict[str, Any]] = []
         stop_reason, stop_sequence = "end_turn", None
         max_tokens = body["max_tokens"]
-        faker = SchemaFaker(tool["input_schema"] if tool else {}, rng, words)
+        faker = SchemaFaker(tool["input_schema"] if tool else {}, rng, words, self.profile)
         if thinking_mode(body) in ("enabled", "adaptive"):  # billed as output, as by the API
             content.append({"type": "thinking", "thinking": faker.sentence(rng.randint(300, 1200)),
                             "signature": _base62(ident, 40)})
@@ -717,6 +535,7 @@ class AnthropicEmulator:
             "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": stop_sequence,
+            "stop_details": None,
             "usage": usage,
         }
 
@@ -727,6 +546,7 @@ class AnthropicEmulator:
         read = creation = cached_prefix = 0
         created_by_ttl = {"5m": 0, "1h": 0}
         breakpoints = [i for i, segment in enumerate(segments) if segment.cache_ttl]
+        minimum = self.models[body["model"]]
         if breakpoints:
             prefix_tokens = [0]
             for segment in segments:
@@ -739,13 +559,13 @@ class AnthropicEmulator:
                 hit = next((i for i in reversed(breakpoints)
                             if self._cache.get(keys[i], 0.0) > now), None)
                 last = breakpoints[-1]
-                if prefix_tokens[last + 1] >= self.min_cacheable_tokens:
+                if prefix_tokens[last + 1] >= minimum:
                     cached_prefix = prefix_tokens[last + 1]
                     read = prefix_tokens[hit + 1] if hit is not None else 0
                     creation = cached_prefix - read
                     for i in breakpoints:  # a hit refreshes the entry's lifetime, as the API does
                         ttl = segments[i].cache_ttl or "5m"
-                        if prefix_tokens[i + 1] >= self.min_cacheable_tokens:
+                        if prefix_tokens[i + 1] >= minimum:
                             self._cache[keys[i]] = now + CACHE_TTL_SECONDS.get(ttl, 300.0)
                     created_by_ttl[segments[last].cache_ttl or "5m"] = creation
         output_text = "".join(
@@ -753,7 +573,8 @@ class AnthropicEmulator:
             else block.get("thinking", "") if block["type"] == "thinking"
             else _canonical(block["input"])
             for block in content)
-        output_tokens = max_tokens if stop_reason == "max_tokens" else min(
+        output_tokens = 0 if stop_reason == "refusal" else max_tokens \
+            if stop_reason == "max_tokens" else min(
             max_tokens, estimate_tokens(output_text) + (10 if stop_reason == "tool_use" else 0))
         usage = {
             "input_tokens": total - cached_prefix,
@@ -795,6 +616,8 @@ class AnthropicEmulator:
                     self._send(*emulator._admin_faults(raw))
                 elif path == "/_emulator/tool_input":
                     self._send(*emulator._admin_tool_input(raw))
+                elif path == "/_emulator/profile":
+                    self._send(*emulator._admin_profile(raw))
                 elif path == "/_emulator/reset":
                     emulator.reset()
                     self._send(200, {}, {"reset": True})
@@ -834,6 +657,16 @@ class AnthropicEmulator:
         except (ValueError, KeyError, TypeError) as error:
             return 400, {}, _error_body("invalid_request_error", f"bad fault request: {error}")
         return 200, {}, {"faults_pending": self.stats()["faults_pending"]}
+
+    def _admin_profile(self, raw: bytes) -> tuple[int, dict, dict]:
+        try:
+            values = json.loads(raw or b"{}")
+            if not isinstance(values, dict):
+                raise ValueError("the profile must be an object")
+            self.profile = AnswerProfile.from_json(values, self.profile)
+        except (ValueError, TypeError) as error:
+            return 400, {}, _error_body("invalid_request_error", f"bad profile: {error}")
+        return 200, {}, {"profile": dataclasses.asdict(self.profile)}
 
     def _admin_tool_input(self, raw: bytes) -> tuple[int, dict, dict]:
         try:

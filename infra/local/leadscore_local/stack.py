@@ -244,11 +244,12 @@ class LocalStack:
     def inject_fault(self, target: str, status: int | str, count: int,
                      retry_after: int | None = FAULT_RETRY_AFTER_SECONDS) -> None:
         """The next `count` calls to `target` fail with `status`: HubSpot and the LLM as
-        their emulators can (429, 500, 529, "timeout", "malformed"), AWS services with
-        "throttle", and a function (its logical id) with "crash" (faults.py). A HubSpot 429
-        carries `Retry-After: retry_after` (none when it is None)."""
+        their emulators can (429, 500, 529, "timeout", "malformed"; the LLM also "refusal"),
+        AWS services with "throttle", and a function (its logical id) with "crash" (faults.py).
+        A HubSpot 429 carries `Retry-After: retry_after` (none when it is None)."""
         if target in ("hubspot", "anthropic"):
-            if status not in (429, 500, 529, "timeout", "malformed"):
+            if status not in (429, 500, 529, "timeout", "malformed", "refusal") or (
+                    status == "refusal" and target == "hubspot"):
                 raise ValueError(f"unsupported status {status!r}")
             if target == "hubspot":
                 self.hubspot.inject_fault(FUNCTIONS_CLIENT, status, count, retry_after)

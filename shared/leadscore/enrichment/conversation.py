@@ -2,12 +2,18 @@
 call validated into a `LeadAssessment`, one retry quoting the validation error, and every call
 recorded (model, outcome, tokens, cost). `EnrichmentError` ends it without a usable answer.
 
+Each `ask` is a fresh conversation: the opening turn only. A refusal (`stop_reason: "refusal"`)
+ends the ask at once: Anthropic's guidance is to reset the context after a refusal, since
+continuing the refused conversation is refused again, so nothing is appended to it; the caller
+decides whether another model is asked afresh.
+
 No numpy/lightgbm here; the anthropic SDK is imported on the first call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,8 +31,10 @@ from leadscore.enrichment.prompt import EnrichmentPrompt
 
 
 class EnrichmentError(Exception):
-    """No usable answer. `final`: no model produced a valid one (dead-letter now, a retry
-    would only spend more); otherwise the API kept failing (SQS retries, then dead-letters).
+    """No usable answer. `final`: no model produced a valid one, or the API rejected the
+    request itself (400, or 404 for a model it does not serve): dead-letter now, a retry would
+    only spend more or fail the same way; otherwise the API kept failing (SQS retries, then
+    dead-letters).
 
     `reason` never contains lead data; `calls` carries the tokens spent on the way.
     """
@@ -36,6 +44,20 @@ class EnrichmentError(Exception):
         self.reason = reason
         self.calls = list(calls)
         self.final = final
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one `ask` got: a valid assessment, or none (invalid after the retries, or refused)."""
+
+    assessment: LeadAssessment | None
+    refused: bool = False
+
+
+def _refusal_problem(response: Any) -> str:
+    details = getattr(response, "stop_details", None)
+    category = getattr(details, "category", None)
+    return f"refused ({category})" if category else "refused"
 
 
 def _usage_of(response: Any) -> TokenUsage:
@@ -58,8 +80,11 @@ class Conversation:
     """Asks models for a `LeadAssessment` about one lead, recording every call."""
 
     def __init__(self, client: Any, llm: LlmSettings, prompt: EnrichmentPrompt, data: str,
-                 prices: Mapping[str, ModelPrice]):
+                 prices: Mapping[str, ModelPrice],
+                 before_call: Callable[[str], None] | None = None):
         self.client, self.llm, self.prices = client, llm, prices
+        # Asked before every call; raises to stop (the batch's time budget is spent).
+        self.before_call = before_call
         # The cached prefix is the tool definition plus the system prompt (~1,200 tokens by
         # the emulator's estimate, more on the 5.x tokenizer): above Haiku 5.5's and Sonnet
         # 5.5's 512-token minimum, so every call after the first within 5 minutes reads it at
@@ -75,21 +100,28 @@ class Conversation:
         self.calls: list[LlmCall] = []
         self.last_problem = "no answer"
 
-    def ask(self, model: str, *, retries: int) -> LeadAssessment | None:
+    def ask(self, model: str, *, retries: int) -> Answer:
+        """A fresh conversation with `model`; an invalid answer is corrected `retries` times."""
         messages: list[dict[str, Any]] = [self.opening]
         for attempt in range(retries + 1):
             response = self._create(model, messages)
-            assessment, problem = self._parse(response)
             usage = _usage_of(response)
-            self.calls.append(LlmCall(model=model, outcome="valid" if assessment else "invalid",
-                                      usage=usage, cost_usd=cost_usd(model, usage, self.prices),
-                                      problem=problem))
+            if response.stop_reason == "refusal":  # never corrected: the context is reset
+                self.last_problem = f"{model}: {_refusal_problem(response)}"
+                self._record(model, "refused", usage, _refusal_problem(response))
+                return Answer(None, refused=True)
+            assessment, problem = self._parse(response)
+            self._record(model, "valid" if assessment else "invalid", usage, problem)
             if assessment is not None:
-                return assessment
+                return Answer(assessment)
             self.last_problem = f"{model}: {problem}"
             if attempt < retries:
                 messages = [*messages, *self._correction(response, problem or "")]
-        return None
+        return Answer(None)
+
+    def _record(self, model: str, outcome: str, usage: TokenUsage, problem: str | None) -> None:
+        self.calls.append(LlmCall(model=model, outcome=outcome, usage=usage,  # type: ignore[arg-type]
+                                  cost_usd=cost_usd(model, usage, self.prices), problem=problem))
 
     def _request(self, model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The Messages request for `model`, shaped by what it accepts (`MODEL_CAPABILITIES`).
@@ -108,6 +140,8 @@ class Conversation:
     def _create(self, model: str, messages: list[dict[str, Any]]) -> Any:
         import anthropic  # loaded by build_client already; a dict lookup here
 
+        if self.before_call is not None:
+            self.before_call(model)
         try:
             return self.client.messages.create(**self._request(model, messages))
         except anthropic.APIError as error:
@@ -116,7 +150,8 @@ class Conversation:
             # Rejected requests are not billed; a timed-out one may be, but reports no usage.
             self.calls.append(LlmCall(model=model, outcome="api_error", problem=reason,
                                       cost_usd=0.0))
-            raise EnrichmentError(reason, self.calls) from error
+            rejected = isinstance(error, anthropic.BadRequestError | anthropic.NotFoundError)
+            raise EnrichmentError(reason, self.calls, final=rejected) from error
 
     @staticmethod
     def _parse(response: Any) -> tuple[LeadAssessment | None, str | None]:

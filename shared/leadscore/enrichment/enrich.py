@@ -1,49 +1,43 @@
 """LLM enrichment of a scored lead: a fit summary, a next action and a review flag for the rep.
 
-The flow for one contact (`enrich_contact`):
+The flow for one contact: `triage`, then (when it says the LLM must be asked) `assess`;
+`enrich_contact` runs both for a caller without a batch.
 
-1. Consent, re-checked on the freshly read contact: without `ai_enrichment` (or with a value
-   we cannot parse) nothing is sent anywhere and nothing is written (fail closed). A message
-   older than the contact's latest score (`ai_lead_scored_at`) is skipped: the newer score
-   queued its own enrichment, which will read the fresh data.
-2. Provider `off`, or no API key: a deterministic summary from the model's reasons, labelled
-   as not written by an LLM.
-3. The daily budget is asked (`reserve_budget`); refused → `BudgetExhausted` (wait, not fail).
-   Otherwise only allow-listed, non-identifying properties are sent, with e-mail addresses,
-   phone and ID numbers redacted from every value, inside a delimited `<lead_data>` block the
-   system prompt declares to be data. The system prompt (a template plus the qualification
-   criteria, each versioned, from SSM Parameter Store or `defaults/`: `load_prompt`) carries
-   `cache_control`; the cached prefix is the tool definition plus the system prompt.
-4. The answer is requested through a tool call whose `input_schema` is `LeadAssessment`'s
-   JSON schema, validated with pydantic; the request is shaped per model
-   (`MODEL_CAPABILITIES`): thinking off, the tool call forced where the model accepts it
-   ("auto" plus an instruction where not), no sampling parameters. Warm leads go to the fast
-   model, hot leads straight to the escalation model. Invalid output gets one retry that
-   quotes the validation error, then (fast model only) the escalation model; after that a
-   final `EnrichmentError` (dead-lettered at once with the reason; API errors that outlast
-   the SDK's retries are not final: SQS redelivers first). A valid but low-confidence answer
-   from the fast model is also escalated.
-5. What the LLM wrote is cleaned (markup, links, control characters and personal data
+1. `triage`, on the freshly read contact: without `ai_enrichment` consent (or with a value we
+   cannot parse) nothing is sent anywhere and nothing is written (fail closed). A message older
+   than the contact's latest score (`ai_lead_scored_at`) is skipped: the newer score queued its
+   own enrichment, which will read the fresh data. A lead whose last enrichment has the same
+   basis and is younger than the cooldown is skipped (`leadscore.enrichment.basis`). Provider
+   `off`, or no API key: a deterministic summary built from the model's reasons, labelled as not
+   written by an LLM.
+2. `assess`: only the allow-listed, redacted lead data is sent (`leadscore.enrichment.
+   lead_data`); the answer is requested through a tool call whose `input_schema` is
+   `LeadAssessment`'s JSON schema, validated with pydantic, the request shaped per model
+   (`MODEL_CAPABILITIES`). Routing (`LlmSettings.escalate_on`, default invalid and refusal):
+   every tier starts on the fast model; an answer still invalid after one retry that quotes
+   the validation error, or a refusal, goes to the escalation model in a fresh conversation;
+   a low-confidence answer is kept and flagged for review (`ai_lead_needs_review`) instead of
+   buying a second answer. At most three calls per contact. No valid answer from any model:
+   a final `EnrichmentError` (dead-lettered with the reason); refused by every model asked:
+   the rule-based summary, flagged for review with the reason (status `declined`).
+3. What the LLM wrote is cleaned (markup, links, control characters and personal data
    removed, lengths capped) before it becomes HubSpot properties; the LLM can only ever set
-   the four `ai_lead_*` enrichment properties, never the score.
+   the enrichment properties, never the score.
 
-Company name is not sent: for small companies it identifies the person as surely as a name.
-The pieces: `llm` (models, prices, the client), `prompt`, `redaction`, `conversation`,
-`assessment` (the answer and the properties it becomes). The SQS side (budget counter,
-deferral, dead-lettering, once-per-score) is in `leadscore.enrichment.worker`.
+The SQS side (batches, budget counter, deferral, dead-lettering, once-per-score) is in
+`leadscore.enrichment.worker`.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from leadscore.dpdp.consent import DEFAULT_PURPOSES_PROPERTY, consent_for
 from leadscore.enrichment.assessment import (
-    FIELD_CHARS,
     NEXT_ACTION_CHARS,
     LeadAssessment,
     auto_summary,
@@ -51,7 +45,20 @@ from leadscore.enrichment.assessment import (
     review_reasons,
     summary_text,
 )
-from leadscore.enrichment.conversation import Conversation, EnrichmentError
+from leadscore.enrichment.basis import (
+    BASIS_PROPERTY,
+    ENRICHED_AT_PROPERTY,
+    Writer,
+    enrichment_basis,
+    still_current,
+)
+from leadscore.enrichment.conversation import Answer, Conversation, EnrichmentError
+from leadscore.enrichment.lead_data import (
+    ALLOWED_PROPERTIES,
+    MESSAGE_PROPERTY,
+    REASONS_PROPERTY,
+    lead_data_block,
+)
 from leadscore.enrichment.llm import (
     MODEL_PRICES,
     ClientFactory,
@@ -62,28 +69,16 @@ from leadscore.enrichment.llm import (
     build_client,
 )
 from leadscore.enrichment.prompt import EnrichmentPrompt, default_prompt
-from leadscore.enrichment.redaction import clean_output, prompt_value
-from leadscore.timestamps import parse_hubspot_datetime
+from leadscore.enrichment.redaction import clean_output
+from leadscore.timestamps import iso_millis, parse_hubspot_datetime
 
 Tier = Literal["hot", "warm", "cold", "disqualified"]
+Status = Literal["enriched", "declined", "auto_summary", "skipped_no_consent", "skipped_stale",
+                 "skipped_unchanged"]
 
-# Properties sent to the LLM (HubSpot internal name → label in the prompt). Nothing else leaves.
-ALLOWED_PROPERTIES: dict[str, str] = {
-    "jobtitle": "Job title",
-    "numemployees": "Company size (employees)",
-    "industry": "Industry",
-    "country": "Country",
-    "hs_analytics_source": "Original traffic source",
-    "hs_analytics_num_visits": "Website visits",
-    "hs_analytics_num_page_views": "Page views",
-}
-MESSAGE_PROPERTY = "message"  # free text from the lead's form submission
-REASONS_PROPERTY = "ai_lead_reasons"  # written by the score function
 SCORED_AT_PROPERTY = "ai_lead_scored_at"  # written by the score function, with each score
-
-# Length caps: what a value may occupy in the prompt (a field: FIELD_CHARS).
-MESSAGE_CHARS = 2000
-REASONS_CHARS = 1000
+DEFAULT_COOLDOWN = timedelta(days=30)
+DECLINED_REASON = "the LLM declined to assess this lead (safety refusal)"
 
 
 class EnrichRequest(BaseModel):
@@ -103,9 +98,9 @@ class EnrichRequest(BaseModel):
 
 
 def read_properties(purposes_property: str = DEFAULT_PURPOSES_PROPERTY) -> list[str]:
-    """The HubSpot properties `enrich_contact` needs on the contact."""
+    """The HubSpot properties `triage` and `assess` need on the contact."""
     return [purposes_property, *ALLOWED_PROPERTIES, MESSAGE_PROPERTY, REASONS_PROPERTY,
-            SCORED_AT_PROPERTY]
+            SCORED_AT_PROPERTY, BASIS_PROPERTY, ENRICHED_AT_PROPERTY]
 
 
 def shared_fields(properties: Mapping[str, str | None]) -> tuple[str, ...]:
@@ -124,35 +119,14 @@ def is_stale(properties: Mapping[str, str | None], scored: EnrichRequest) -> boo
     return current is not None and queued is not None and current > queued
 
 
-def lead_data_block(properties: Mapping[str, str | None], scored: EnrichRequest) -> str:
-    """The `<lead_data>` block: allow-listed fields only, every value redacted and escaped."""
-    lines = ["<lead_data>",
-             f'<model_score score="{scored.score}" tier="{scored.tier}" '
-             f'model_version="{html.escape(scored.model_version[:80], quote=True)}"/>']
-    reasons = properties.get(REASONS_PROPERTY)
-    if reasons and reasons.strip():
-        lines.append(f"<model_reasons>{prompt_value(reasons, REASONS_CHARS)}</model_reasons>")
-    for name, label in ALLOWED_PROPERTIES.items():
-        value = properties.get(name)
-        if value and value.strip():
-            lines.append(f'<field name="{label}">{prompt_value(value, FIELD_CHARS)}</field>')
-    message = properties.get(MESSAGE_PROPERTY)
-    if message and message.strip():
-        lines.append(f"<lead_message>{prompt_value(message, MESSAGE_CHARS)}</lead_message>")
-    else:
-        lines.append("<lead_message/>")
-    lines.append("</lead_data>")
-    return "\n".join(lines)
-
-
 class EnrichmentResult(BaseModel):
     contact_id: str
-    status: Literal["enriched", "auto_summary", "skipped_no_consent", "skipped_stale"]
+    status: Status
     properties: dict[str, str]  # the HubSpot properties to write; empty when skipped
     prompt_version: str | None = None
     assessment: LeadAssessment | None = None
     answered_by: str | None = None  # the model whose answer was used
-    escalated: bool = False  # the fast model's answer was invalid or unsure: asked again
+    escalated: bool = False  # another model was asked after the first one
     needs_review: bool = False
     review_reason: str | None = None
     calls: list[LlmCall] = []
@@ -166,9 +140,110 @@ class EnrichmentResult(BaseModel):
         costs = [call.cost_usd for call in self.calls]
         return None if any(cost is None for cost in costs) else round(sum(costs), 6)
 
+    @property
+    def refusals(self) -> int:
+        return sum(call.outcome == "refused" for call in self.calls)
+
 
 class BudgetExhausted(Exception):
     """Today's LLM budget is spent: the message must wait for the next day, not fail."""
+
+
+def _stamped(properties: dict[str, str], basis: str, now: datetime) -> dict[str, str]:
+    return {**properties, BASIS_PROPERTY: basis, ENRICHED_AT_PROPERTY: iso_millis(now)}
+
+
+def triage(properties: Mapping[str, str | None], scored: EnrichRequest, llm: LlmSettings, *,
+           purposes_property: str = DEFAULT_PURPOSES_PROPERTY, now: datetime | None = None,
+           cooldown: timedelta = DEFAULT_COOLDOWN) -> EnrichmentResult | None:
+    """The outcome that needs no LLM (a skip, or the rule-based summary), or None when the LLM
+    must be asked. `properties` must be freshly read (see `read_properties`)."""
+    now = now or datetime.now(UTC)
+    if not consent_for(properties, purposes_property).may_enrich:
+        return EnrichmentResult(contact_id=scored.contact_id, status="skipped_no_consent",
+                                properties={})
+    if is_stale(properties, scored):
+        return EnrichmentResult(contact_id=scored.contact_id, status="skipped_stale",
+                                properties={})
+    writer: Writer = "llm" if llm.enabled else "rules"
+    basis = enrichment_basis(properties, scored.tier, writer)
+    if still_current(properties, basis, now, cooldown):
+        return EnrichmentResult(contact_id=scored.contact_id, status="skipped_unchanged",
+                                properties={})
+    if not llm.enabled:
+        summary = auto_summary(properties.get(REASONS_PROPERTY), scored.score, scored.tier)
+        return EnrichmentResult(contact_id=scored.contact_id, status="auto_summary",
+                                properties=_stamped(summary, basis, now))
+    return None
+
+
+def assess(properties: Mapping[str, str | None], scored: EnrichRequest, llm: LlmSettings,
+           client: object, *, prompt: EnrichmentPrompt | None = None,
+           prices: Mapping[str, ModelPrice] = MODEL_PRICES, now: datetime | None = None,
+           before_call: Callable[[str], None] | None = None) -> EnrichmentResult:
+    """Asks the LLM (routing in the module docstring). Raises `EnrichmentError` when no model
+    produced a valid answer or the API kept failing. `before_call(model)` runs before each
+    request and may raise to stop it."""
+    now = now or datetime.now(UTC)
+    prompt = prompt or default_prompt()
+    data = lead_data_block(properties, scored.score, scored.tier, scored.model_version)
+    conversation = Conversation(client, llm, prompt, data, prices, before_call)
+    primary, escalation = llm.primary_model, llm.escalation_model_id
+    triggers = llm.escalate_on
+    first = escalation if scored.tier == "hot" and "hot" in triggers else primary
+    answer, answered_by = conversation.ask(first, retries=1), first
+    if escalation != first:
+        escalate = (("refusal" in triggers and answer.refused)
+                    or ("invalid" in triggers and answer.assessment is None
+                        and not answer.refused)
+                    or ("low_confidence" in triggers and answer.assessment is not None
+                        and answer.assessment.confidence == "low"))
+        if escalate:
+            # Three calls at most: a retry is left for the escalation model only when the
+            # first model used one call.
+            better = _ask_again(conversation, escalation, answer,
+                                retries=1 if len(conversation.calls) == 1 else 0)
+            if better is not answer:
+                answer, answered_by = better, escalation
+
+    basis = enrichment_basis(properties, scored.tier, "llm")
+    common = {"contact_id": scored.contact_id, "prompt_version": prompt.version,
+              "calls": conversation.calls, "escalated": len({c.model for c in
+                                                              conversation.calls}) > 1}
+    if answer.assessment is None and answer.refused:
+        fallback = auto_summary(properties.get(REASONS_PROPERTY), scored.score, scored.tier)
+        fallback = enrichment_properties(fallback["ai_lead_summary"],
+                                         fallback["ai_lead_next_action"], [DECLINED_REASON])
+        return EnrichmentResult(status="declined", properties=_stamped(fallback, basis, now),
+                                needs_review=True, review_reason=DECLINED_REASON, **common)
+    if answer.assessment is None:
+        raise EnrichmentError(f"invalid_output: {conversation.last_problem}", conversation.calls,
+                              final=True)
+    assessment = answer.assessment
+    reasons = review_reasons(assessment, scored.tier)
+    return EnrichmentResult(
+        status="enriched",
+        properties=_stamped(enrichment_properties(
+            summary_text(assessment), clean_output(assessment.next_action, NEXT_ACTION_CHARS),
+            reasons), basis, now),
+        assessment=assessment, answered_by=answered_by, needs_review=bool(reasons),
+        review_reason="; ".join(reasons) or None, **common,
+    )
+
+
+def _ask_again(conversation: Conversation, model: str, first: Answer, *, retries: int) -> Answer:
+    """The escalation model's answer, or the first one when it is no better: a failed call
+    keeps the first model's valid answer, and its own refusal or invalid answer replaces only
+    an answer that was not valid either."""
+    try:
+        better = conversation.ask(model, retries=retries)
+    except EnrichmentError:
+        if first.assessment is None:
+            raise
+        return first  # the fast model's valid answer stands; the failed call is recorded
+    if better.assessment is None and first.assessment is not None:
+        return first
+    return better
 
 
 def enrich_contact(
@@ -181,65 +256,17 @@ def enrich_contact(
     prompt: EnrichmentPrompt | None = None,
     prices: Mapping[str, ModelPrice] = MODEL_PRICES,
     reserve_budget: Callable[[], bool] | None = None,
-    disclose: Callable[[str], None] | None = None,
+    now: datetime | None = None,
+    cooldown: timedelta = DEFAULT_COOLDOWN,
 ) -> EnrichmentResult:
-    """Enrich one scored contact; `properties` must be freshly read (see `read_properties`).
-
-    `reserve_budget` is asked right before the first LLM call; False raises `BudgetExhausted`.
-    `disclose(model)` runs before each request that carries the lead's data (it records which
-    processor receives it; if it raises, nothing is sent).
-    Raises `EnrichmentError` when no model produced a valid answer or the API kept failing.
-    """
-    if not consent_for(properties, purposes_property).may_enrich:
-        return EnrichmentResult(contact_id=scored.contact_id, status="skipped_no_consent",
-                                properties={})
-    if is_stale(properties, scored):
-        return EnrichmentResult(contact_id=scored.contact_id, status="skipped_stale",
-                                properties={})
-    if not llm.enabled:
-        return EnrichmentResult(contact_id=scored.contact_id, status="auto_summary",
-                                properties=auto_summary(properties.get(REASONS_PROPERTY),
-                                                        scored.score, scored.tier))
-
+    """`triage`, then `assess` when the LLM must be asked; `reserve_budget` is asked right
+    before the first LLM call, and False raises `BudgetExhausted`."""
+    now = now or datetime.now(UTC)
+    decided = triage(properties, scored, llm, purposes_property=purposes_property, now=now,
+                     cooldown=cooldown)
+    if decided is not None:
+        return decided
     if reserve_budget is not None and not reserve_budget():
         raise BudgetExhausted()
-    prompt = prompt or default_prompt()
-    conversation = Conversation(client_factory(llm), llm, prompt,
-                                 lead_data_block(properties, scored), prices)
-
-    def ask(model: str, retries: int) -> LeadAssessment | None:
-        if disclose is not None:
-            disclose(model)
-        return conversation.ask(model, retries=retries)
-
-    primary, escalation = llm.primary_model, llm.escalation_model_id
-    if scored.tier == "hot":
-        # A hot lead gets the stronger model's judgement anyway: no fast call to pay for first.
-        assessment = ask(escalation, retries=1)
-        answered_by, escalated = escalation, False
-    else:
-        assessment, escalated = ask(primary, retries=1), False
-        answered_by = primary
-        if (assessment is None or assessment.confidence == "low") and escalation != primary:
-            try:
-                better = ask(escalation, retries=0)
-            except EnrichmentError:
-                if assessment is None:
-                    raise
-                better = None  # the fast model's valid answer stands; the failed call is recorded
-            if better is not None:
-                assessment, answered_by, escalated = better, escalation, True
-    if assessment is None:
-        raise EnrichmentError(f"invalid_output: {conversation.last_problem}", conversation.calls,
-                              final=True)
-
-    reasons = review_reasons(assessment, scored.tier)
-    return EnrichmentResult(
-        contact_id=scored.contact_id, status="enriched",
-        properties=enrichment_properties(
-            summary_text(assessment), clean_output(assessment.next_action, NEXT_ACTION_CHARS),
-            reasons),
-        prompt_version=prompt.version, assessment=assessment, answered_by=answered_by,
-        escalated=escalated, needs_review=bool(reasons),
-        review_reason="; ".join(reasons) or None, calls=conversation.calls,
-    )
+    return assess(properties, scored, llm, client_factory(llm), prompt=prompt, prices=prices,
+                  now=now)

@@ -31,6 +31,12 @@ if TYPE_CHECKING:  # imported on the first LLM call: init and provider "off" nev
     import anthropic
 
 Provider = Literal["anthropic", "bedrock", "off"]
+# When the escalation model is asked (LLM_ESCALATE_ON; default: invalid, refusal):
+# invalid = the fast model's answer was still invalid after one corrected retry;
+# refusal = the fast model declined (stop_reason "refusal"): a fresh conversation;
+# low_confidence = its valid answer said confidence "low"; hot = hot leads start on it.
+EscalationTrigger = Literal["invalid", "refusal", "low_confidence", "hot"]
+DEFAULT_ESCALATE_ON: frozenset[EscalationTrigger] = frozenset({"invalid", "refusal"})
 
 # Defaults per provider: (fast model, escalation model). Claude Haiku 5.5 and Sonnet 5.5.
 # Bedrock: current Claude models are invocable only through cross-Region inference profiles,
@@ -118,10 +124,10 @@ class LlmCall(BaseModel):
     """One Messages API call: which model, what came of it, what it cost."""
 
     model: str
-    outcome: Literal["valid", "invalid", "api_error"]
+    outcome: Literal["valid", "invalid", "refused", "api_error"]
     usage: TokenUsage = TokenUsage()
     cost_usd: float | None = None  # None: no price known for this model
-    problem: str | None = None  # why the output was invalid, or the API error class
+    problem: str | None = None  # why the output was invalid or refused, or the API error
 
 
 def price_key(model_id: str) -> str:
@@ -164,6 +170,7 @@ class LlmSettings(BaseModel):
     bedrock_region: str = "ap-south-1"
     model: str | None = None  # None: the provider's default fast model
     escalation_model: str | None = None  # None: the provider's default; same as model: never
+    escalate_on: frozenset[EscalationTrigger] = DEFAULT_ESCALATE_ON
     # The longest valid LeadAssessment is ~950 tokens on the 5.x tokenizer (typical: ~250);
     # thinking is off, so this leaves room for a short preamble before an "auto" tool call
     # and still stops a runaway answer early. Not billed unless used.

@@ -5,10 +5,12 @@ No numpy/lightgbm here.
 
 from __future__ import annotations
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
+from datetime import timedelta
 
-from leadscore.enrichment.llm import LlmSettings, Provider
-from leadscore.settings import CommonSettings, NonEmpty
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
+
+from leadscore.enrichment.llm import DEFAULT_ESCALATE_ON, EscalationTrigger, LlmSettings, Provider
+from leadscore.settings import CommonSettings, NonEmpty, comma_separated
 
 
 class EnrichSettings(CommonSettings):
@@ -21,6 +23,15 @@ class EnrichSettings(CommonSettings):
     bedrock_region: NonEmpty = "ap-south-1"
     llm_model: str | None = None
     llm_escalation_model: str | None = None
+    # When the escalation model is asked (leadscore.enrichment.llm.EscalationTrigger).
+    llm_escalate_on: frozenset[EscalationTrigger] = DEFAULT_ESCALATE_ON
+    # LLM calls in flight at once per container (a batch's contacts share them).
+    llm_concurrency: PositiveInt = 10
+    # A contact's consent is read at most this long before its first LLM call; older reads
+    # are refreshed (one batch read for every contact still waiting).
+    consent_max_age_seconds: PositiveFloat = 30.0
+    # An unchanged lead is enriched again after this many days; 0 = on every re-score.
+    enrich_cooldown_days: float = Field(default=30.0, ge=0)
     llm_timeout_seconds: PositiveFloat = 20.0
     llm_max_retries: NonNegativeInt = 2
     llm_prices: str | None = None  # JSON laid over MODEL_PRICES (see `parse_prices`)
@@ -47,10 +58,17 @@ class EnrichSettings(CommonSettings):
     # recorded (tests only: the template always sets it).
     disclosures_table: str | None = None
 
+    _split_triggers = field_validator("llm_escalate_on", mode="before")(comma_separated)
+
+    @property
+    def cooldown(self) -> timedelta:
+        return timedelta(days=self.enrich_cooldown_days)
+
     def llm(self, api_key: str | None) -> LlmSettings:
         return LlmSettings(
             provider=self.llm_provider, api_key=SecretStr(api_key) if api_key else None,
             base_url=self.anthropic_base_url, bedrock_region=self.bedrock_region,
             model=self.llm_model, escalation_model=self.llm_escalation_model,
+            escalate_on=self.llm_escalate_on,
             timeout_seconds=self.llm_timeout_seconds, max_retries=self.llm_max_retries,
         )

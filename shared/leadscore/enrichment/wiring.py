@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadscore.dpdp.disclosures import DynamoDBDisclosures
+from leadscore.enrichment.budget import DailyBudget, Requeue
 from leadscore.enrichment.llm import parse_prices
 from leadscore.enrichment.prompt import (
     EnrichmentPrompt,
@@ -33,28 +34,26 @@ from leadscore.enrichment.prompt import (
     load_prompt,
 )
 from leadscore.enrichment.settings import EnrichSettings
-from leadscore.enrichment.worker import (
-    DailyBudget,
-    DeferredEnrichments,
-    EnrichmentWorker,
-    EnrichOnce,
-)
+from leadscore.enrichment.worker import EnrichmentWorker, EnrichOnce
 from leadscore.hubspot.client import HubSpotClient
 from leadscore.messaging import DeadLetters
-from leadscore.observability import count, hubspot_usage, logger, tracer
+from leadscore.observability import count, hubspot_usage, logger
 from leadscore.settings import get_secret
 
 
-@tracer.capture_method
-def record_handler(record: SQSRecord, enrichment: EnrichmentWorker) -> None:
-    enrichment.handle(record.body, record.message_id,
-                      int(record.attributes.approximate_receive_count or 1))
+class EnrichmentNotDone(Exception):
+    """Marks a record SQS must deliver again (the batch's logs say why)."""
+
+
+def _raise_if_failed(record: SQSRecord, failed: frozenset[str]) -> None:
+    if record.message_id in failed:
+        raise EnrichmentNotDone(record.message_id)
 
 
 @dataclass(frozen=True)
 class _Outputs:
     budget: DailyBudget | None
-    deferrals: DeferredEnrichments | None
+    requeue: Requeue | None
     dead_letters: DeadLetters | None
     once: EnrichOnce | None
     disclosures: DynamoDBDisclosures | None
@@ -75,8 +74,7 @@ class EnrichFunction:
         return _Outputs(
             budget=DailyBudget(config.enrich_budget_table, config.llm_daily_budget_usd)
             if config.enrich_budget_table and config.llm_daily_budget_usd > 0 else None,
-            deferrals=DeferredEnrichments(config.enrich_queue_url)
-            if config.enrich_queue_url else None,
+            requeue=Requeue(config.enrich_queue_url) if config.enrich_queue_url else None,
             dead_letters=DeadLetters(config.enrich_dlq_url, config.enrich_queue_max_receive_count)
             if config.enrich_dlq_url else None,
             once=EnrichOnce(config.idempotency_table) if config.idempotency_table else None,
@@ -112,16 +110,24 @@ class EnrichFunction:
             llm=config.llm(api_key), prompt=self.prompt(), prices=self.prices(),
             purposes_property=config.consent_purposes_property,
             reservation_usd=config.llm_cost_reservation_usd, budget=outputs.budget,
-            deferrals=outputs.deferrals, dead_letters=outputs.dead_letters, once=outputs.once,
+            requeue=outputs.requeue, dead_letters=outputs.dead_letters, once=outputs.once,
+            llm_concurrency=config.llm_concurrency,
+            consent_max_age=config.consent_max_age_seconds, cooldown=config.cooldown,
             disclosures=outputs.disclosures, retention_days=config.retention_days,
         )
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        # Enrichment is batch-shaped (one HubSpot read and one update for the batch, LLM calls
+        # side by side), so the worker runs once over all records; BatchProcessor then turns
+        # its verdicts into the partial batch response (and raises when every record failed,
+        # so SQS retries them all).
         once = self.outputs().once
         if once:
             once.config.register_lambda_context(context)
         enrichment = self.worker()
         with hubspot_usage(enrichment.hubspot):
-            return process_partial_response(
-                event=event, record_handler=partial(record_handler, enrichment=enrichment),
-                processor=self.processor, context=context)
+            outcome = enrichment.run(event["Records"], context.get_remaining_time_in_millis)
+        return process_partial_response(
+            event=event,
+            record_handler=partial(_raise_if_failed, failed=outcome.failed_message_ids),
+            processor=self.processor, context=context)

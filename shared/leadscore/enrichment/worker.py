@@ -1,30 +1,35 @@
-"""An EnrichQueue message, start to finish: `EnrichmentWorker.handle`.
+"""An EnrichQueue batch, start to finish: `EnrichmentWorker.run`.
 
-Per message: parse → (once per contact and score, Powertools idempotency) fresh HubSpot read →
-`leadscore.enrichment.enrich.enrich_contact` (consent, staleness, budget, LLM) → HubSpot write.
-Over the daily budget the message is queued again for later (`DeferredEnrichments`); a
-failure that is final (no valid answer from any model, an unreadable body), or any failure on
-the last allowed receive, goes to EnrichDLQ with the reason (`leadscore.messaging.DeadLetters`);
-other failures are raised, so the SQS batch reports them and SQS redelivers.
+Per batch (up to 100 messages): parse every body (an unreadable one goes to EnrichDLQ) →
+over the daily budget already? every message is queued again for later, before any other work
+→ one HubSpot batch read of every contact → each message on a thread of its own, once per
+contact and score (Powertools idempotency): `triage` (consent, staleness, unchanged basis,
+rule-based summary) → an LLM slot (at most `llm_concurrency` contacts talk to the LLM at once,
+within the invocation's time: `leadscore.enrichment.batching`) → a fresh read when the first
+one is older than `consent_max_age` → budget reservation → `assess` → its properties handed to
+one HubSpot batch update for the whole batch → settle the budget.
 
-The daily budget (`DailyBudget`) is an atomic spend counter per UTC day in DynamoDB. Before a
-contact's LLM calls the worker reserves a fixed amount with one conditional `UpdateItem ...
-ADD` (concurrent containers never overshoot by more than one reservation each); after the
-calls it settles the reservation to the real estimated cost. Item: `{"day": "2026-11-23",
-"spent_micro_usd": N, "expires_at": epoch s}`, in millionths of a dollar so no floating-point
-drift accumulates in the counter.
+Each message ends one way: done (enriched, declined, summarised by rules, skipped, or a
+duplicate of a score already enriched); queued again as a new message (over the daily budget:
+for the next day; no time left in the invocation: at once); dead-lettered with the reason (a
+final failure — no valid answer from any model, a request the API rejects, an unreadable body
+— or any failure on the last allowed receive); or reported as failed, so SQS delivers it again.
+
+No numpy/lightgbm here.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -34,18 +39,28 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from leadscore.dpdp.disclosures import DynamoDBDisclosures
+from leadscore.enrichment.batching import (
+    BatchWrite,
+    ContactReads,
+    LlmSlots,
+    OutOfTime,
+    TimeBudget,
+    WriteFailed,
+)
+from leadscore.enrichment.budget import DailyBudget, Requeue, delay_until_next_day
 from leadscore.enrichment.conversation import EnrichmentError
 from leadscore.enrichment.enrich import (
+    DEFAULT_COOLDOWN,
     BudgetExhausted,
     EnrichmentResult,
     EnrichRequest,
-    enrich_contact,
+    assess,
     read_properties,
     shared_fields,
+    triage,
 )
 from leadscore.enrichment.llm import ClientFactory, LlmCall, LlmSettings, ModelPrice, build_client
 from leadscore.enrichment.processors import disclosure_for
@@ -54,99 +69,8 @@ from leadscore.hubspot.client import ContactProperties
 from leadscore.messaging import DeadLetter, DeadLetters
 from leadscore.observability import count, logger, metrics
 
-MICRO = 1_000_000
-KEEP_DAYS = 7  # counters expire (DynamoDB TTL) a week after their day
-SQS_MAX_DELAY_SECONDS = 900
 ONCE_WINDOW_SECONDS = 4 * 24 * 3600  # EnrichQueue's retention: no copy outlives it
-
-
-def _micro(usd: float) -> int:
-    return round(usd * MICRO)
-
-
-def day_of(now: datetime) -> str:
-    return now.astimezone(UTC).date().isoformat()
-
-
-def seconds_until_next_day(now: datetime) -> int:
-    now = now.astimezone(UTC)
-    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    return max(1, int((midnight - now).total_seconds()))
-
-
-class DailyBudget:
-    """`try_reserve` before calling, `settle` after; `spent_usd` for reports and tests."""
-
-    def __init__(self, table_name: str, limit_usd: float, *, dynamodb: Any | None = None):
-        self.table_name = table_name
-        self.limit_usd = limit_usd
-        self._dynamodb = dynamodb or boto3.client("dynamodb")
-
-    def try_reserve(self, usd: float, now: datetime) -> bool:
-        """Adds `usd` to today's spend if that keeps it within the limit; False otherwise."""
-        amount = _micro(usd)
-        if amount > _micro(self.limit_usd):  # the condition below lets a day's first one pass
-            return False
-        try:
-            self._dynamodb.update_item(
-                TableName=self.table_name, Key={"day": {"S": day_of(now)}},
-                UpdateExpression="ADD spent_micro_usd :amount SET expires_at = :expires",
-                ConditionExpression="attribute_not_exists(spent_micro_usd) "
-                                    "OR spent_micro_usd <= :ceiling",
-                ExpressionAttributeValues={
-                    ":amount": {"N": str(amount)},
-                    ":ceiling": {"N": str(_micro(self.limit_usd) - amount)},
-                    ":expires": {"N": str(int((now + timedelta(days=KEEP_DAYS)).timestamp()))},
-                },
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-
-    def settle(self, reserved_usd: float, spent_usd: float | None, now: datetime) -> None:
-        """Replaces a reservation with what the calls cost (unknown cost: it stays reserved)."""
-        if spent_usd is None:
-            return
-        delta = _micro(spent_usd) - _micro(reserved_usd)
-        if delta:
-            self._dynamodb.update_item(
-                TableName=self.table_name, Key={"day": {"S": day_of(now)}},
-                UpdateExpression="ADD spent_micro_usd :delta",
-                ExpressionAttributeValues={":delta": {"N": str(delta)}},
-            )
-
-    def cannot_afford(self, usd: float, now: datetime) -> bool:
-        """A cheap look before any other work (a waiting message must not spend HubSpot
-        quota every time it comes back); `try_reserve` stays the atomic decision."""
-        return self.spent_usd(now) + usd > self.limit_usd
-
-    def spent_usd(self, now: datetime) -> float:
-        item = self._dynamodb.get_item(TableName=self.table_name,
-                                       Key={"day": {"S": day_of(now)}},
-                                       ConsistentRead=True).get("Item") or {}
-        return int(item.get("spent_micro_usd", {}).get("N", "0")) / MICRO
-
-
-class DeferredEnrichments:
-    """Puts a message back on EnrichQueue with a delay, as a new message.
-
-    Why not a longer visibility timeout on the failed record: every receive counts towards
-    maxReceiveCount, so a message waiting out the budget would end in the DLQ although nothing
-    failed. A fresh copy starts at zero receives; SQS delays are at most 15 minutes, so a
-    waiting message comes back every 15 minutes (one cheap counter read each) until midnight.
-    """
-
-    def __init__(self, queue_url: str, *, sqs: Any | None = None):
-        self.queue_url = queue_url
-        self._sqs = sqs or boto3.client("sqs")
-
-    def defer(self, body: str, now: datetime) -> int:
-        """Queues `body` again; returns the delay in seconds."""
-        delay = min(SQS_MAX_DELAY_SECONDS, seconds_until_next_day(now))
-        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=body, DelaySeconds=delay)
-        return delay
+SDK_BACKOFF_SECONDS = 2.0  # the anthropic SDK's waits between its retries, at most, per retry
 
 
 class EnrichOnce:
@@ -189,7 +113,7 @@ def failure_reason(error: Exception) -> tuple[str, bool]:
         return error.reason, error.final
     if isinstance(error, ValidationError):
         return "unreadable EnrichQueue message", True
-    if isinstance(error, RetryLater):
+    if isinstance(error, RetryLater | WriteFailed):
         return str(error), False
     return type(error).__name__, False
 
@@ -205,6 +129,8 @@ def record_usage(calls: list[LlmCall]) -> None:
         count("LlmCalls")
         if call.outcome == "invalid":
             count("LlmInvalidAnswers")
+        if call.outcome == "refused":
+            count("LlmRefusals")
         count("LlmInputTokens", call.usage.input_tokens)
         count("LlmOutputTokens", call.usage.output_tokens)
         count("LlmCacheReadTokens", call.usage.cache_read_input_tokens)
@@ -213,19 +139,24 @@ def record_usage(calls: list[LlmCall]) -> None:
             metrics.add_metric(name="LlmCostUSD", unit=MetricUnit.NoUnit, value=call.cost_usd)
 
 
-def _log_result(result: EnrichmentResult) -> None:
-    count({"enriched": "ContactsEnriched", "auto_summary": "EnrichmentAutoSummaries",
-           "skipped_no_consent": "EnrichmentSkippedNoConsent",
-           "skipped_stale": "EnrichmentSkippedStale"}[result.status])
+STATUS_METRICS = {"enriched": "ContactsEnriched", "declined": "EnrichmentDeclined",
+                  "auto_summary": "EnrichmentAutoSummaries",
+                  "skipped_no_consent": "EnrichmentSkippedNoConsent",
+                  "skipped_stale": "EnrichmentSkippedStale",
+                  "skipped_unchanged": "EnrichmentSkippedUnchanged"}
+
+
+def _log_result(result: EnrichmentResult, event_ids: list[str]) -> None:
+    count(STATUS_METRICS[result.status])
     count("EnrichmentEscalations", int(result.escalated))
     count("EnrichmentNeedsReview", int(result.needs_review))
     usage = result.usage
     logger.info("Contact enrichment done", extra={
-        "contact_id": result.contact_id, "status": result.status,
+        "contact_id": result.contact_id, "event_ids": event_ids, "status": result.status,
         "answered_by": result.answered_by, "prompt_version": result.prompt_version,
-        "escalated": result.escalated, "needs_review": result.needs_review,
-        "llm_calls": len(result.calls), "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
+        "escalated": result.escalated, "refusals": result.refusals,
+        "needs_review": result.needs_review, "llm_calls": len(result.calls),
+        "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
         "cache_read_input_tokens": usage.cache_read_input_tokens,
         "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         "estimated_cost_usd": result.estimated_cost_usd,
@@ -233,8 +164,36 @@ def _log_result(result: EnrichmentResult) -> None:
 
 
 @dataclass
+class MessageOutcome:
+    """How one SQS record of the batch ended (see the module docstring)."""
+
+    kind: str  # "done", "requeue", "failed"
+    status: str = ""  # done: the enrichment status; failed: the reason
+    delay: int = 0  # requeue: seconds
+    final: bool = False  # failed: retrying is pointless
+
+
+@dataclass
+class BatchOutcome:
+    failed_message_ids: frozenset[str]
+    outcomes: dict[str, MessageOutcome] = field(default_factory=dict)
+
+
+@dataclass
+class _Batch:
+    """What the messages of one invocation share."""
+
+    reads: ContactReads
+    slots: LlmSlots
+    time: TimeBudget
+    write: BatchWrite
+    now: datetime
+    consent_ages: list[float] = field(default_factory=list)
+
+
+@dataclass
 class EnrichmentWorker:
-    """Everything one invocation needs; `handle` takes one SQS record's parts."""
+    """Everything one invocation needs; `run` takes the SQS records of a batch."""
 
     hubspot: ContactProperties
     llm: LlmSettings
@@ -243,66 +202,151 @@ class EnrichmentWorker:
     purposes_property: str
     reservation_usd: float = 0.02
     budget: DailyBudget | None = None
-    deferrals: DeferredEnrichments | None = None
+    requeue: Requeue | None = None
     dead_letters: DeadLetters | None = None
     once: EnrichOnce | None = None
     client_factory: ClientFactory = build_client
     disclosures: DynamoDBDisclosures | None = None  # which processors received whose data
     retention_days: int = 180  # the disclosure record expires with the contact's other data
+    llm_concurrency: int = 10
+    consent_max_age: float = 30.0
+    cooldown: timedelta = DEFAULT_COOLDOWN
+    clock: Callable[[], float] = time.monotonic
 
-    def handle(self, body: str, message_id: str, receive_count: int) -> None:
-        """Returns when the record is done (enriched, skipped, deferred or dead-lettered);
-        raises when SQS should deliver it again."""
-        try:
-            self._handle(body)
-        except Exception as error:
-            reason, final = failure_reason(error)
-            if self.dead_letters is None or not self.dead_letters.takes(receive_count,
-                                                                        final=final):
-                raise
-            if not self.dead_letters.send([DeadLetter(message_id, body, reason)]):
-                raise  # not in the DLQ: SQS delivers it again
-
-    def _handle(self, body: str) -> None:
-        request = EnrichRequest.model_validate_json(body)
-        logger.append_keys(event_ids=request.event_ids)  # the webhook events, through every hop
+    def run(self, records: Sequence[Mapping[str, Any]],
+            remaining_ms: Callable[[], int]) -> BatchOutcome:
+        """Enriches a batch of raw SQS records; names the ones SQS must deliver again."""
         now = datetime.now(UTC)
-        work = partial(self._enrich, request, now)
+        outcomes: dict[str, MessageOutcome] = {}
+        requests: dict[str, EnrichRequest] = {}
+        for record in records:
+            try:
+                requests[record["messageId"]] = EnrichRequest.model_validate_json(record["body"])
+            except ValidationError:
+                outcomes[record["messageId"]] = MessageOutcome(
+                    "failed", "unreadable EnrichQueue message", final=True)
+        if requests:
+            outcomes |= self._enrich(requests, now, remaining_ms)
+        failed = self._route(records, outcomes)
+        self._summarise(outcomes)
+        return BatchOutcome(failed_message_ids=frozenset(failed), outcomes=outcomes)
+
+    # ------------------------------------------------------------------ the batch
+    def _enrich(self, requests: Mapping[str, EnrichRequest], now: datetime,
+                remaining_ms: Callable[[], int]) -> dict[str, MessageOutcome]:
+        if self.budget and self.llm.enabled and self.budget.cannot_afford(
+                self.reservation_usd, now):
+            count("EnrichmentDeferredBudget", len(requests))
+            return {mid: MessageOutcome("requeue", delay=delay_until_next_day(now))
+                    for mid in requests}
+        reads = ContactReads(self.hubspot, read_properties(self.purposes_property),
+                             self.consent_max_age, self.clock)
+        try:
+            reads.read(request.contact_id for request in requests.values())
+        except Exception as error:  # HubSpot unavailable: every message is retried
+            reason, _ = failure_reason(error)
+            logger.warning("Enrichment batch read failed", extra={"error": reason})
+            return {mid: MessageOutcome("failed", f"HubSpot batch read failed: {reason}")
+                    for mid in requests}
+        time_budget = TimeBudget(remaining_ms, self.llm.timeout_seconds * (
+            self.llm.max_retries + 1) + SDK_BACKOFF_SECONDS * self.llm.max_retries)
+        batch = _Batch(reads=reads, slots=LlmSlots(self.llm_concurrency, time_budget),
+                       time=time_budget, write=BatchWrite(self.hubspot, len(requests)), now=now)
+        with ThreadPoolExecutor(max_workers=len(requests),
+                                thread_name_prefix="enrich") as threads:
+            futures = {mid: threads.submit(self._message, request, batch)
+                       for mid, request in requests.items()}
+            outcomes = {mid: future.result() for mid, future in futures.items()}
+        self._batch_metrics(batch, len(requests))
+        return outcomes
+
+    def _message(self, request: EnrichRequest, batch: _Batch) -> MessageOutcome:
+        """One message of the batch, on its own thread; never raises."""
+        wrote = False
+
+        def work() -> str:
+            nonlocal wrote
+            status, properties = self._contact(request, batch)
+            if properties:
+                wrote = True  # from here on the batch write accounts for this contact
+                batch.write.submit(request.contact_id, properties,
+                                   timeout=max(1.0, batch.time.remaining()))
+            return status
+
         try:
             if self.once is None:
-                work()
-            elif self.once.run(request, work) is None:
+                return MessageOutcome("done", work())
+            status = self.once.run(request, work)
+            if status is None:
                 count("EnrichmentDuplicatesSkipped")
                 logger.info("Already enriched for this score",
                             extra={"contact_id": request.contact_id})
+                return MessageOutcome("done", "duplicate")
+            return MessageOutcome("done", status)
         except BudgetExhausted:
             count("EnrichmentDeferredBudget")
-            if self.deferrals is None:
-                raise RetryLater("daily LLM budget spent") from None
-            delay = self.deferrals.defer(body, now)
             logger.info("Daily LLM budget spent; enrichment deferred",
-                        extra={"contact_id": request.contact_id, "delay_seconds": delay})
+                        extra={"contact_id": request.contact_id})
+            return MessageOutcome("requeue", delay=delay_until_next_day(batch.now))
+        except OutOfTime:
+            count("EnrichmentRequeuedOutOfTime")
+            return MessageOutcome("requeue", delay=0)
+        except Exception as error:
+            reason, final = failure_reason(error)
+            return MessageOutcome("failed", reason, final=final)
+        finally:
+            if not wrote:
+                batch.write.leave()
 
-    def _enrich(self, request: EnrichRequest, now: datetime) -> str:
-        budget = self.budget
-        if budget and self.llm.enabled and budget.cannot_afford(self.reservation_usd, now):
-            raise BudgetExhausted()
-        contact = self.hubspot.batch_read([request.contact_id],
-                                          read_properties(self.purposes_property))
-        properties = contact.get(request.contact_id)
+    def _contact(self, request: EnrichRequest,
+                 batch: _Batch) -> tuple[str, dict[str, str] | None]:
+        """(status, properties to write or None) for one contact; raises to fail or defer."""
+        properties = batch.reads.get(request.contact_id)
+        decided = self._triage(request, properties, batch)
+        if decided is not None:
+            return decided
+        batch.reads.wait_for_llm(request.contact_id)
+        try:
+            batch.slots.acquire()
+        except OutOfTime:
+            batch.reads.stop_waiting(request.contact_id)
+            raise
+        try:
+            properties = batch.reads.fresh(request.contact_id)
+            decided = self._triage(request, properties, batch)  # fresh data may decide it
+            if decided is not None:
+                return decided
+            batch.consent_ages.append(batch.reads.age(request.contact_id))
+            result = self._assess(request, properties or {}, batch)
+        finally:
+            batch.slots.release()
+        _log_result(result, request.event_ids)
+        return result.status, result.properties
+
+    def _triage(self, request: EnrichRequest, properties: dict[str, str | None] | None,
+                batch: _Batch) -> tuple[str, dict[str, str] | None] | None:
         if properties is None:  # deleted since it was scored
             logger.info("Contact not found; nothing to enrich",
                         extra={"contact_id": request.contact_id})
             count("EnrichmentContactMissing")
-            return "contact_missing"
-        reserve = partial(budget.try_reserve, self.reservation_usd, now) if budget else None
-        disclose = (partial(self._disclose, self.disclosures, request.contact_id,
-                            shared_fields(properties)) if self.disclosures else None)
+            return "contact_missing", None
+        result = triage(properties, request, self.llm, purposes_property=self.purposes_property,
+                        now=batch.now, cooldown=self.cooldown)
+        if result is None:
+            return None
+        _log_result(result, request.event_ids)
+        return result.status, result.properties or None
+
+    def _assess(self, request: EnrichRequest, properties: Mapping[str, str | None],
+                batch: _Batch) -> EnrichmentResult:
+        budget, now = self.budget, batch.now
+        if budget and not budget.try_reserve(self.reservation_usd, now):
+            raise BudgetExhausted()
         try:
-            result = enrich_contact(properties, request, self.llm, self.client_factory,
-                                    purposes_property=self.purposes_property,
-                                    prompt=self.prompt, prices=self.prices,
-                                    reserve_budget=reserve, disclose=disclose)
+            result = assess(properties, request, self.llm, self.client_factory(self.llm),
+                            prompt=self.prompt, prices=self.prices, now=now,
+                            before_call=partial(self._before_call, batch, request.contact_id,
+                                                shared_fields(properties)))
         except EnrichmentError as error:
             record_usage(error.calls)
             if budget:  # the reservation was made: the calls happened after it
@@ -312,15 +356,58 @@ class EnrichmentWorker:
                                                        "reason": error.reason})
             raise
         record_usage(result.calls)
-        if budget and result.calls:
+        if budget:
             budget.settle(self.reservation_usd, result.estimated_cost_usd, now)
-        if result.properties:
-            self.hubspot.batch_update({request.contact_id: result.properties})
-        _log_result(result)
-        return result.status
+        return result
 
-    def _disclose(self, disclosures: DynamoDBDisclosures, contact_id: str,
-                  fields: tuple[str, ...], model: str) -> None:
+    # ------------------------------------------------------------------ endings
+    def _route(self, records: Sequence[Mapping[str, Any]],
+               outcomes: dict[str, MessageOutcome]) -> set[str]:
+        """Re-queues and dead-letters what needs it; returns the ids SQS must deliver again."""
+        by_id = {record["messageId"]: record for record in records}
+        again = [(mid, by_id[mid]["body"], outcome.delay) for mid, outcome in outcomes.items()
+                 if outcome.kind == "requeue"]
+        failed = {mid for mid, outcome in outcomes.items() if outcome.kind == "failed"}
+        if again:
+            not_queued = self.requeue.send(again) if self.requeue else {mid for mid, *_ in again}
+            for mid in not_queued:  # SQS delivers it again instead
+                outcomes[mid] = MessageOutcome("failed", "not queued again")
+            failed |= not_queued
+        if failed and self.dead_letters:
+            letters = [DeadLetter(mid, by_id[mid]["body"], outcomes[mid].status or "failed")
+                       for mid in sorted(failed) if self.dead_letters.takes(
+                           int(by_id[mid].get("attributes", {}).get("ApproximateReceiveCount", 1)),
+                           final=outcomes[mid].final)]
+            failed -= self.dead_letters.send(letters) if letters else set()
+        return failed
+
+    def _batch_metrics(self, batch: _Batch, messages: int) -> None:
+        count("EnrichmentBatchMessages", messages)
+        count("EnrichmentHubSpotReads", batch.reads.requests)
+        count("EnrichmentHubSpotWrites", batch.write.requests)
+        if batch.consent_ages:
+            metrics.add_metric(name="EnrichmentConsentAgeMax", unit=MetricUnit.Seconds,
+                               value=round(max(batch.consent_ages), 3))
+
+    def _summarise(self, outcomes: Mapping[str, MessageOutcome]) -> None:
+        kinds = Counter(outcome.kind for outcome in outcomes.values())
+        statuses = Counter(outcome.status for outcome in outcomes.values()
+                           if outcome.kind == "done")
+        logger.info("Enrichment batch done", extra={
+            "messages": len(outcomes), "outcomes": dict(kinds), "statuses": dict(statuses),
+            "failure_reasons": sorted({o.status for o in outcomes.values()
+                                       if o.kind == "failed"}),
+        })
+
+    def _before_call(self, batch: _Batch, contact_id: str, fields: tuple[str, ...],
+                     model: str) -> None:
+        """Before each LLM request: stop when out of time, then record the disclosure (if the
+        record fails, nothing is sent)."""
+        batch.time.check_call()
+        self._disclose(contact_id, fields, model)
+
+    def _disclose(self, contact_id: str, fields: tuple[str, ...], model: str) -> None:
         """Records the processor about to receive the contact's data (before the request)."""
-        disclosures.add(contact_id, disclosure_for(self.llm, model, fields),
-                        now=datetime.now(UTC), retention_days=self.retention_days)
+        if self.disclosures is not None:
+            self.disclosures.add(contact_id, disclosure_for(self.llm, model, fields),
+                                 now=datetime.now(UTC), retention_days=self.retention_days)

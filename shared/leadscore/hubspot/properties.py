@@ -51,6 +51,11 @@ ENRICHMENT_PROPERTY_SPECS: tuple[PropertySpec, ...] = (
                  "Low confidence, or the model and the LLM disagree."),
     PropertySpec("ai_lead_review_reason", "AI review reason", "string", "text",
                  "Why the lead needs review."),
+    PropertySpec("ai_lead_enriched_at", "AI summary written at", "datetime", "date",
+                 "When the fit summary was written."),
+    PropertySpec("ai_lead_enrichment_basis", "AI summary basis", "string", "text",
+                 "Fingerprint of the lead data the summary was written from (internal): a "
+                 "material change writes a new summary."),
 )
 AI_PROPERTY_SPECS = SCORE_PROPERTY_SPECS + ENRICHMENT_PROPERTY_SPECS
 
