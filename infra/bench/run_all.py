@@ -114,6 +114,7 @@ STEPS: dict[str, Callable[[], list[Row]]] = {
     "artifacts": artifacts,
     "model": model_speed,
     "generality": generality,
+    "reasons": script_rows("infra/bench/reasons_bench.py", timeout=600),
     "llm": llm_cost,
     "dpdp": script_rows("infra/bench/dpdp_bench.py", timeout=600),
     "burst": script_rows("infra/bench/burst_bench.py", timeout=600),

@@ -46,6 +46,7 @@ import numpy as np
 from leadscore.model.backtest import brier, log_loss, roc_auc, tier_table
 from leadscore.model.config import FeatureConfig, LabelledData
 from leadscore.model.features import FeatureSchema, Vectorizer, learn_schema, reference_time
+from leadscore.model.reasons import missing_value_evidence
 from leadscore.model.scoring import (
     CONFIG_FILE,
     METADATA_FILE,
@@ -317,6 +318,8 @@ def train(
         "metrics": metrics,
         "data_quality": {"duplicates_dropped": duplicates, "ignored_columns": ignored,
                          "features": quality},
+        # Whether a missing value may be a reason (leadscore.model.reasons).
+        "missing_values": missing_value_evidence(schema, matrix, labels),
         "data": {"file": data.name, "sha256": data.sha256, "rows": len(all_rows)},
         "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
         "training": {"params": fit.params, "seed": SEED, "validation_share": VALIDATION_SHARE,
