@@ -40,6 +40,8 @@ class ScoreSettings(CommonSettings):
     score_queue_max_receive_count: PositiveInt = 5
     score_queue_url: str | None = None  # re-scores after losing a race to a newer event
     watched_properties: frozenset[str] = frozenset()  # checked against the model's inputs
+    # Bring the ai_* property descriptions in line with the model loaded (tier thresholds).
+    keep_property_descriptions_current: bool = False
 
     _split_tiers = field_validator("enrich_tiers", mode="before")(comma_separated)
     _split_watched = field_validator("watched_properties", mode="before")(comma_separated)
