@@ -16,6 +16,7 @@ message is recorded, as Slack may have posted it, and the answer comes too late)
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -135,3 +136,22 @@ class SlackReceiver(LoopbackServer):
                     "answers": {str(k): v for k, v in sorted(self.answers.items())},
                     "faults_pending": len(self._faults)}
 
+
+def as_text(payload: dict[str, Any]) -> str:
+    """A posted message as plain text, roughly as Slack shows it (for the demo and README)."""
+    def plain(text: str) -> str:
+        text = re.sub(r"<([^|>]+)\|([^>]+)>", r"\2 (\1)", text)  # <url|label> → label (url)
+        return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+    lines = []
+    for block in payload.get("blocks", []):
+        kind = block.get("type")
+        if kind == "header":
+            lines.append(block["text"]["text"].upper())
+        elif kind == "section" and "fields" in block:
+            lines.append("   ".join(plain(f["text"]).replace("\n", ": ") for f in block["fields"]))
+        elif kind == "section":
+            lines.append(plain(block["text"]["text"]))
+        elif kind == "context":
+            lines.append(" ".join(plain(e["text"]) for e in block["elements"]))
+    return "\n".join(lines)
