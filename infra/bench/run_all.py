@@ -119,6 +119,7 @@ STEPS: dict[str, Callable[[], list[Row]]] = {
     "dpdp": script_rows("infra/bench/dpdp_bench.py", timeout=600),
     "burst": script_rows("infra/bench/burst_bench.py", timeout=600),
     "load": script_rows("infra/bench/load_bench.py", timeout=600),
+    "slack": script_rows("infra/bench/slack_bench.py", timeout=900),
     "faults": script_rows("infra/bench/fault_bench.py", timeout=600),
     "sam_invoke": script_rows("infra/bench/sam_invoke_bench.py", timeout=1200),
 }
