@@ -21,6 +21,10 @@ from support import settle, wait_for
 from leadscore.observability import EMAIL
 from leadscore_local.demo import create_contacts, new_leads
 
+# The module fixture may wait 240 + 240 + 120 s (scoring, the posts that wait for their LLM
+# summary, quiet): more than the default 300 s per test on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
+
 PORTAL_ID = 62515  # the HubSpot emulator's portal: its webhook events carry it
 RECORD = re.compile(r"https://app\.hubspot\.com/contacts/(\d+)/record/0-1/(\d+)")
 SHOWN = ["ai_lead_score", "ai_lead_tier", "ai_lead_reasons", "ai_lead_summary", "ai_lead_scored_at",
