@@ -85,3 +85,18 @@ def run_script(args: list[str], timeout: float) -> dict[str, Any]:
         if not out.exists():
             raise RuntimeError(f"{args[0]} wrote no figures (exit status {done.returncode})")
         return json.loads(out.read_text())
+
+
+def slack_off(stack: Any) -> None:
+    """Takes the Slack webhook URL out of the stack's secret, so the Slack notifier posts
+    nothing and reads nothing from HubSpot: the figures of a bench that calls this are the
+    score path's (hot leads reach Slack at about one per second, and each costs a HubSpot
+    read; tests/e2e/test_what_reps_see.py covers that path)."""
+    import boto3
+
+    secret = stack.info["resources"]["SlackWebhookUrlSecret"]["Ref"]
+    boto3.client("secretsmanager", region_name="ap-south-1",
+                 endpoint_url=stack.info["aws_endpoint_url"], aws_access_key_id="x",
+                 aws_secret_access_key="x").put_secret_value(SecretId=secret,
+                                                             SecretString="off")
+

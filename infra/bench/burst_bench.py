@@ -37,7 +37,16 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from benchkit import ROOT, Row, emulator, exit_status, markdown, percentile, write_figures
+from benchkit import (
+    ROOT,
+    Row,
+    emulator,
+    exit_status,
+    markdown,
+    percentile,
+    slack_off,
+    write_figures,
+)
 
 from leadscore_local.demo import new_leads
 from leadscore_local.process import LocalStackProcess
@@ -274,6 +283,7 @@ def main() -> int:
     started = time.monotonic()
     rows: list[Row] = []
     with LocalStackProcess(ROOT) as stack:
+        slack_off(stack)  # the score path's figures: no Slack posts, no Slack HubSpot reads
         bench = Bench(stack)
         print("== burst", file=sys.stderr, flush=True)
         rows += bench.burst(args.contacts, args.deliveries, args.concurrency, args.seed)

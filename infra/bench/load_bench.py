@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchkit import ROOT, Row, exit_status, markdown, percentile, write_figures
+from benchkit import ROOT, Row, exit_status, markdown, percentile, slack_off, write_figures
 from burst_bench import Bench
 
 from leadscore_local.demo import new_leads
@@ -125,6 +125,7 @@ def main() -> int:
 
     started = time.monotonic()
     with LocalStackProcess(ROOT) as stack:
+        slack_off(stack)  # the score path's figures: no Slack posts, no Slack HubSpot reads
         print(f"== sustained: {args.rate:g} events/s for {args.seconds:g} s", file=sys.stderr,
               flush=True)
         rows = sustained(Bench(stack), args.seconds, args.rate, args.per_delivery, args.seed,

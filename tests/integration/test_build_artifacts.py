@@ -26,7 +26,7 @@ import check_artifacts  # noqa: E402 - path set just above
 
 FUNCTIONS = {
     "IngestFunction", "ScoreFunction", "EnrichFunction", "ScoreApiFunction",
-    "ConsentSweepFunction", "RetentionPurgeFunction",
+    "ConsentSweepFunction", "RetentionPurgeFunction", "SlackNotifyFunction",
 }  # fmt: skip
 
 

@@ -56,6 +56,7 @@ def test_score_api_event_returns_a_score():
 @pytest.mark.parametrize(("logical_id", "event_file"), [
     ("ScoreFunction", "score_batch.json"),
     ("EnrichFunction", "enrich_batch.json"),
+    ("SlackNotifyFunction", "slack_notify_batch.json"),
 ])
 def test_sqs_events_are_processed_without_failures(logical_id, event_file):
     assert invoke(logical_id, event_file) == {"batchItemFailures": []}

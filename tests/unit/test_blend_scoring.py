@@ -14,8 +14,8 @@ from leadscore.cli.csv_files import train_csv
 from leadscore.cli.synthetic import SYNTHETIC_NOW, generate_contacts
 from leadscore.model import load
 from leadscore.model.features import Vectorizer
-from leadscore.model.reasons import describe
-from leadscore.model.scoring import MIN_REASON_EFFECT, PercentileScale, PlattCalibration
+from leadscore.model.reasons import choose_reasons, missing_value_signals, worded_reasons
+from leadscore.model.scoring import PercentileScale, PlattCalibration
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT_1 = ROOT / "tests/fixtures/models/format1-default"  # the shipped model before the blend
@@ -82,16 +82,14 @@ def test_blended_outputs_are_the_weighted_trees_and_line(blended, contacts):
                                                          for r in singles]
 
 
-def expected_reasons(model, contact, contributions) -> list[str]:
+def expected_reasons(model, contact, contributions, score: int) -> list[str]:
+    """The reasons `leadscore.model.reasons` picks from these contributions."""
     row = model.vectorize(contact, now=SYNTHETIC_NOW)
     effects = contributions[:-1]
-    order = np.argsort(-effects, kind="stable")
-    features = model.schema.features
-    up = [i for i in order[:3] if effects[i] >= MIN_REASON_EFFECT]
-    down = [i for i in order[::-1][:2] if effects[i] <= -MIN_REASON_EFFECT]
-    return ([f"{describe(features[i], row[i], contact.get(features[i].column))} (+)" for i in up]
-            + [f"{describe(features[i], row[i], contact.get(features[i].column))} (−)"
-               for i in down])
+    signals = missing_value_signals(model.metadata.get("missing_values"), model.schema,
+                                    model.config.reasons.missing_min_z)
+    chosen = choose_reasons(effects, np.isnan(row), score, model.config.reasons, signals)
+    return worded_reasons(chosen, effects, row, contact, model.schema)
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
@@ -111,8 +109,8 @@ def test_reasons_follow_the_blended_contributions(blended, contacts, tmp_path, w
         trees = booster.predict(matrix, pred_contrib=True)[0]
         line = np.append(linear.contributions(matrix)[0], linear.intercept)
         contributions = weight * trees + (1 - weight) * line
-        reasons = model.score(contact, now=SYNTHETIC_NOW).reasons
-        assert reasons == expected_reasons(model, contact, contributions)
+        result = model.score(contact, now=SYNTHETIC_NOW)
+        assert result.reasons == expected_reasons(model, contact, contributions, result.score)
 
 
 def test_the_linear_half_gives_readable_reasons(blended):

@@ -230,7 +230,7 @@ def test_descriptions_are_words(schema):
     nan = float("nan")
     assert describe(spec["hs_analytics_num_visits"], 23.0, "23") == "Visited 23 times"
     assert describe(spec["jobtitle"], 0.0, "CEO") == "Job title: CEO"
-    assert describe(spec["jobtitle"], nan, "") == "No job title"
+    assert describe(spec["jobtitle"], nan, "") == "No job title given"  # worded as an absence
     assert describe(spec["jobtitle"], 2.0, "Head of Growth") == (
         "Job title: Head of Growth (uncommon)")
     assert describe(spec["hs_analytics_source"], 1.0, "ORGANIC_SEARCH") == "Source: Organic search"
@@ -251,7 +251,9 @@ def test_unknown_columns_get_a_humanised_label():
     spec = {f.column: f for f in schema.features}
     assert describe(spec["webinar_attended_count"], 4.0, "4") == "Webinar attended count: 4"
     assert describe(spec["industry"], 0.0, "COMPUTER_SOFTWARE") == "Industry: Computer software"
-    assert describe(spec["industry"], float("nan"), None) == "No industry"
+    assert describe(spec["industry"], float("nan"), None) == "No industry given"
+    assert describe(spec["webinar_attended_count"], float("nan"), None) == (
+        "No webinar attended count recorded")
 
 
 def test_id_is_optional_and_rows_are_then_numbered():

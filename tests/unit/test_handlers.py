@@ -273,6 +273,22 @@ def test_score_loads_model_once_per_container(stack, kit, fake_model, lambda_con
     assert loads == ["/nonexistent/model"]
 
 
+@pytest.mark.parametrize("keep", ["true", ""])
+def test_score_refreshes_property_descriptions_once_per_model_load(
+        stack, kit, fake_model, lambda_context, monkeypatch, keep):
+    sqs, urls = stack
+    monkeypatch.setenv("KEEP_PROPERTY_DESCRIPTIONS_CURRENT", keep)
+    module = score_module(kit, kit.FakeHubSpot({"1": contact(5)}), fake_model)
+    refreshed = []
+    module.function.refresh_descriptions = lambda *args: refreshed.append(args)
+    for _ in range(2):
+        sqs.send_message(QueueUrl=urls["ScoreQueue"], MessageBody=json.dumps({
+            "contact_id": "1", "event_id": 1, "subscription_type": "contact.creation",
+            "occurred_at": 1, "portal_id": 1}))
+        module.lambda_handler(sqs_event(receive(sqs, urls["ScoreQueue"])), lambda_context)
+    assert refreshed == ([(fake_model, TOKEN, "http://hubspot.invalid")] if keep else [])
+
+
 # --- score_api ----------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ FUNCTIONS = {
     "ScoreApiFunction": "score_api",
     "ConsentSweepFunction": "consent_sweep",
     "RetentionPurgeFunction": "retention_purge",
+    "SlackNotifyFunction": "slack_notify",
 }
 MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction"}
 GLOBAL_ENV = {
@@ -57,10 +58,16 @@ FUNCTION_ENV = {
         "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
         "PURGE_INACTIVE_CONTACTS",
     },
+    "SlackNotifyFunction": {
+        "SLACK_WEBHOOK_URL_SECRET", "SLACK_ALERT_QUEUE_URL", "SLACK_ALERT_DLQ_URL",
+        "SLACK_ALERT_QUEUE_MAX_RECEIVE_COUNT", "IDEMPOTENCY_TABLE", "ENRICH_TIERS",
+        "LLM_PROVIDER", "SLACK_SUMMARY_WAIT_SECONDS", "HUBSPOT_APP_URL", "HUBSPOT_PORTAL_ID",
+    },
 }  # fmt: skip
 QUEUES = {
     "ScoreQueue": ("ScoreDLQ", "ScoreFunction"),
     "EnrichQueue": ("EnrichDLQ", "EnrichFunction"),
+    "SlackAlertQueue": ("SlackAlertDLQ", "SlackNotifyFunction"),
 }
 FOURTEEN_DAYS = 14 * 24 * 3600
 
@@ -223,7 +230,8 @@ def test_sqs_event_sources_report_partial_failures(
     assert source["Queue"] == {"Fn::GetAtt": [queue_id, "Arn"]}
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert source["ScalingConfig"]["MaximumConcurrency"] >= 2
-    expected_batch = {"ScoreFunction": 100, "EnrichFunction": 100}[consumer]
+    expected_batch = {"ScoreFunction": 100, "EnrichFunction": 100,
+                      "SlackNotifyFunction": 10}[consumer]
     assert source["BatchSize"] == expected_batch
     if source["BatchSize"] > 10:  # required by SQS for batches above 10
         assert source["MaximumBatchingWindowInSeconds"] >= 1
@@ -281,13 +289,37 @@ def test_tables_encrypted_recoverable_expiring(
 
 @pytest.mark.parametrize(
     "secret_id",
-    ["HubSpotTokenSecret", "HubSpotClientSecret", "LlmApiKeySecret", "ErasureReceiptKeySecret"],
+    ["HubSpotTokenSecret", "HubSpotClientSecret", "LlmApiKeySecret", "ErasureReceiptKeySecret",
+     "SlackWebhookUrlSecret"],
 )
 def test_secrets_hold_no_value_in_the_template(resources: dict[str, Any], secret_id: str) -> None:
     secret = resources[secret_id]
     assert secret["Type"] == "AWS::SecretsManager::Secret"
     assert "SecretString" not in secret["Properties"]
     assert "GenerateSecretString" in secret["Properties"]
+
+
+def test_hot_leads_reach_the_slack_queue_from_their_topic_only(
+        resources: dict[str, Any]) -> None:
+    subscription = resources["HotLeadsToSlackSubscription"]["Properties"]
+    assert subscription == {"TopicArn": {"Ref": "HotLeadsTopic"}, "Protocol": "sqs",
+                            "Endpoint": {"Fn::GetAtt": ["SlackAlertQueue", "Arn"]},
+                            "RawMessageDelivery": True}
+    policy = resources["SlackAlertQueuePolicy"]["Properties"]
+    allow, deny = policy["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "HotLeadsTopic"}}}
+    assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == (
+        "false")
+    env = resources["SlackNotifyFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SLACK_ALERT_QUEUE_MAX_RECEIVE_COUNT"] == (
+        resources["SlackAlertQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"])
+    # Same settings as the functions that decide whether an LLM summary is coming.
+    assert env["ENRICH_TIERS"] == resources["ScoreFunction"]["Properties"]["Environment"][
+        "Variables"]["ENRICH_TIERS"]
+    assert env["LLM_PROVIDER"] == resources["EnrichFunction"]["Properties"]["Environment"][
+        "Variables"]["LLM_PROVIDER"]
 
 
 def test_topics_encrypted(resources: dict[str, Any]) -> None:
@@ -406,7 +438,7 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert {
         "WebhookUrl", "ScoreApiUrl", "ScoreQueueUrl", "EnrichQueueUrl", "LedgerTableName",
         "IdempotencyTableName", "HubSpotTokenSecretArn", "HubSpotClientSecretArn",
-        "LlmApiKeySecretArn",
+        "LlmApiKeySecretArn", "SlackWebhookUrlSecretArn", "SlackAlertDLQUrl",
     } <= set(template["Outputs"])  # fmt: skip
     assert template["Outputs"]["WebhookUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/hubspot")
 

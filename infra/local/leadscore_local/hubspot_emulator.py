@@ -42,6 +42,7 @@ from leadscore_local import webhook_sender
 
 CONTACT_OBJECT_TYPES = frozenset({"contacts", "contact", "0-1"})
 MAX_BATCH_INPUTS = 100
+HISTORY_BATCH_LIMIT = 50  # batch reads asking for propertiesWithHistory
 MAX_PAGE_LIMIT = 100
 MAX_SEARCH_LIMIT = 200
 MAX_SEARCH_RESULTS = 10_000  # HubSpot's search never pages beyond 10,000 results
@@ -1523,6 +1524,11 @@ class HubSpotEmulator:
         id_property = req.body.get("idProperty")
         requested = _string_list(req.body.get("properties")) or DEFAULT_PROPERTIES
         with_history = _string_list(req.body.get("propertiesWithHistory"))
+        if with_history and len(inputs) > HISTORY_BATCH_LIMIT:  # as HubSpot answers
+            raise _validation_error(
+                "The maximum number of inputs supported in a batch request for property "
+                f"histories is {HISTORY_BATCH_LIMIT}. Please reduce the number of items and "
+                "try again")
         keys = list(dict.fromkeys(str((i or {}).get("id", "")) for i in inputs))
         with self._portal.lock:
             results, missing = [], []

@@ -1,7 +1,8 @@
 """Creates the template's AWS resources in moto's server and resolves references to them.
 
 Only the resource types the functions talk to at run time are created (queues, tables,
-secrets, topics); IAM, alarms, layers and the HTTP API have no local counterpart.
+secrets, topics and their queue subscriptions); IAM, alarms, layers and the HTTP API have no
+local counterpart.
 """
 
 from __future__ import annotations
@@ -190,6 +191,14 @@ def provision(
             out.refs[logical_id] = arn
             out.attributes[(logical_id, "TopicArn")] = arn
             out.attributes[(logical_id, "TopicName")] = f"{prefix}-{logical_id}"
+    # Topic → queue subscriptions (moto delivers what is published), once both exist.
+    for resource in resources.values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::SNS::Subscription" and props.get("Protocol") == "sqs":
+            sns.subscribe(TopicArn=resolve_names(props["TopicArn"]), Protocol="sqs",
+                          Endpoint=resolve_names(props["Endpoint"]), Attributes={
+                              "RawMessageDelivery": str(props.get("RawMessageDelivery", False))
+                              .lower()})
     return out
 
 

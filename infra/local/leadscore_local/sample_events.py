@@ -28,6 +28,7 @@ DOMAIN = "abc123example.execute-api.ap-south-1.amazonaws.com"
 RECORDED_AT_MS = 1767225600000  # 2026-01-01T00:00:00Z
 SCORE_QUEUE_ARN = "arn:aws:sqs:ap-south-1:123456789012:leadscore-ScoreQueue"
 ENRICH_QUEUE_ARN = "arn:aws:sqs:ap-south-1:123456789012:leadscore-EnrichQueue"
+SLACK_QUEUE_ARN = "arn:aws:sqs:ap-south-1:123456789012:leadscore-SlackAlertQueue"
 
 
 def _webhook(event_id: int, contact_id: int, kind: str = "contact.creation",
@@ -103,6 +104,11 @@ def build_events() -> dict[str, dict[str, Any]]:
         {"contact_id": str(_contact(4)), "score": 91, "tier": "hot", "model_version": "sample",
          "scored_at": "2026-01-01T00:00:00.000Z"},
     ]
+    # What HotLeadsTopic delivers to SlackAlertQueue (raw message delivery).
+    hot_lead_alerts = [
+        {"contact_id": str(_contact(5)), "portal_id": 62515, "score": 93, "tier": "hot",
+         "model_version": "sample", "scored_at": "2026-01-01T00:00:00.000Z"},
+    ]
     return {
         "ingest_contact_creation.json": _signed("/webhooks/hubspot", creations),
         "ingest_mixed_subscriptions.json": _signed("/webhooks/hubspot", mixed),
@@ -114,6 +120,7 @@ def build_events() -> dict[str, dict[str, Any]]:
             [score_messages[5], "not a ScoreQueue message"], SCORE_QUEUE_ARN),
         "score_api_request.json": _signed("/score", score_request),
         "enrich_batch.json": _sqs(enrich_messages, ENRICH_QUEUE_ARN),
+        "slack_notify_batch.json": _sqs(hot_lead_alerts, SLACK_QUEUE_ARN),
         "consent_sweep_schedule.json": _fixed_schedule("ConsentSweepSchedule"),
         "retention_purge_schedule.json": _fixed_schedule("RetentionPurgeSchedule"),
     }

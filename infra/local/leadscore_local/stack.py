@@ -31,6 +31,7 @@ from leadscore_local.hubspot_emulator import FAULT_RETRY_AFTER_SECONDS, HubSpotE
 from leadscore_local.lambda_runtime import FunctionRuntime
 from leadscore_local.loopback import LoopbackServer, QuietHandler
 from leadscore_local.resources import REGION, Resolver, local_client, provision
+from leadscore_local.slack_receiver import SlackReceiver
 from leadscore_local.template import functions, load_template
 
 FUNCTIONS_CLIENT = "functions"  # the emulator counts this token's requests as the project's
@@ -55,6 +56,7 @@ class StackInfo:
     anthropic_url: str
     admin_url: str
     resources: dict[str, dict[str, str]]
+    slack_webhook_url: str  # the loopback receiver standing in for the sales team's channel
 
 
 class LocalStack:
@@ -92,6 +94,9 @@ class LocalStack:
         self.anthropic = AnthropicEmulator()
         self.anthropic.start()
         self._started.append(self.anthropic)
+        self.slack = SlackReceiver()
+        self.slack.start()
+        self._started.append(self.slack)
 
         self.faults = Faults()
         self.faults.install()  # before any function creates an AWS client
@@ -109,6 +114,7 @@ class LocalStack:
                 "HubSpotTokenSecret": self.functions_token,
                 "HubSpotClientSecret": self.client_secret,
                 "LlmApiKeySecret": "sk-ant-local-" + secrets.token_hex(8),
+                "SlackWebhookUrlSecret": self.slack.webhook_url,
             },
         )
         self._configure_environment(specs, parameters, webhook_url, score_api_url)
@@ -155,6 +161,7 @@ class LocalStack:
             anthropic_url=self.anthropic.url,
             admin_url=self.admin.url,
             resources=self.provisioned.to_json(),
+            slack_webhook_url=self.slack.webhook_url,
         )
 
     def stop(self) -> None:
@@ -247,7 +254,9 @@ class LocalStack:
         their emulators can (429, 500, 529, "timeout", "malformed"; the LLM also "refusal"),
         AWS services with "throttle", and a function (its logical id) with "crash" (faults.py).
         A HubSpot 429 carries `Retry-After: retry_after` (none when it is None)."""
-        if target in ("hubspot", "anthropic"):
+        if target == "slack":  # the receiver: 429, 500, 404, 410, 403 or "timeout"
+            self.slack.inject_fault(status, count)
+        elif target in ("hubspot", "anthropic"):
             if status not in (429, 500, 529, "timeout", "malformed", "refusal") or (
                     status == "refusal" and target == "hubspot"):
                 raise ValueError(f"unsupported status {status!r}")
@@ -267,7 +276,8 @@ class LocalStack:
 
 
 class _AdminServer(LoopbackServer):
-    """POST /schedules/<LogicalId>/run [{"time": ISO-8601}], GET /stats, POST /faults."""
+    """POST /schedules/<LogicalId>/run [{"time": ISO-8601}], GET /stats, POST /faults,
+    GET /slack (what was posted to the Slack receiver)."""
 
     def __init__(self, stack: LocalStack):
         class Handler(QuietHandler):
@@ -278,6 +288,8 @@ class _AdminServer(LoopbackServer):
             def do_GET(self) -> None:
                 if self.path == "/stats":
                     self._json(200, stack.stats())
+                elif self.path == "/slack":
+                    self._json(200, stack.slack.report())
                 else:
                     self._json(404, {"message": "Not Found"})
 

@@ -87,13 +87,18 @@ def cmd_local_env_vars(args: argparse.Namespace) -> int:
 def cmd_hubspot_setup(args: argparse.Namespace) -> int:
     from hubspot import HubSpot
 
+    from leadscore.hubspot.properties import ai_property_specs
     from leadscore.hubspot.setup import WEBHOOK_SUBSCRIPTIONS_HELP, ensure_properties
+    from leadscore.model import load
+    from leadscore.scoring.descriptions import score_guide
 
     token = os.environ.get("HUBSPOT_TOKEN")
     if not token:
         raise CliError("set HUBSPOT_TOKEN to a private-app token with crm.schemas.contacts.write")
     client = HubSpot(access_token=token, host=args.base_url)
-    ensure_properties(client, args.consent_property, args.consent_updated_property, echo=print)
+    specs = ai_property_specs(score_guide(load(args.model)))  # tooltips for this model's tiers
+    ensure_properties(client, args.consent_property, args.consent_updated_property, echo=print,
+                      specs=specs)
     print(WEBHOOK_SUBSCRIPTIONS_HELP.format(purposes=args.consent_property))
     if args.stack_name:  # the notice's facts come from the deployed stack's parameters
         from leadscore.cli.notice import notice_text
@@ -365,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--stack-name", help="deployed stack: print the privacy-notice facts "
                                             "(purposes, LLM destination, grievance officer)")
     setup.add_argument("--region", default="ap-south-1")
+    setup.add_argument("--model", type=_existing_dir, default="layers/model/model",
+                       help="the model directory in use: its tiers and label go into the "
+                            "property descriptions (default: layers/model/model)")
     setup.set_defaults(func=cmd_hubspot_setup)
     export = hubspot_commands.add_parser(
         "export", parents=[portal],

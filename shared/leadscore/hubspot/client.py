@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import batched
 from typing import Any, Protocol
 
@@ -43,6 +44,7 @@ DEFAULT_TIMEOUT = (3.05, 6.0)
 MAX_ATTEMPTS = 4
 MAX_RETRY_AFTER_SECONDS = 10.0  # HubSpot's limits are per 10 s window; never sleep longer
 NOT_FOUND_CATEGORY = "OBJECT_NOT_FOUND"
+HISTORY_BATCH_LIMIT = 50  # HubSpot's maximum inputs per batch read with propertiesWithHistory
 # The whole app's budget (HubSpotRequestsPerSecond): at most 12 x 8 = 96 requests in any
 # rolling 10 s (leadscore.hubspot.shared_budget), under every tier's per-app limit (100 per
 # 10 s for Free and Starter).
@@ -113,6 +115,15 @@ class HubSpotBatchError(HubSpotError):
 class Contact:
     id: str
     properties: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class ContactHistory:
+    """A contact's current properties and, for the properties asked about, every version
+    (value, when HubSpot stored it), as HubSpot lists them (newest first)."""
+
+    properties: dict[str, str | None]
+    history: dict[str, list[tuple[str, datetime]]]
 
 
 class ContactProperties(Protocol):
@@ -391,6 +402,32 @@ class HubSpotClient:
                 raise HubSpotError("batch read", 207, errors[0].category)
             for obj in response.results or []:
                 found[str(obj.id)] = {name: (obj.properties or {}).get(name) for name in wanted}
+        return found
+
+    def batch_read_with_history(
+        self, ids: Iterable[str], properties: Iterable[str], history: Iterable[str],
+    ) -> dict[str, ContactHistory]:
+        """Like `batch_read`, plus every version of the `history` properties (when each was
+        written, by HubSpot's clock), 50 contacts per request (HubSpot's limit with history)."""
+        unique_ids = list(dict.fromkeys(str(i) for i in ids))
+        wanted, versions_of = list(dict.fromkeys(properties)), list(dict.fromkeys(history))
+        found: dict[str, ContactHistory] = {}
+        for chunk in batched(unique_ids, HISTORY_BATCH_LIMIT):
+            request = BatchReadInputSimplePublicObjectId(
+                inputs=[SimplePublicObjectId(id=i) for i in chunk], properties=wanted,
+                properties_with_history=versions_of,
+            )
+            response = self._call("batch read", self._batch_api.read_with_http_info, request)
+            errors = [e for e in (getattr(response, "errors", None) or [])
+                      if e.category != NOT_FOUND_CATEGORY]
+            if errors:
+                raise HubSpotError("batch read", 207, errors[0].category)
+            for obj in response.results or []:
+                written = obj.properties_with_history or {}
+                found[str(obj.id)] = ContactHistory(
+                    properties={name: (obj.properties or {}).get(name) for name in wanted},
+                    history={name: [(v.value, v.timestamp) for v in written.get(name) or []]
+                             for name in versions_of})
         return found
 
     def batch_update(self, updates: Mapping[str, Mapping[str, str]]) -> None:

@@ -4,7 +4,8 @@ backtests run on (`LabelledData`).
 
 features.toml keys: `id` (optional: the column identifying a row, e.g. `hs_object_id`;
 without it, rows are identified by their 1-based row number in the CSV), `[label]`,
-`[features]`, `[tiers]` (optional) and `[missing]` (optional). Kinds of feature columns and how
+`[features]`, `[tiers]` (optional), `[missing]` (optional) and `[reasons]` (optional: how the
+reasons behind a score are chosen, `ReasonConfig`). Kinds of feature columns and how
 their cells are read: `leadscore.model.features`.
 
 No numpy here.
@@ -70,6 +71,25 @@ class TierConfig(_Strict):
     cold: int | None = Field(default=None, ge=0, le=100)
 
 
+class ReasonConfig(_Strict):
+    """`[reasons]` in features.toml: how `ai_lead_reasons` is chosen (`leadscore.model.reasons`).
+
+    A lead scoring below `typical_score` lists what speaks against it first, any other lead
+    what speaks for it. 50 is the median past lead, and it is where the model's contributions
+    change sign: they are measured from the model's average output (log-odds), which on the
+    default model's validation-sized synthetic set agrees with "score below 50" for 98.6 % of
+    leads and with "probability below the base rate" for only 87.5 %.
+    """
+
+    typical_score: int = Field(default=50, ge=1, le=100)
+    min_effect: float = Field(default=0.1, ge=0.0)  # log-odds; smaller contributions are noise
+    max_leading: int = Field(default=3, ge=1, le=10)  # reasons in the score's direction
+    max_opposing: int = Field(default=2, ge=0, le=10)  # then the strongest the other way
+    # A missing value is a reason only if, in training, leads without the value converted at a
+    # rate this many standard errors away from leads with it (two-proportion z-test).
+    missing_min_z: float = Field(default=3.0, gt=0.0)
+
+
 class FeatureConfig(_Strict):
     """features.toml: which CSV columns (HubSpot internal property names) feed the model.
 
@@ -82,6 +102,7 @@ class FeatureConfig(_Strict):
     features: FeatureColumns
     tiers: TierConfig | None = None
     missing: dict[str, list[str | int | float]] = {}
+    reasons: ReasonConfig = ReasonConfig()
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> FeatureConfig:

@@ -17,9 +17,10 @@ What the numbers mean:
 - `tier`: `hot` / `warm` / `cold` at or above those thresholds, `disqualified` below `cold`.
   Defaults come from the data (top 10 % hot, next 20 % warm, next 50 % cold, bottom 20 %
   disqualified); `[tiers]` in the model's features.toml or `load(tiers=...)` override them.
-- `reasons`: the largest positive and negative feature contributions for this lead (the
-  trees' SHAP values and the linear model's exact terms, blended with the same weight, in
-  log-odds), worded for a rep: "Visited 23 times (+)", "Free-mail address (−)".
+- `reasons`: the feature contributions for this lead (the trees' SHAP values and the linear
+  model's exact terms, blended with the same weight, in log-odds) that explain its score's
+  direction, strongest first, worded for a rep: "Visited 23 times (+)", "Free-mail address
+  (−)" (chosen and worded by `leadscore.model.reasons`).
 
 Prediction calls LightGBM's C library directly (ctypes) instead of the Python package: the
 single-row fast path skips the package's per-call overhead (a lead's raw score takes ~10 µs,
@@ -51,7 +52,7 @@ from leadscore.model.features import (
     schema_hash,
 )
 from leadscore.model.linear import Blend
-from leadscore.model.reasons import describe
+from leadscore.model.reasons import choose_reasons, missing_value_signals, worded_reasons
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
@@ -60,11 +61,6 @@ CONFIG_FILE = "features.toml"
 # format 1 refuses format 2 instead of scoring without the linear half.
 METADATA_FORMAT = 2
 READABLE_FORMATS = (1, 2)
-
-MAX_POSITIVE_REASONS = 3
-MAX_NEGATIVE_REASONS = 2
-# Contributions smaller than this (in log-odds) are noise, not a reason worth reading.
-MIN_REASON_EFFECT = 0.01
 
 
 class ScoreResult(BaseModel):
@@ -303,6 +299,8 @@ class LeadModel:
         self._vectorizer = Vectorizer(schema)
         self._calibration = PlattCalibration.from_dict(metadata["calibration"])
         self._scale = PercentileScale.from_dict(metadata["score_scale"])
+        self._missing_signals = missing_value_signals(
+            metadata.get("missing_values"), schema, config.reasons.missing_min_z)
 
     def vectorize(self, properties: Properties, *, now: datetime | float | None = None):
         """The model's input row for one contact (NaN = missing)."""
@@ -369,7 +367,7 @@ class LeadModel:
         out = []
         for i, (score, probability) in enumerate(zip(scores, probabilities, strict=True)):
             reasons = (
-                self._reasons(contributions[i], matrix[i], rows[i])
+                self._reasons(contributions[i], matrix[i], rows[i], score)
                 if contributions is not None
                 else []
             )
@@ -378,22 +376,12 @@ class LeadModel:
         return out
 
     def _reasons(
-        self, contributions: np.ndarray, row: np.ndarray, properties: Properties
+        self, contributions: np.ndarray, row: np.ndarray, properties: Properties, score: int
     ) -> list[str]:
         effects = contributions[:-1]  # the last one is the expected value, not a feature
-        order = np.argsort(-effects, kind="stable")
-        positive = [i for i in order[:MAX_POSITIVE_REASONS] if effects[i] >= MIN_REASON_EFFECT]
-        negative = [
-            i for i in order[::-1][:MAX_NEGATIVE_REASONS] if effects[i] <= -MIN_REASON_EFFECT
-        ]
-        features = self.schema.features
-        return [
-            f"{describe(features[i], row[i], properties.get(features[i].column))} (+)"
-            for i in positive
-        ] + [
-            f"{describe(features[i], row[i], properties.get(features[i].column))} (−)"
-            for i in negative
-        ]
+        chosen = choose_reasons(effects, np.isnan(row), score, self.config.reasons,
+                                self._missing_signals)
+        return worded_reasons(chosen, effects, row, properties, self.schema)
 
 
 def _feature_names(model_text: str) -> list[str]:

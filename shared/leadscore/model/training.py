@@ -49,6 +49,7 @@ from leadscore.model.fitting import (
     fit_platt,
     stratified_split,  # noqa: F401  (re-exported: the benchmarks and tests split with it)
 )
+from leadscore.model.reasons import missing_value_evidence
 from leadscore.model.scoring import (
     CONFIG_FILE,
     METADATA_FILE,
@@ -234,6 +235,8 @@ def train(
         "metrics": metrics,
         "data_quality": {"duplicates_dropped": duplicates, "ignored_columns": ignored,
                          "features": quality},
+        # Whether a missing value may be a reason (leadscore.model.reasons).
+        "missing_values": missing_value_evidence(schema, matrix, labels),
         "data": {"file": data.name, "sha256": data.sha256, "rows": len(all_rows)},
         "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
         "training": {"params": fit.params, "seed": SEED, "cv_folds": CV_FOLDS,

@@ -42,6 +42,8 @@ class ScoreSettings(CommonSettings):
     # How long a message may keep waiting for HubSpot (429/5xx) before it is dead-lettered.
     score_max_wait_minutes: PositiveInt = 24 * 60
     watched_properties: frozenset[str] = frozenset()  # checked against the model's inputs
+    # Bring the ai_* property descriptions in line with the model loaded (tier thresholds).
+    keep_property_descriptions_current: bool = False
 
     _split_tiers = field_validator("enrich_tiers", mode="before")(comma_separated)
     _split_watched = field_validator("watched_properties", mode="before")(comma_separated)

@@ -31,6 +31,7 @@ from leadscore.messaging import DeadLetters
 from leadscore.model.contract import ScoringModel, load_model
 from leadscore.observability import count, hubspot_usage, logger
 from leadscore.scoring.deferral import Deferrals
+from leadscore.scoring.descriptions import refresh_property_descriptions
 from leadscore.scoring.ledger import DynamoDBLedger
 from leadscore.scoring.pipeline import ScorePipeline
 from leadscore.scoring.queues import EnrichmentQueue, HotLeadAlerts, ScoreQueue
@@ -65,6 +66,9 @@ class ScoreFunction:
         # Seams: how the HubSpot client, the model and the eraser are made.
         self.hubspot_client_factory: Callable[..., Any] = HubSpotClient
         self.load_model: Callable[[str], ScoringModel] = load_model
+        # Keeps the ai_* property descriptions in line with the model (token, base URL).
+        self.refresh_descriptions: Callable[[ScoringModel, str, str], object] = (
+            refresh_property_descriptions)
         self.eraser_factory: Callable[[Any, DynamoDBLedger], ContactEraser] = (
             lambda hubspot, ledger: eraser_from_env(hubspot=hubspot, stores=[ledger]))
         self.settings = cache(ScoreSettings.from_env)
@@ -84,6 +88,9 @@ class ScoreFunction:
             count("UnwatchedModelProperties", len(unwatched))
             logger.warning("Model reads properties missing from WATCHED_PROPERTIES",
                            extra={"unwatched": unwatched})
+        if settings.keep_property_descriptions_current:
+            self.refresh_descriptions(model, get_secret(settings.hubspot_token_secret),
+                                      settings.hubspot_base_url)
         return model
 
     def _outputs(self) -> _ScoreOutputs:
