@@ -25,8 +25,11 @@ FUNCTIONS = {
     "ScoreApiFunction": "score_api",
     "ConsentSweepFunction": "consent_sweep",
     "RetentionPurgeFunction": "retention_purge",
+    "ModelRetrainFunction": "model_retrain",
 }
-MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction"}
+MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction", "ModelRetrainFunction"}
+# The model functions' layers: the runtime, then the promoted model or the built one.
+MODEL_LAYERS = ["SharedLayer", "ModelRuntimeLayer", "ModelLayerArn if UsePromotedModel else ModelLayer"]
 GLOBAL_ENV = {
     "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "STAGE",
     "HUBSPOT_BASE_URL", "HUBSPOT_TOKEN_SECRET", "CONSENT_PURPOSES_PROPERTY",
@@ -40,6 +43,7 @@ FUNCTION_ENV = {
     "ScoreFunction": {
         "MODEL_DIR", "ENRICH_QUEUE_URL", "HOT_LEADS_TOPIC_ARN", "ENRICH_TIERS",
         "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
+        "FEATURE_SNAPSHOT_TABLE", "OUTCOME_WINDOW_DAYS", "TRAINING_CONSENT_PURPOSE",
     },
     "EnrichFunction": {
         "LLM_PROVIDER", "LLM_API_KEY_SECRET", "ANTHROPIC_BASE_URL", "BEDROCK_REGION", "LLM_MODEL",
@@ -51,11 +55,17 @@ FUNCTION_ENV = {
     "ScoreApiFunction": {"MODEL_DIR", "HUBSPOT_CLIENT_SECRET_SECRET", "SCORE_API_PUBLIC_URL"},
     "ConsentSweepFunction": {
         "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
-        "CONSENT_SWEEP_CURSOR_PARAMETER",
+        "CONSENT_SWEEP_CURSOR_PARAMETER", "FEATURE_SNAPSHOT_TABLE",
     },
     "RetentionPurgeFunction": {
         "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
-        "PURGE_INACTIVE_CONTACTS",
+        "PURGE_INACTIVE_CONTACTS", "FEATURE_SNAPSHOT_TABLE",
+    },
+    "ModelRetrainFunction": {
+        "MODEL_DIR", "FEATURE_SNAPSHOT_TABLE", "MODEL_ARTIFACTS_BUCKET", "MODEL_LAYER_NAME",
+        "STACK_NAME", "OUTCOME_WINDOW_DAYS", "TRAINING_CONSENT_PURPOSE", "RETRAIN_MIN_POSITIVES",
+        "RETRAIN_MIN_NEGATIVES", "PROMOTION_AUC_TOLERANCE", "PROMOTION_BRIER_TOLERANCE",
+        "MODEL_PROMOTION", "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET",
     },
 }  # fmt: skip
 QUEUES = {
@@ -86,7 +96,9 @@ def function_layers(template: dict[str, Any], logical_id: str) -> list[str]:
     refs = template["Globals"]["Function"].get("Layers", []) + template["Resources"][logical_id][
         "Properties"
     ].get("Layers", [])
-    return [ref["Ref"] for ref in refs]
+    return [ref["Ref"] if "Ref" in ref else
+            f"{ref['Fn::If'][1]['Ref']} if {ref['Fn::If'][0]} else {ref['Fn::If'][2]['Ref']}"
+            for ref in refs]
 
 
 def function_env(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
@@ -168,9 +180,7 @@ def test_function_shape(template: dict[str, Any], logical_id: str, directory: st
     assert function_setting(template, logical_id, "Architectures") == ["x86_64"]
     assert function_setting(template, logical_id, "Handler") == "app.lambda_handler"
     assert FUNCTION_ENV[logical_id] <= set(function_env(template, logical_id))
-    expected_layers = (
-        ["SharedLayer", "ModelLayer"] if logical_id in MODEL_FUNCTIONS else ["SharedLayer"]
-    )
+    expected_layers = MODEL_LAYERS if logical_id in MODEL_FUNCTIONS else ["SharedLayer"]
     assert function_layers(template, logical_id) == expected_layers
     if logical_id in MODEL_FUNCTIONS:
         assert function_env(template, logical_id)["MODEL_DIR"] == "/opt/model"
@@ -261,7 +271,8 @@ def test_queues_have_dlqs_and_safe_visibility(
 @pytest.mark.parametrize(
     ("table_id", "key", "ttl"),
     [("LedgerTable", "contact_id", "expires_at"), ("IdempotencyTable", "id", "expiration"),
-     ("ErasureReceiptsTable", "subject", "expires_at"), ("EnrichBudgetTable", "day", "expires_at")],
+     ("ErasureReceiptsTable", "subject", "expires_at"), ("EnrichBudgetTable", "day", "expires_at"),
+     ("FeatureSnapshotTable", "contact_id", "expires_at")],
 )
 def test_tables_encrypted_recoverable_expiring(
     resources: dict[str, Any], table_id: str, key: str, ttl: str
@@ -408,7 +419,7 @@ def test_outputs(template: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- layers
 
 
-@pytest.mark.parametrize("layer_id", ["SharedLayer", "ModelLayer"])
+@pytest.mark.parametrize("layer_id", ["SharedLayer", "ModelRuntimeLayer", "ModelLayer"])
 def test_layers_build_with_their_makefiles(resources: dict[str, Any], layer_id: str) -> None:
     layer = resources[layer_id]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"

@@ -23,7 +23,7 @@ from hubspot.crm.properties.exceptions import ApiException, NotFoundException
 from leadscore.hubspot.properties import AI_PROPERTY_SPECS, GROUP_LABEL, GROUP_NAME, PropertySpec
 
 CONSENT_GROUP_NAME = "contactinformation"
-CONSENT_PURPOSES = ("lead_scoring", "ai_enrichment")
+CONSENT_PURPOSES = ("lead_scoring", "ai_enrichment", "model_training")
 
 
 def consent_properties(

@@ -4,8 +4,9 @@ backtests run on (`LabelledData`).
 
 features.toml keys: `id` (optional: the column identifying a row, e.g. `hs_object_id`;
 without it, rows are identified by their 1-based row number in the CSV), `[label]`,
-`[features]`, `[tiers]` (optional) and `[missing]` (optional). Kinds of feature columns and how
-their cells are read: `leadscore.model.features`.
+`[features]`, `[tiers]` (optional), `[missing]` (optional) and `[outcome]` (optional: extra
+signals the learning loop reads a scored lead's outcome from, `leadscore.learning.outcomes`).
+Kinds of feature columns and how their cells are read: `leadscore.model.features`.
 
 No numpy here.
 """
@@ -70,6 +71,19 @@ class TierConfig(_Strict):
     cold: int | None = Field(default=None, ge=0, le=100)
 
 
+class OutcomeConfig(_Strict):
+    """`[outcome]` in features.toml: property values that settle a scored lead's outcome besides
+    `[label]` (e.g. `positive = { hs_lead_status = ["OPEN_DEAL"] }`, `negative = {
+    hs_lead_status = ["UNQUALIFIED"] }`). Compared case-insensitively, like the label."""
+
+    positive: dict[str, list[str]] = {}
+    negative: dict[str, list[str]] = {}
+
+    @property
+    def columns(self) -> list[str]:
+        return list(dict.fromkeys([*self.positive, *self.negative]))
+
+
 class FeatureConfig(_Strict):
     """features.toml: which CSV columns (HubSpot internal property names) feed the model.
 
@@ -82,6 +96,7 @@ class FeatureConfig(_Strict):
     features: FeatureColumns
     tiers: TierConfig | None = None
     missing: dict[str, list[str | int | float]] = {}
+    outcome: OutcomeConfig = OutcomeConfig()
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> FeatureConfig:
@@ -97,6 +112,10 @@ class FeatureConfig(_Strict):
         strays = sorted(set(self.missing) - set(columns))
         if strays:
             raise ValueError(f"[missing] names column(s) that are not features: {strays}")
+        # An outcome signal that is also an input would leak the label into the features.
+        leaking = sorted(set(self.outcome.columns) & set(columns))
+        if leaking:
+            raise ValueError(f"[outcome] column(s) must not also be features: {leaking}")
         return self
 
     @property

@@ -5,6 +5,8 @@ No numpy/lightgbm here.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import PositiveInt, field_validator
 
 from leadscore.settings import CommonSettings, NonEmpty, comma_separated
@@ -40,6 +42,10 @@ class ScoreSettings(CommonSettings):
     score_queue_max_receive_count: PositiveInt = 5
     score_queue_url: str | None = None  # re-scores after losing a race to a newer event
     watched_properties: frozenset[str] = frozenset()  # checked against the model's inputs
+    # The learning loop (leadscore.learning): unset table = no snapshots, no outcomes.
+    feature_snapshot_table: str | None = None
+    outcome_window_days: PositiveInt = 60
+    training_consent_purpose: Literal["model_training"] | None = None
 
     _split_tiers = field_validator("enrich_tiers", mode="before")(comma_separated)
     _split_watched = field_validator("watched_properties", mode="before")(comma_separated)
