@@ -29,7 +29,8 @@ FUNCTIONS = {
 }
 MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction", "ModelRetrainFunction"}
 # The model functions' layers: the runtime, then the promoted model or the built one.
-MODEL_LAYERS = ["SharedLayer", "ModelRuntimeLayer", "ModelLayerArn if UsePromotedModel else ModelLayer"]
+MODEL_LAYERS = ["SharedLayer", "ModelRuntimeLayer",
+                "ModelLayerArn if UsePromotedModel else ModelLayer"]
 GLOBAL_ENV = {
     "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "STAGE",
     "HUBSPOT_BASE_URL", "HUBSPOT_TOKEN_SECRET", "CONSENT_PURPOSES_PROPERTY",

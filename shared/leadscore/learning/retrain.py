@@ -84,24 +84,30 @@ class Stop(Exception):
 
 
 class Watchdog:
-    """Calls `on_expiry` once `seconds` have passed unless the run finished first."""
+    """Calls `on_expiry` once, as soon as `seconds_left()` drops below `margin`, unless the run
+    finished first (checked every `interval` seconds from a thread of its own)."""
 
-    def __init__(self, seconds: float, on_expiry: Callable[[], None]):
+    def __init__(self, seconds_left: Callable[[], float], margin: float,
+                 on_expiry: Callable[[], None], interval: float = 1.0):
         self.expired = threading.Event()
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.daemon = True
+        self._done = threading.Event()
+        self._seconds_left, self._margin, self._interval = seconds_left, margin, interval
         self._on_expiry = on_expiry
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="retrain-watchdog")
 
-    def _fire(self) -> None:
-        self.expired.set()
-        self._on_expiry()
+    def _watch(self) -> None:
+        while not self._done.wait(self._interval):
+            if self._seconds_left() < self._margin:
+                self.expired.set()
+                self._on_expiry()
+                return
 
     def __enter__(self) -> Watchdog:
-        self._timer.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+        self._done.set()
 
 
 @dataclass
@@ -153,7 +159,7 @@ class RetrainJob:
                                 "trains outside Lambda (README, \"Learning loop\")", True):
                 metrics.flush_metrics()  # Lambda may end the process before the handler does
 
-        watchdog = Watchdog(self.seconds_left() - WATCHDOG_MARGIN_SECONDS, timed_out)
+        watchdog = Watchdog(self.seconds_left, WATCHDOG_MARGIN_SECONDS, timed_out)
         try:
             with watchdog:
                 result, reason, action = self._run(decision, now, reports, watchdog)
