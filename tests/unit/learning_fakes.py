@@ -63,14 +63,16 @@ class HistoryHubSpot(FakeHubSpot):
 def learning_tables(monkeypatch) -> None:
     """Inside mock_aws: the snapshot and receipts tables, the artifacts bucket, the secrets and
     the retrain function's environment."""
-    create_table("FeatureSnapshotTable")
-    create_table("ErasureReceiptsTable")
-    create_table("LedgerTable")
+    existing = set(boto3.client("dynamodb").list_tables()["TableNames"])
+    for table in {"FeatureSnapshotTable", "ErasureReceiptsTable", "LedgerTable"} - existing:
+        create_table(table)
     boto3.client("s3").create_bucket(
         Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-south-1"})
     secrets = boto3.client("secretsmanager")
-    secrets.create_secret(Name="hubspot-token", SecretString="pat-test")
-    secrets.create_secret(Name="receipt-key", SecretString=RECEIPT_KEY)
+    known = {secret["Name"] for secret in secrets.list_secrets()["SecretList"]}
+    for name, value in {"hubspot-token": "pat-test", "receipt-key": RECEIPT_KEY}.items():
+        if name not in known:
+            secrets.create_secret(Name=name, SecretString=value)
     for name, value in {
         "HUBSPOT_TOKEN_SECRET": "hubspot-token", "HUBSPOT_BASE_URL": "http://hubspot.invalid",
         "LEDGER_TABLE": "LedgerTable", "RETENTION_DAYS": "180",
@@ -101,17 +103,17 @@ def pattern_leads(n: int, seed: int, now: datetime = NOW) -> list[tuple[dict[str
 def seed_snapshots(store: SnapshotStore, leads: Iterable[tuple[dict[str, str], bool]], *,
                    first_scored: datetime, spacing: timedelta = timedelta(minutes=10),
                    columns: list[str] | None = None, outcome: bool = True,
-                   model_version: str = "20250630-7e2952cb",
+                   model_version: str = "20250630-7e2952cb", first_id: int = 1,
                    ) -> list[Snapshot]:
     """Snapshots of these leads as the score pipeline takes them (first scores `spacing`
-    apart), with their outcomes recorded when `outcome`. Contact ids are 1, 2, ..."""
+    apart), with their outcomes recorded when `outcome`. Contact ids are first_id, +1, ..."""
     from leadscore.model import load
 
     model = load(SHIPPED_MODEL)
     columns = columns or model.properties
     snapshots = []
-    for index, (properties, converted) in enumerate(leads, start=1):
-        at = first_scored + index * spacing
+    for index, (properties, converted) in enumerate(leads, start=first_id):
+        at = first_scored + (index - first_id + 1) * spacing
         snapshot = Snapshot.take(
             contact_id=str(index), portal_id=1, scored_at=at, model_version=model_version,
             score=50, probability=0.1, tier="warm", properties=properties, columns=columns,

@@ -490,3 +490,63 @@ def test_no_function_can_be_given_a_simulated_clock(template: dict[str, Any]) ->
     for logical_id, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":
             assert SIMULATED_CLOCK_SETTING not in function_env(template, logical_id)
+
+
+# ----------------------------------------------------------------------------- learning loop
+
+
+def test_the_model_comes_from_a_layer_the_stack_names(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["ModelLayerArn"]
+    assert parameter["Default"] == ""  # the built ModelLayer until a promotion sets it
+    assert re.fullmatch(parameter["AllowedPattern"],
+                        "arn:aws:lambda:ap-south-1:123456789012:layer:leadscore-model-dev:3")
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:s3:::elsewhere")
+    assert template["Conditions"]["UsePromotedModel"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ModelLayerArn"}, ""]}]}
+    layer = template["Resources"]["ModelLayer"]["Properties"]
+    runtime = template["Resources"]["ModelRuntimeLayer"]["Properties"]
+    assert layer["ContentUri"] == runtime["ContentUri"] == "layers/model/"
+
+
+def test_artifacts_bucket_is_private_encrypted_versioned_tls_only(resources) -> None:
+    bucket = resources["ModelArtifactsBucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    [deny] = resources["ModelArtifactsBucketTlsOnlyPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_promotion_may_change_this_stacks_model_layer_only(resources) -> None:
+    policy = resources["ModelPromotionPolicy"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "ModelRetrainFunctionRole"}]
+    found = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert found["PublishModelLayerVersions"]["Resource"]["Fn::Sub"].endswith(
+        ":layer:leadscore-model-${Stage}")
+    assert found["ChangeThisStacksModelLayer"]["Resource"] == {"Ref": "AWS::StackId"}
+    assert "cloudformation:UpdateStack" not in found["ChangeThisStacksModelLayer"]["Action"]
+    assert found["ThroughTheSamTransform"]["Resource"]["Fn::Sub"].endswith(
+        ":aws:transform/Serverless-2016-10-31")
+    updated = {r["Fn::GetAtt"][0] for r in found["UpdateTheModelFunctions"]["Resource"]}
+    assert updated == MODEL_FUNCTIONS
+    assert "lambda:UpdateFunctionCode" not in found["UpdateTheModelFunctions"]["Action"]
+    passed = {r["Fn::GetAtt"][0] for r in found["KeepTheirRoles"]["Resource"]}
+    assert passed == {f"{name}Role" for name in MODEL_FUNCTIONS}
+    assert found["KeepTheirRoles"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
+
+
+def test_the_retrain_runs_monthly_one_at_a_time(resources) -> None:
+    properties = resources["ModelRetrainFunction"]["Properties"]
+    [schedule] = events_of(resources, "ModelRetrainFunction", "Schedule")
+    assert re.fullmatch(r"cron\(\d+ \d+ 1 \* \? \*\)", schedule["Schedule"])
+    assert properties["ReservedConcurrentExecutions"] == 1
+    assert properties["Timeout"] == 900
+
+
+def test_no_function_can_be_pointed_at_a_local_promotion_endpoint(template) -> None:
+    from leadscore.learning.settings import LOCAL_PROMOTION_SETTING
+
+    assert LOCAL_PROMOTION_SETTING not in (ROOT / "template.yaml").read_text()
