@@ -10,7 +10,7 @@ stack update (`promotion`), the retrain job (`retrain`) and ModelRetrainFunction
 environment and wiring (`settings`, `wiring`).
 May import: dpdp, hubspot, model, base.
 
-Only `dataset`, `gate`, `retrain` and `wiring` load the model (numpy, lightgbm: the model
-layer); `snapshots`, `outcomes` and `capture` do not, so the score, consent-sweep and
+Only `gate`, `retrain` and `wiring` load the model (numpy, lightgbm: the model layer);
+`snapshots`, `outcomes`, `capture` and `dataset` do not, so the score, consent-sweep and
 retention-purge functions import them without it.
 """
