@@ -120,6 +120,8 @@ STEPS: dict[str, Callable[[], list[Row]]] = {
     "load": script_rows("infra/bench/load_bench.py", timeout=600),
     "faults": script_rows("infra/bench/fault_bench.py", timeout=600),
     "sam_invoke": script_rows("infra/bench/sam_invoke_bench.py", timeout=1200),
+    # retrain at 10k / 100k / 1M snapshots, then the end-to-end learning scenario
+    "retrain": script_rows("infra/bench/retrain_bench.py", timeout=3 * 3600),
 }
 
 
