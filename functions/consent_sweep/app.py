@@ -4,7 +4,8 @@ leadscore.dpdp.wiring.ConsentSweepFunction.
 
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, LEDGER_TABLE, CONSENT_PURPOSES_PROPERTY,
 ERASURE_RECEIPTS_TABLE, ERASURE_RECEIPT_KEY_SECRET, AUDIT_RETENTION_DAYS,
-CONSENT_SWEEP_CURSOR_PARAMETER (where the next run starts), plus Powertools.
+CONSENT_SWEEP_CURSOR_PARAMETER (where the next run starts), FEATURE_SNAPSHOT_TABLE, plus
+Powertools.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadscore.dpdp.wiring import ConsentSweepFunction
+from leadscore.learning.snapshots import snapshot_store_from_env
 from leadscore.observability import logger, metrics, tracer
 from leadscore.scoring.ledger import DynamoDBLedger
 
-# The sweep scans and erases from the score ledger; once per container.
-function = ConsentSweepFunction(ledger_factory=DynamoDBLedger)
+# The sweep scans and erases from the score ledger, and erases the learning loop's feature
+# snapshots with it; once per container.
+function = ConsentSweepFunction(ledger_factory=DynamoDBLedger,
+                                snapshots_factory=snapshot_store_from_env)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE,

@@ -5,7 +5,7 @@ leadscore.dpdp.retention; wiring: leadscore.dpdp.wiring.RetentionPurgeFunction.
 
 Env: HUBSPOT_TOKEN_SECRET, HUBSPOT_BASE_URL, LEDGER_TABLE, RETENTION_DAYS,
 CONSENT_PURPOSES_PROPERTY, PURGE_INACTIVE_CONTACTS, ERASURE_RECEIPTS_TABLE,
-ERASURE_RECEIPT_KEY_SECRET, AUDIT_RETENTION_DAYS, plus Powertools.
+ERASURE_RECEIPT_KEY_SECRET, AUDIT_RETENTION_DAYS, FEATURE_SNAPSHOT_TABLE, plus Powertools.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadscore.dpdp.wiring import RetentionPurgeFunction
+from leadscore.learning.snapshots import snapshot_store_from_env
 from leadscore.observability import logger, metrics, tracer
 from leadscore.scoring.ledger import DynamoDBLedger
 
-# The purge scans and erases from the score ledger; once per container.
-function = RetentionPurgeFunction(ledger_factory=DynamoDBLedger)
+# The purge scans and erases from the score ledger and the learning loop's feature snapshots;
+# once per container.
+function = RetentionPurgeFunction(ledger_factory=DynamoDBLedger,
+                                  snapshots_factory=snapshot_store_from_env)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE,

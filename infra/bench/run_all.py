@@ -133,6 +133,8 @@ STEPS: dict[str, Callable[[], list[Row]]] = {
     "faults": script_rows("infra/bench/fault_bench.py", timeout=600),
     "import": script_rows("infra/bench/import_bench.py", timeout=1800),
     "sam_invoke": script_rows("infra/bench/sam_invoke_bench.py", timeout=1200),
+    # retrain at 10k / 100k / 1M snapshots, then the end-to-end learning scenario
+    "retrain": script_rows("infra/bench/retrain_bench.py", timeout=3 * 3600),
 }
 
 

@@ -285,6 +285,9 @@ def functions_in(build_dir: Path) -> list[Function]:
         layer_refs = globals_function.get("Layers", []) + properties.get("Layers", [])
         layers = []
         for ref in layer_refs:
+            if isinstance(ref, dict) and "Fn::If" in ref:  # the promoted model or the built one
+                condition, when_true, when_false = ref["Fn::If"]
+                ref = when_true if evaluate_condition(condition, template) else when_false
             layer_id = ref["Ref"] if isinstance(ref, dict) else str(ref)
             content = resources.get(layer_id, {}).get("Properties", {}).get("ContentUri")
             if not isinstance(content, str):

@@ -183,6 +183,59 @@ def webhook_events_skipped(stack, alarming: bool) -> None:
     assert (response["statusCode"], json.loads(response["body"])["queued"]) == (200, 1)
 
 
+def retrain(stack, hubspot, target=None) -> dict:
+    """ModelRetrainFunction's handler at NOW (its tables: `snapshots_of`)."""
+    app = stack.kit.load_function("model_retrain")
+    app.function.hubspot_client_factory = lambda token, base_url, budget=None: hubspot
+    app.function.target_factory = lambda settings: target
+    stack.context.get_remaining_time_in_millis = lambda: 900_000
+    return app.lambda_handler({"time": NOW.isoformat()}, stack.context)
+
+
+def snapshots_of(stack, leads, *, outcome=True):
+    """The retrain's tables, bucket and environment (inside the DPDP jobs' moto mock), holding
+    snapshots of `leads`; the HubSpot that knows them."""
+    from learning_fakes import HistoryHubSpot, learning_tables, seed_snapshots
+
+    from leadscore.learning.snapshots import SnapshotStore
+
+    learning_tables(stack.monkeypatch)
+    seed_snapshots(SnapshotStore("FeatureSnapshotTable"), leads,
+                   first_scored=NOW - timedelta(days=120), outcome=outcome)
+    return HistoryHubSpot({str(i): dict(props) for i, (props, _) in enumerate(leads, 1)})
+
+
+def retrain_fails(stack, alarming: bool) -> None:
+    from learning_fakes import pattern_leads
+
+    from leadscore.hubspot.client import HubSpotUnavailable
+
+    hubspot = snapshots_of(stack, pattern_leads(50, 31), outcome=False)  # outcomes still to read
+    if alarming:  # HubSpot is down: the outcome windows cannot be closed
+        hubspot.read_error = HubSpotUnavailable("batch read", 503)
+    result = retrain(stack, hubspot)
+    assert result["result"] == ("failed" if alarming else "refused")
+
+
+def retrain_refused_for_bad_data(stack, alarming: bool) -> None:
+    from learning_fakes import pattern_leads
+
+    leads = pattern_leads(150, 32)
+    if alarming:  # every lead converted: the outcome rule must be wrong
+        leads = [(props, True) for props, _ in leads]
+    result = retrain(stack, snapshots_of(stack, leads))
+    assert result["result"] == "refused" and result["operator_action"] is alarming
+
+
+def promotion_fails(stack, alarming: bool) -> None:
+    from learning_fakes import pattern_leads
+    from test_retrain import RecordingTarget
+
+    target = RecordingTarget(refuse="stack leadscore is busy" if alarming else None)
+    result = retrain(stack, snapshots_of(stack, pattern_leads(600, 33)), target)
+    assert result["result"] == ("failed" if alarming else "promoted")
+
+
 CASES: list[tuple[str, Callable[[Any, bool], None]]] = [
     ("WebhookSignatureRejected", webhook_signed_with_a_wrong_secret),
     ("WebhookMalformed", webhook_body_is_not_events),
@@ -194,6 +247,9 @@ CASES: list[tuple[str, Callable[[Any, bool], None]]] = [
     ("ConsentSweepCursorFailures", sweep_cannot_save_its_place),
     ("RetentionPurgeIncomplete", purge_runs_out_of_time),
     ("EnrichmentDeferredBudget", daily_llm_budget_spent),
+    ("RetrainFailed", retrain_fails),
+    ("RetrainNeedsOperator", retrain_refused_for_bad_data),
+    ("PromotionFailures", promotion_fails),
 ]
 CASE_IDS = [f"{metric}-{drive.__name__}" for metric, drive in CASES]
 

@@ -213,7 +213,7 @@ def test_the_key_is_usable_only_through_the_stacks_services():
     assert set(statement["Action"]) <= {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
                                         "kms:DescribeKey"}
     services = statement["Condition"]["StringEquals"]["kms:ViaService"]
-    assert [s["Fn::Sub"].split(".")[0] for s in services] == ["sqs", "dynamodb", "sns"]
+    assert [s["Fn::Sub"].split(".")[0] for s in services] == ["sqs", "dynamodb", "sns", "s3"]
 
 
 # ------------------------------------------------------------------- secrets and traces

@@ -25,7 +25,7 @@ from leadscore.alerts.notifier import (
     summary_written_after_score,
 )
 from leadscore.alerts.slack import SlackDeliveryUnknown, SlackError
-from leadscore.hubspot.client import ContactHistory
+from leadscore.hubspot.history import ContactHistory, PropertyVersion
 from leadscore.messaging import DeadLetters
 from leadscore_local.slack_receiver import block_problem
 
@@ -49,21 +49,26 @@ def contact(consent: str = "lead_scoring;ai_enrichment", tier: str = "hot",
         "ai_lead_probability": "0.4120", "ai_lead_model_version": "20250630-7e2952cb",
         "ai_lead_reasons": "Visited 25 times (+)\nJob title: CTO (+)\nFree-mail address (−)",
         "ai_lead_scored_at": scored_at, "ai_lead_summary": None, **extra}
-    history = {"ai_lead_scored_at": [(scored_at, T0), ("2026-02-01T08:00:00.000Z",
-                                                      T0 - timedelta(days=29))],
+    history = {"ai_lead_scored_at": [version("2026-02-01T08:00:00.000Z",
+                                             T0 - timedelta(days=29)), version(scored_at, T0)],
                "ai_lead_summary": []}
     if summary_at:
         properties["ai_lead_summary"] = properties.get("ai_lead_summary") or (
             "Senior buyer at a mid-sized firm; asked for a demo.")
-        history["ai_lead_summary"] = [(properties["ai_lead_summary"], summary_at)]
-    return ContactHistory(properties=properties, history=history)
+        history["ai_lead_summary"] = [version(properties["ai_lead_summary"], summary_at)]
+    return ContactHistory(id="101", properties=properties, created_at=None, history=history)
+
+
+def version(value: str, at: datetime) -> PropertyVersion:
+    """A property version as `HubSpotClient.batch_read_history` gives it (epoch ms)."""
+    return PropertyVersion(value, int(at.timestamp() * 1000))
 
 
 class FakeHubSpot:
     def __init__(self, contacts: dict[str, ContactHistory]) -> None:
         self.contacts, self.reads = contacts, 0
 
-    def batch_read_with_history(self, ids, properties, history):
+    def batch_read_history(self, ids, properties, history):
         self.reads += 1
         assert {"ai_lead_summary", "ai_lead_scored_at"} <= set(history)
         return {i: self.contacts[i] for i in ids if i in self.contacts}

@@ -26,8 +26,12 @@ FUNCTIONS = {
     "ConsentSweepFunction": "consent_sweep",
     "RetentionPurgeFunction": "retention_purge",
     "SlackNotifyFunction": "slack_notify",
+    "ModelRetrainFunction": "model_retrain",
 }
-MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction"}
+MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction", "ModelRetrainFunction"}
+# The model functions' layers: the runtime, then the promoted model or the built one.
+MODEL_LAYERS = ["SharedLayer", "ModelRuntimeLayer",
+                "ModelLayerArn if UsePromotedModel else ModelLayer"]
 GLOBAL_ENV = {
     "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "STAGE",
     "HUBSPOT_BASE_URL", "HUBSPOT_TOKEN_SECRET", "CONSENT_PURPOSES_PROPERTY",
@@ -41,6 +45,7 @@ FUNCTION_ENV = {
     "ScoreFunction": {
         "MODEL_DIR", "ENRICH_QUEUE_URL", "HOT_LEADS_TOPIC_ARN", "ENRICH_TIERS",
         "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
+        "FEATURE_SNAPSHOT_TABLE", "OUTCOME_WINDOW_DAYS", "TRAINING_CONSENT_PURPOSE",
     },
     "EnrichFunction": {
         "LLM_PROVIDER", "LLM_API_KEY_SECRET", "ANTHROPIC_BASE_URL", "BEDROCK_REGION", "LLM_MODEL",
@@ -52,11 +57,17 @@ FUNCTION_ENV = {
     "ScoreApiFunction": {"MODEL_DIR", "HUBSPOT_CLIENT_SECRET_SECRET", "SCORE_API_PUBLIC_URL"},
     "ConsentSweepFunction": {
         "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
-        "CONSENT_SWEEP_CURSOR_PARAMETER",
+        "CONSENT_SWEEP_CURSOR_PARAMETER", "FEATURE_SNAPSHOT_TABLE",
     },
     "RetentionPurgeFunction": {
         "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
-        "PURGE_INACTIVE_CONTACTS",
+        "PURGE_INACTIVE_CONTACTS", "FEATURE_SNAPSHOT_TABLE",
+    },
+    "ModelRetrainFunction": {
+        "MODEL_DIR", "FEATURE_SNAPSHOT_TABLE", "MODEL_ARTIFACTS_BUCKET", "MODEL_LAYER_NAME",
+        "STACK_NAME", "OUTCOME_WINDOW_DAYS", "TRAINING_CONSENT_PURPOSE", "RETRAIN_MIN_POSITIVES",
+        "RETRAIN_MIN_NEGATIVES", "PROMOTION_AUC_TOLERANCE", "PROMOTION_BRIER_TOLERANCE",
+        "MODEL_PROMOTION", "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET",
     },
     "SlackNotifyFunction": {
         "SLACK_WEBHOOK_URL_SECRET", "SLACK_ALERT_QUEUE_URL", "SLACK_ALERT_DLQ_URL",
@@ -93,7 +104,9 @@ def function_layers(template: dict[str, Any], logical_id: str) -> list[str]:
     refs = template["Globals"]["Function"].get("Layers", []) + template["Resources"][logical_id][
         "Properties"
     ].get("Layers", [])
-    return [ref["Ref"] for ref in refs]
+    return [ref["Ref"] if "Ref" in ref else
+            f"{ref['Fn::If'][1]['Ref']} if {ref['Fn::If'][0]} else {ref['Fn::If'][2]['Ref']}"
+            for ref in refs]
 
 
 def function_env(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
@@ -175,9 +188,7 @@ def test_function_shape(template: dict[str, Any], logical_id: str, directory: st
     assert function_setting(template, logical_id, "Architectures") == ["x86_64"]
     assert function_setting(template, logical_id, "Handler") == "app.lambda_handler"
     assert FUNCTION_ENV[logical_id] <= set(function_env(template, logical_id))
-    expected_layers = (
-        ["SharedLayer", "ModelLayer"] if logical_id in MODEL_FUNCTIONS else ["SharedLayer"]
-    )
+    expected_layers = MODEL_LAYERS if logical_id in MODEL_FUNCTIONS else ["SharedLayer"]
     assert function_layers(template, logical_id) == expected_layers
     if logical_id in MODEL_FUNCTIONS:
         assert function_env(template, logical_id)["MODEL_DIR"] == "/opt/model"
@@ -271,7 +282,8 @@ def test_queues_have_dlqs_and_safe_visibility(
     ("table_id", "key", "ttl"),
     [("LedgerTable", "contact_id", "expires_at"), ("IdempotencyTable", "id", "expiration"),
      ("ErasureReceiptsTable", "subject", "expires_at"), ("EnrichBudgetTable", "day", "expires_at"),
-     ("DisclosuresTable", "contact_id", "expires_at")],
+     ("DisclosuresTable", "contact_id", "expires_at"),
+     ("FeatureSnapshotTable", "contact_id", "expires_at")],
 )
 def test_tables_encrypted_recoverable_expiring(
     resources: dict[str, Any], table_id: str, key: str, ttl: str
@@ -446,7 +458,7 @@ def test_outputs(template: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- layers
 
 
-@pytest.mark.parametrize("layer_id", ["SharedLayer", "ModelLayer"])
+@pytest.mark.parametrize("layer_id", ["SharedLayer", "ModelRuntimeLayer", "ModelLayer"])
 def test_layers_build_with_their_makefiles(resources: dict[str, Any], layer_id: str) -> None:
     layer = resources[layer_id]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
@@ -516,3 +528,63 @@ def test_no_function_can_be_given_a_simulated_clock(template: dict[str, Any]) ->
     for logical_id, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":
             assert SIMULATED_CLOCK_SETTING not in function_env(template, logical_id)
+
+
+# ----------------------------------------------------------------------------- learning loop
+
+
+def test_the_model_comes_from_a_layer_the_stack_names(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["ModelLayerArn"]
+    assert parameter["Default"] == ""  # the built ModelLayer until a promotion sets it
+    assert re.fullmatch(parameter["AllowedPattern"],
+                        "arn:aws:lambda:ap-south-1:123456789012:layer:leadscore-model-dev:3")
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:s3:::elsewhere")
+    assert template["Conditions"]["UsePromotedModel"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ModelLayerArn"}, ""]}]}
+    layer = template["Resources"]["ModelLayer"]["Properties"]
+    runtime = template["Resources"]["ModelRuntimeLayer"]["Properties"]
+    assert layer["ContentUri"] == runtime["ContentUri"] == "layers/model/"
+
+
+def test_artifacts_bucket_is_private_encrypted_versioned_tls_only(resources) -> None:
+    bucket = resources["ModelArtifactsBucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    [deny] = resources["ModelArtifactsBucketTlsOnlyPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_promotion_may_change_this_stacks_model_layer_only(resources) -> None:
+    policy = resources["ModelPromotionPolicy"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "ModelRetrainFunctionRole"}]
+    found = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert found["PublishModelLayerVersions"]["Resource"]["Fn::Sub"].endswith(
+        ":layer:leadscore-model-${Stage}")
+    assert found["ChangeThisStacksModelLayer"]["Resource"] == {"Ref": "AWS::StackId"}
+    assert "cloudformation:UpdateStack" not in found["ChangeThisStacksModelLayer"]["Action"]
+    assert found["ThroughTheSamTransform"]["Resource"]["Fn::Sub"].endswith(
+        ":aws:transform/Serverless-2016-10-31")
+    updated = {r["Fn::GetAtt"][0] for r in found["UpdateTheModelFunctions"]["Resource"]}
+    assert updated == MODEL_FUNCTIONS
+    assert "lambda:UpdateFunctionCode" not in found["UpdateTheModelFunctions"]["Action"]
+    passed = {r["Fn::GetAtt"][0] for r in found["KeepTheirRoles"]["Resource"]}
+    assert passed == {f"{name}Role" for name in MODEL_FUNCTIONS}
+    assert found["KeepTheirRoles"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
+
+
+def test_the_retrain_runs_monthly_one_at_a_time(resources) -> None:
+    properties = resources["ModelRetrainFunction"]["Properties"]
+    [schedule] = events_of(resources, "ModelRetrainFunction", "Schedule")
+    assert re.fullmatch(r"cron\(\d+ \d+ 1 \* \? \*\)", schedule["Schedule"])
+    assert properties["ReservedConcurrentExecutions"] == 1
+    assert properties["Timeout"] == 900
+
+
+def test_no_function_can_be_pointed_at_a_local_promotion_endpoint(template) -> None:
+    from leadscore.learning.settings import LOCAL_PROMOTION_SETTING
+
+    assert LOCAL_PROMOTION_SETTING not in (ROOT / "template.yaml").read_text()

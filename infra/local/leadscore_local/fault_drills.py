@@ -188,9 +188,9 @@ class FaultDrills:
         """How many times `name` was written on each contact (HubSpot's property history)."""
         ids = list(contact_ids)
         counts = dict.fromkeys(ids, 0)  # a contact HubSpot no longer returns counts as unwritten
-        for start in range(0, len(ids), 100):
+        for start in range(0, len(ids), 50):  # HubSpot's limit for history reads
             page = self.hubspot.crm.contacts.batch_api.read(BatchReadInputSimplePublicObjectId(
-                inputs=[{"id": cid} for cid in ids[start:start + 100]], properties=[name],
+                inputs=[{"id": cid} for cid in ids[start:start + 50]], properties=[name],
                 properties_with_history=[name]))
             for contact in page.results:
                 history = (contact.properties_with_history or {}).get(name) or []

@@ -42,7 +42,10 @@ from leadscore_local import webhook_sender
 
 CONTACT_OBJECT_TYPES = frozenset({"contacts", "contact", "0-1"})
 MAX_BATCH_INPUTS = 100
-HISTORY_BATCH_LIMIT = 50  # batch reads asking for propertiesWithHistory
+# HubSpot answers a batch read asking for `propertiesWithHistory` with more inputs than this
+# with 400 VALIDATION_ERROR (seen in the field: "The maximum number of inputs supported in a
+# batch request for property histories is 50. Please reduce the number of items and try again").
+MAX_HISTORY_BATCH_INPUTS = 50
 MAX_PAGE_LIMIT = 100
 MAX_SEARCH_LIMIT = 200
 MAX_SEARCH_RESULTS = 10_000  # HubSpot's search never pages beyond 10,000 results
@@ -280,7 +283,8 @@ ANALYTICS_SOURCES = ("ORGANIC_SEARCH", "PAID_SEARCH", "EMAIL_MARKETING", "SOCIAL
                      "REFERRALS", "OTHER_CAMPAIGNS", "DIRECT_TRAFFIC", "OFFLINE", "PAID_SOCIAL",
                      "AI_REFERRALS")
 EMPLOYEE_RANGES = ("1-5", "5-25", "25-50", "50-100", "100-500", "500-1000", "1000+")
-CONSENT_PURPOSES = (("lead_scoring", "Lead scoring"), ("ai_enrichment", "AI enrichment"))
+CONSENT_PURPOSES = (("lead_scoring", "Lead scoring"), ("ai_enrichment", "AI enrichment"),
+                    ("model_training", "Model training"))
 
 
 def standard_properties(stamp: str, *, with_consent: bool = True) -> list[dict[str, Any]]:
@@ -1524,11 +1528,11 @@ class HubSpotEmulator:
         id_property = req.body.get("idProperty")
         requested = _string_list(req.body.get("properties")) or DEFAULT_PROPERTIES
         with_history = _string_list(req.body.get("propertiesWithHistory"))
-        if with_history and len(inputs) > HISTORY_BATCH_LIMIT:  # as HubSpot answers
+        if with_history and len(inputs) > MAX_HISTORY_BATCH_INPUTS:
             raise _validation_error(
                 "The maximum number of inputs supported in a batch request for property "
-                f"histories is {HISTORY_BATCH_LIMIT}. Please reduce the number of items and "
-                "try again")
+                f"histories is {MAX_HISTORY_BATCH_INPUTS}. Please reduce the number of items "
+                "and try again")
         keys = list(dict.fromkeys(str((i or {}).get("id", "")) for i in inputs))
         with self._portal.lock:
             results, missing = [], []

@@ -74,6 +74,16 @@ class FunctionRuntime:
                 self._handlers[logical_id] = getattr(module, function_name)
             return self._handlers[logical_id]
 
+    def reload(self, logical_ids: list[str]) -> None:
+        """New "containers": the handler modules are loaded afresh, so their per-container
+        state (settings, clients, the model) is built again on the next invocation.
+        Invocations already running finish with the old one."""
+        with self._lock:
+            for logical_id in logical_ids:
+                self._handlers.pop(logical_id, None)
+        for logical_id in logical_ids:
+            self.handler(logical_id)
+
     def invoke(self, logical_id: str, event: Any) -> Any:
         """Invoke like Lambda does; an exception counts as an error and propagates."""
         spec = self.specs[logical_id]

@@ -73,13 +73,13 @@ class LocalStackProcess:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def admin(self, method: str, path: str, payload: Any = None) -> Any:
+    def admin(self, method: str, path: str, payload: Any = None, timeout: float = 30) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
         request = urllib.request.Request(
             self.info["admin_url"] + path, data=data, method=method,
             headers={"content-type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
     def stats(self) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Creates the template's AWS resources in moto's server and resolves references to them.
 
 Only the resource types the functions talk to at run time are created (queues, tables,
-secrets, topics and their queue subscriptions); IAM, alarms, layers and the HTTP API have no
-local counterpart.
+secrets, topics and their queue subscriptions, buckets); IAM, alarms, layers and the HTTP API
+have no local counterpart.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ def provision(
     secrets = local_client("secretsmanager", endpoint_url)
     sns = local_client("sns", endpoint_url)
     ssm = local_client("ssm", endpoint_url)
+    s3 = local_client("s3", endpoint_url)
     out = Provisioned()
     resolve_names = Resolver(out, {"Stage": "local", **(parameters or {})})
 
@@ -186,6 +187,15 @@ def provision(
                               Type=props.get("Type", "String"), Overwrite=True)
             out.refs[logical_id] = name
             out.attributes[(logical_id, "Value")] = str(props["Value"])
+        elif kind == "AWS::S3::Bucket":
+            name = f"{prefix}-{logical_id}".lower()  # bucket names are lower case
+            s3.create_bucket(Bucket=name,
+                             CreateBucketConfiguration={"LocationConstraint": REGION})
+            if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+                s3.put_bucket_versioning(Bucket=name,
+                                         VersioningConfiguration={"Status": "Enabled"})
+            out.refs[logical_id] = name
+            out.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
         elif kind == "AWS::SNS::Topic":
             arn = sns.create_topic(Name=f"{prefix}-{logical_id}")["TopicArn"]
             out.refs[logical_id] = arn

@@ -21,6 +21,7 @@ from typing import Any
 from hubspot import HubSpot
 
 from leadscore.hubspot.setup import ensure_properties
+from leadscore.learning.settings import LOCAL_PROMOTION_SETTING
 from leadscore.timestamps import SIMULATED_CLOCK_SETTING
 from leadscore_local import moto_speedups
 from leadscore_local.anthropic_emulator import AnthropicEmulator
@@ -30,6 +31,7 @@ from leadscore_local.faults import AWS_ERRORS, Faults
 from leadscore_local.hubspot_emulator import FAULT_RETRY_AFTER_SECONDS, HubSpotEmulator
 from leadscore_local.lambda_runtime import FunctionRuntime
 from leadscore_local.loopback import LoopbackServer, QuietHandler
+from leadscore_local.model_layers import LocalModelLayers
 from leadscore_local.resources import REGION, Resolver, local_client, provision
 from leadscore_local.slack_receiver import SlackReceiver
 from leadscore_local.template import functions, load_template
@@ -141,12 +143,17 @@ class LocalStack:
                     endpoint_url=self.aws_endpoint_url, stop=self.stop_event,
                 ))
         self.scheduler = Scheduler(self.runtime, self.stop_event)
+        # Promotions re-point the model functions here (no CloudFormation locally).
+        self.model_layers = LocalModelLayers(
+            self.runtime, self.root / "layers" / "model" / "model", self.aws_endpoint_url)
+        self._started.append(self.model_layers)
         self.admin = _AdminServer(self)
 
         self.front.start()
         self._started.append(self.front)
         self.admin.start()
         self._started.append(self.admin)
+        os.environ[LOCAL_PROMOTION_SETTING] = f"{self.admin.url}/model-layer"
         for poller in self.pollers:
             poller.start()
         if event_sources:
@@ -277,7 +284,8 @@ class LocalStack:
 
 class _AdminServer(LoopbackServer):
     """POST /schedules/<LogicalId>/run [{"time": ISO-8601}], GET /stats, POST /faults,
-    GET /slack (what was posted to the Slack receiver)."""
+    GET /slack (what was posted to the Slack receiver),
+    GET|POST /model-layer (local promotions: `LocalModelLayers`)."""
 
     def __init__(self, stack: LocalStack):
         class Handler(QuietHandler):
@@ -290,6 +298,8 @@ class _AdminServer(LoopbackServer):
                     self._json(200, stack.stats())
                 elif self.path == "/slack":
                     self._json(200, stack.slack.report())
+                elif self.path == "/model-layer":
+                    self._json(200, stack.model_layers.state())
                 else:
                     self._json(404, {"message": "Not Found"})
 
@@ -302,6 +312,11 @@ class _AdminServer(LoopbackServer):
                         at = json.loads(raw or b"{}").get("time")
                         at = datetime.fromisoformat(at).astimezone(UTC) if at else None
                         self._json(200, {"result": stack.scheduler.run_now(parts[1], at)})
+                    elif self.path == "/model-layer":
+                        layer = json.loads(raw or b"{}")
+                        self._json(200, stack.model_layers.point_to(
+                            str(layer.get("layer_arn") or ""), layer.get("bucket"),
+                            layer.get("key")))
                     elif self.path == "/faults":
                         fault = json.loads(raw or b"{}")
                         status = fault["status"]

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 from leadscore.alerts.message import HotLead, Summary, hot_lead_message, record_url
 from leadscore.alerts.slack import SlackWebhook
 from leadscore.dpdp.consent import consent_for
-from leadscore.hubspot.client import ContactHistory
+from leadscore.hubspot.history import ContactHistory
 from leadscore.messaging import DeadLetter, DeadLetters
 from leadscore.observability import count, logger
 from leadscore.timestamps import parse_hubspot_datetime
@@ -88,13 +88,15 @@ def summary_written_after_score(contact: ContactHistory, scored_at: str) -> bool
     if not (contact.properties.get(SUMMARY_PROPERTY) or "").strip():
         return False
     score_time = parse_hubspot_datetime(scored_at)
-    score_writes = [when for value, when in contact.history.get(SCORED_AT_PROPERTY, [])
-                    if score_time is None or ((written := parse_hubspot_datetime(value))
+    score_writes = [version.timestamp
+                    for version in contact.history.get(SCORED_AT_PROPERTY, [])
+                    if score_time is None or ((written := parse_hubspot_datetime(version.value))
                                               and written >= score_time)]
     if not score_writes:
         return False
     written_at = min(score_writes)
-    return any(when >= written_at for _, when in contact.history.get(SUMMARY_PROPERTY, []))
+    return any(version.timestamp >= written_at
+               for version in contact.history.get(SUMMARY_PROPERTY, []))
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class DeferredAlerts:
 class HotLeadNotifier:
     """Everything one invocation needs; `handle` takes one SQS record's parts."""
 
-    hubspot: Any  # leadscore.hubspot.client.HubSpotClient: batch_read_with_history
+    hubspot: Any  # leadscore.hubspot.client.HubSpotClient: batch_read_history
     config: NotifierConfig
     slack: SlackWebhook | None  # None: no webhook URL in the secret, nothing is sent
     deferrals: DeferredAlerts | None = None
@@ -189,7 +191,7 @@ class HotLeadNotifier:
             logger.info("No Slack webhook URL in the secret; hot lead not posted",
                         extra={"contact_id": alert.contact_id})
             return
-        contact = self.hubspot.batch_read_with_history(
+        contact = self.hubspot.batch_read_history(
             [alert.contact_id], [self.config.purposes_property, *LEAD_PROPERTIES],
             [SUMMARY_PROPERTY, SCORED_AT_PROPERTY]).get(alert.contact_id)
         skipped = self._skip_reason(contact)

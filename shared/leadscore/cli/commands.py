@@ -129,12 +129,17 @@ def cmd_hubspot_export(args: argparse.Namespace) -> int:
     try:
         client = HubSpotClient(token, args.base_url, budget=RequestBudget(REQUESTS_PER_SECOND))
         result = export_contacts(client, config, args.out,
-                                 consent_property=args.consent_property, progress=progress)
+                                 consent_property=args.consent_property, progress=progress,
+                                 as_of_days=args.as_of_days)
     except (HubSpotError, RuntimeError) as exc:
         print(file=sys.stderr)
         raise CliError(f"export stopped, {args.out} not written: {exc}") from None
     print(file=sys.stderr)
     print(f"{result.written:,} contacts → {args.out}")
+    if args.as_of_days is not None:
+        print(f"as of {args.as_of_days} days after creation; left out: {result.too_recent:,} "
+              f"created more recently, {result.converted_before:,} already converted by then, "
+              f"{result.no_history:,} without property history from then")
     return 0
 
 
@@ -314,6 +319,8 @@ def cmd_dpdp_affected(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from leadscore.cli.model_cli import add_model_commands
+
     parser = argparse.ArgumentParser(prog="leadscore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -381,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--config", type=_existing_file, required=True,
                         help="features.toml: which properties and label to export")
     export.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    export.add_argument("--as-of-days", type=int, metavar="N",
+                        help="features as they were N days after each contact's creation "
+                             "(property history), so the outcome does not leak into them")
     export.set_defaults(func=cmd_hubspot_export)
     backfill = commands.add_parser(
         "backfill", parents=[portal],
@@ -449,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     dpdp_affected.add_argument("--ids-only", action="store_true",
                                help="one contact id per line instead of JSON")
     dpdp_affected.set_defaults(func=cmd_dpdp_affected)
+    add_model_commands(commands, _existing_file)
     dlq = commands.add_parser("dlq", help="dead-letter queue operations")
     dlq.add_argument("--region", default="ap-south-1")
     dlq.add_argument("--endpoint-url", help="e.g. the local stack's aws_endpoint_url")

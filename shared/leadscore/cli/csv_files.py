@@ -11,10 +11,14 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from leadscore.model.config import FeatureConfig, LabelledData, parse_config
+
+# `leadscore hubspot export --as-of-days` writes each row's point in time here; training ages
+# that row's datetime features from it.
+AS_OF_COLUMN = "leadscore_as_of"
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -77,8 +81,20 @@ def train_csv(
     config_path = Path(config_path)
     config_text = config_path.read_bytes().decode("utf-8")
     config = parse_config(config_text, source=str(config_path))
-    return train(read_labelled(data, config), config, config_text, Path(out_dir), echo=echo,
-                 now=now)
+    labelled = read_labelled(data, config)
+    if now is None and AS_OF_COLUMN in labelled.columns:
+        return train(labelled, config, config_text, Path(out_dir), echo=echo,
+                     now=[_as_of(row, number) for number, row in enumerate(labelled.rows, 2)])
+    return train(labelled, config, config_text, Path(out_dir), echo=echo, now=now)
+
+
+def _as_of(row: dict[str, str], line: int) -> datetime:
+    try:
+        moment = datetime.fromisoformat(row[AS_OF_COLUMN].replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"line {line}: {AS_OF_COLUMN} {row[AS_OF_COLUMN]!r} is not an "
+                         "ISO-8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def score_csv(

@@ -22,6 +22,8 @@ SEPARATOR = ";"
 class Purpose(StrEnum):
     LEAD_SCORING = "lead_scoring"
     AI_ENRICHMENT = "ai_enrichment"
+    # Optional: required for the learning loop only where `TrainingConsentPurpose` says so.
+    MODEL_TRAINING = "model_training"
 
 
 KNOWN_PURPOSES = frozenset(Purpose)

@@ -63,6 +63,9 @@ class ErasureReason(StrEnum):
     PRIVACY_DELETION = "privacy_deletion"  # HubSpot GDPR/privacy deletion
     RETENTION_EXPIRED = "retention_expired"  # not re-scored within RETENTION_DAYS
     CONSENT_SWEEP = "consent_sweep"  # daily sweep: consent no longer covers what is held
+    # The learning loop: consent no longer covers training (`lead_scoring`, or the purpose
+    # `TrainingConsentPurpose` requires); only the feature snapshot is erased.
+    TRAINING_CONSENT_WITHDRAWN = "training_consent_withdrawn"
 
 
 # What an erasure does not reach, as a receipt names it.

@@ -12,7 +12,10 @@ now − RETENTION_DAYS; a contact not re-scored since then loses what leadscore 
    late, and would delete the item without clearing HubSpot.
 2. Contacts whose `ai_lead_scored_at` in HubSpot is before the cutoff but that have no ledger
    item (it was lost, or the score predates the ledger): erase their properties too.
-3. Optionally (`PURGE_INACTIVE_CONTACTS`, off by default), contacts with no consent value at
+3. Records of other stores that expire on their own clock (`expiring`: the learning loop's
+   feature snapshots, kept `RETENTION_DAYS` from the lead's FIRST score even if it was
+   re-scored since): erased from that store only, with a receipt.
+4. Optionally (`PURGE_INACTIVE_CONTACTS`, off by default), contacts with no consent value at
    all and no change for the period: "report" counts them and logs their ids (a dry run to
    review first), "delete" deletes them in HubSpot through its GDPR-delete endpoint. This
    deletes the CRM record itself, which the portal owner may keep for other purposes: it is
@@ -63,6 +66,7 @@ class PurgeResult(BaseModel):
     ledger_only: int = 0  # ledger items of contacts HubSpot no longer has, erased
     kept_rescored: int = 0  # old ledger item, but HubSpot holds a newer score: left alone
     hubspot_only: int = 0  # ai_* properties past the period without a ledger item, erased
+    derived_erased: int = 0  # records of `expiring` stores past the period (feature snapshots)
     failed: int = 0  # HubSpot refused the clear; retried by the next purge
     inactive_mode: InactiveMode = "off"
     inactive_found: int = 0  # no consent and no activity for the period
@@ -112,6 +116,8 @@ class RetentionPurge:
     inactive_mode: InactiveMode = "off"
     deleter: ContactDeleter | None = None  # required for inactive_mode="delete"
     seconds_left: Callable[[], float] = field(default=lambda: float("inf"))
+    # (store, eraser of that store alone): records erased RETENTION_DAYS after their own time.
+    expiring: Sequence[tuple[ScoredContacts, ContactEraser]] = ()
     # Contacts HubSpot refused to clear in this run: counted once, retried by the next run.
     _refused: set[str] = field(default_factory=set, init=False, repr=False)
 
@@ -120,14 +126,16 @@ class RetentionPurge:
         cutoff = now - timedelta(days=self.retention_days)
         result = PurgeResult(inactive_mode=self.inactive_mode)
         self._refused = set()
-        steps = [self._expired_ledger_items, self._expired_hubspot_scores]
+        steps = [self._expired_ledger_items, self._expired_hubspot_scores,
+                 self._expired_derived_records]
         if self.inactive_mode != "off":
             steps.append(self._inactive_contacts)
         for step in steps:
             if not step(now, cutoff, result):
                 result.complete = False
                 break
-        count("RetentionErasures", result.erased + result.ledger_only + result.hubspot_only)
+        count("RetentionErasures", result.erased + result.ledger_only + result.hubspot_only
+              + result.derived_erased)
         count("RetentionKeptRescored", result.kept_rescored)
         count("InactiveContactsFound", result.inactive_found)
         count("InactiveContactsDeleted", result.inactive_deleted)
@@ -179,6 +187,17 @@ class RetentionPurge:
             self._refused.update(outcome.failed)
             result.failed = len(self._refused)
         return False
+
+    def _expired_derived_records(self, now: datetime, cutoff: datetime,
+                                 result: PurgeResult) -> bool:
+        for store, eraser in self.expiring:
+            for chunk in batched(store.scored_before(cutoff), BATCH_LIMIT):
+                if self._out_of_time():
+                    return False
+                outcome = eraser.erase(chunk, ErasureReason.RETENTION_EXPIRED,
+                                       clear_hubspot=False, now=now)
+                result.derived_erased += len(outcome.erased)
+        return True
 
     def _inactive_contacts(self, now: datetime, cutoff: datetime, result: PurgeResult) -> bool:
         last_id = 0

@@ -26,6 +26,9 @@ from leadscore.settings import get_secret
 from leadscore.timestamps import scheduled_time
 
 LedgerFactory = Callable[[str], ScoreRecords]  # table name -> the score ledger
+# The feature snapshots of the learning loop (None where the stack has none), handed in like the
+# ledger: dpdp does not import the code that writes them.
+SnapshotsFactory = Callable[[], ScoreRecords | None]
 
 
 @dataclass(frozen=True)
@@ -34,15 +37,20 @@ class _Wiring:
     hubspot: Any  # HubSpotClient, or what the caller's factory made
     ledger: ScoreRecords
     eraser: Eraser
+    snapshots: ScoreRecords | None
 
 
 def _wire(settings: ConsentSweepSettings | RetentionPurgeSettings,
-          hubspot_client_factory: Callable[..., Any], ledger_factory: LedgerFactory) -> _Wiring:
+          hubspot_client_factory: Callable[..., Any], ledger_factory: LedgerFactory,
+          snapshots_factory: SnapshotsFactory) -> _Wiring:
     token = get_secret(settings.hubspot_token_secret)
     hubspot = hubspot_client_factory(token, settings.hubspot_base_url,
                                      budget=shared_budget(settings.hubspot_requests_per_second))
     ledger = ledger_factory(settings.ledger_table)
-    return _Wiring(token, hubspot, ledger, eraser_from_env(hubspot=hubspot, stores=[ledger]))
+    snapshots = snapshots_factory()
+    stores = [ledger, *([snapshots] if snapshots else [])]
+    return _Wiring(token, hubspot, ledger, eraser_from_env(hubspot=hubspot, stores=stores),
+                   snapshots)
 
 
 def _seconds_left(context: LambdaContext) -> Callable[[], float]:
@@ -54,13 +62,16 @@ class ConsentSweepFunction:
     comes from `ledger_factory` (the handler passes `leadscore.scoring.ledger.DynamoDBLedger`:
     dpdp does not import scoring); `hubspot_client_factory` is the seam tests replace."""
 
-    def __init__(self, *, ledger_factory: LedgerFactory) -> None:
+    def __init__(self, *, ledger_factory: LedgerFactory,
+                 snapshots_factory: SnapshotsFactory = lambda: None) -> None:
         self.ledger_factory = ledger_factory
+        self.snapshots_factory = snapshots_factory
         self.hubspot_client_factory: Callable[..., Any] = HubSpotClient
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         settings = ConsentSweepSettings.from_env()
-        wired = _wire(settings, self.hubspot_client_factory, self.ledger_factory)
+        wired = _wire(settings, self.hubspot_client_factory, self.ledger_factory,
+                      self.snapshots_factory)
         result = sweep_withdrawn_consent(
             hubspot=wired.hubspot, ledger=wired.ledger, eraser=wired.eraser,
             purposes_property=settings.consent_purposes_property, now=scheduled_time(event),
@@ -76,14 +87,17 @@ class RetentionPurgeFunction:
     ledger comes from `ledger_factory`, as for the sweep; the HubSpot client and GDPR deleter
     factories are the seams tests replace."""
 
-    def __init__(self, *, ledger_factory: LedgerFactory) -> None:
+    def __init__(self, *, ledger_factory: LedgerFactory,
+                 snapshots_factory: SnapshotsFactory = lambda: None) -> None:
         self.ledger_factory = ledger_factory
+        self.snapshots_factory = snapshots_factory
         self.hubspot_client_factory: Callable[..., Any] = HubSpotClient
         self.gdpr_deleter_factory: Callable[..., Any] = GdprDeleter
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         settings = RetentionPurgeSettings.from_env()
-        wired = _wire(settings, self.hubspot_client_factory, self.ledger_factory)
+        wired = _wire(settings, self.hubspot_client_factory, self.ledger_factory,
+                      self.snapshots_factory)
         mode = settings.purge_inactive_contacts
         purge = RetentionPurge(
             ledger=wired.ledger, hubspot=wired.hubspot, eraser=wired.eraser,
@@ -91,7 +105,10 @@ class RetentionPurgeFunction:
             purposes_property=settings.consent_purposes_property, inactive_mode=mode,
             deleter=self.gdpr_deleter_factory(wired.token, settings.hubspot_base_url)
             if mode == "delete" else None,
-            seconds_left=_seconds_left(context))
+            seconds_left=_seconds_left(context),
+            expiring=[(wired.snapshots, eraser_from_env(hubspot=wired.hubspot,
+                                                        stores=[wired.snapshots]))]
+            if wired.snapshots else [])
         result = purge.run(scheduled_time(event))
         # Candidate ids (report mode) are HubSpot record ids, never names or addresses.
         logger.info("Retention purge done", extra=result.model_dump())

@@ -16,9 +16,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import batched
 from typing import Any, Protocol
 
@@ -36,6 +35,8 @@ from hubspot.crm.contacts.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from leadscore.hubspot.history import HISTORY_BATCH_LIMIT, ContactHistory, contact_history
+
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 BATCH_LIMIT = 100  # HubSpot's maximum inputs per batch read/update/create
 SEARCH_PAGE = 200  # HubSpot's largest search page (`limit`)
@@ -44,7 +45,6 @@ DEFAULT_TIMEOUT = (3.05, 6.0)
 MAX_ATTEMPTS = 4
 MAX_RETRY_AFTER_SECONDS = 10.0  # HubSpot's limits are per 10 s window; never sleep longer
 NOT_FOUND_CATEGORY = "OBJECT_NOT_FOUND"
-HISTORY_BATCH_LIMIT = 50  # HubSpot's maximum inputs per batch read with propertiesWithHistory
 # The whole app's budget (HubSpotRequestsPerSecond): at most 12 x 8 = 96 requests in any
 # rolling 10 s (leadscore.hubspot.shared_budget), under every tier's per-app limit (100 per
 # 10 s for Free and Starter).
@@ -115,15 +115,6 @@ class HubSpotBatchError(HubSpotError):
 class Contact:
     id: str
     properties: dict[str, str | None]
-
-
-@dataclass(frozen=True)
-class ContactHistory:
-    """A contact's current properties and, for the properties asked about, every version
-    (value, when HubSpot stored it), as HubSpot lists them (newest first)."""
-
-    properties: dict[str, str | None]
-    history: dict[str, list[tuple[str, datetime]]]
 
 
 class ContactProperties(Protocol):
@@ -387,48 +378,32 @@ class HubSpotClient:
         self, ids: Iterable[str], properties: Iterable[str]
     ) -> dict[str, dict[str, str | None]]:
         """Reads contacts by id, 100 per request; ids HubSpot does not know are absent."""
-        unique_ids = list(dict.fromkeys(str(i) for i in ids))
         wanted = list(dict.fromkeys(properties))
-        found: dict[str, dict[str, str | None]] = {}
-        for chunk in batched(unique_ids, BATCH_LIMIT):
+        return {str(obj.id): {name: (obj.properties or {}).get(name) for name in wanted}
+                for obj in self._read(ids, wanted, [], BATCH_LIMIT)}
+
+    def batch_read_history(self, ids: Iterable[str], properties: Iterable[str],
+                           with_history: Iterable[str]) -> dict[str, ContactHistory]:
+        """Reads contacts by id with the version history of `with_history`, 50 per request
+        (HubSpot's limit for history reads); ids HubSpot does not know are absent."""
+        wanted, history_of = list(dict.fromkeys(properties)), list(dict.fromkeys(with_history))
+        return {str(obj.id): contact_history(obj, wanted, history_of)
+                for obj in self._read(ids, wanted, history_of, HISTORY_BATCH_LIMIT)}
+
+    def _read(self, ids: Iterable[str], wanted: list[str], history_of: list[str],
+              chunk_size: int) -> Iterator[Any]:
+        """The SDK's result objects of batch reads, `chunk_size` ids per request."""
+        for chunk in batched(dict.fromkeys(str(i) for i in ids), chunk_size):
             request = BatchReadInputSimplePublicObjectId(
                 inputs=[SimplePublicObjectId(id=i) for i in chunk], properties=wanted,
-                properties_with_history=[],
+                properties_with_history=history_of,
             )
             response = self._call("batch read", self._batch_api.read_with_http_info, request)
             errors = [e for e in (getattr(response, "errors", None) or [])
                       if e.category != NOT_FOUND_CATEGORY]
             if errors:  # 207 for a reason other than deleted/unknown contacts
                 raise HubSpotError("batch read", 207, errors[0].category)
-            for obj in response.results or []:
-                found[str(obj.id)] = {name: (obj.properties or {}).get(name) for name in wanted}
-        return found
-
-    def batch_read_with_history(
-        self, ids: Iterable[str], properties: Iterable[str], history: Iterable[str],
-    ) -> dict[str, ContactHistory]:
-        """Like `batch_read`, plus every version of the `history` properties (when each was
-        written, by HubSpot's clock), 50 contacts per request (HubSpot's limit with history)."""
-        unique_ids = list(dict.fromkeys(str(i) for i in ids))
-        wanted, versions_of = list(dict.fromkeys(properties)), list(dict.fromkeys(history))
-        found: dict[str, ContactHistory] = {}
-        for chunk in batched(unique_ids, HISTORY_BATCH_LIMIT):
-            request = BatchReadInputSimplePublicObjectId(
-                inputs=[SimplePublicObjectId(id=i) for i in chunk], properties=wanted,
-                properties_with_history=versions_of,
-            )
-            response = self._call("batch read", self._batch_api.read_with_http_info, request)
-            errors = [e for e in (getattr(response, "errors", None) or [])
-                      if e.category != NOT_FOUND_CATEGORY]
-            if errors:
-                raise HubSpotError("batch read", 207, errors[0].category)
-            for obj in response.results or []:
-                written = obj.properties_with_history or {}
-                found[str(obj.id)] = ContactHistory(
-                    properties={name: (obj.properties or {}).get(name) for name in wanted},
-                    history={name: [(v.value, v.timestamp) for v in written.get(name) or []]
-                             for name in versions_of})
-        return found
+            yield from response.results or []
 
     def batch_update(self, updates: Mapping[str, Mapping[str, str]]) -> None:
         """Writes properties, 100 contacts per request.

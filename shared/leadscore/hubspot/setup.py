@@ -33,7 +33,7 @@ from leadscore.hubspot.properties import (
 )
 
 CONSENT_GROUP_NAME = "contactinformation"
-CONSENT_PURPOSES = ("lead_scoring", "ai_enrichment")
+CONSENT_PURPOSES = ("lead_scoring", "ai_enrichment", "model_training")
 
 
 def consent_properties(
@@ -175,4 +175,9 @@ the WebhookUrl output of the stack:
   contact.merge
   contact.propertyChange  for each property in your features.toml (the WatchedProperties
                           parameter) and for {purposes}; never for ai_lead_* (ignored anyway)
+  contact.propertyChange  for the outcome properties the learning loop reads: the [label]
+                          column (lifecyclestage by default) and every [outcome] signal
+                          column of features.toml (list them in WatchedProperties too). A
+                          missed outcome webhook is not lost (the monthly retrain reads
+                          HubSpot's property history), but it arrives later.
 """

@@ -4,9 +4,10 @@ backtests run on (`LabelledData`).
 
 features.toml keys: `id` (optional: the column identifying a row, e.g. `hs_object_id`;
 without it, rows are identified by their 1-based row number in the CSV), `[label]`,
-`[features]`, `[tiers]` (optional), `[missing]` (optional) and `[reasons]` (optional: how the
-reasons behind a score are chosen, `ReasonConfig`). Kinds of feature columns and how
-their cells are read: `leadscore.model.features`.
+`[features]`, `[tiers]` (optional), `[missing]` (optional), `[reasons]` (optional: how the
+reasons behind a score are chosen, `ReasonConfig`) and `[outcome]` (optional: extra signals the
+learning loop reads a scored lead's outcome from, `leadscore.learning.outcomes`). Kinds of
+feature columns and how their cells are read: `leadscore.model.features`.
 
 No numpy here.
 """
@@ -90,6 +91,19 @@ class ReasonConfig(_Strict):
     missing_min_z: float = Field(default=3.0, gt=0.0)
 
 
+class OutcomeConfig(_Strict):
+    """`[outcome]` in features.toml: property values that settle a scored lead's outcome besides
+    `[label]` (e.g. `positive = { hs_lead_status = ["OPEN_DEAL"] }`, `negative = {
+    hs_lead_status = ["UNQUALIFIED"] }`). Compared case-insensitively, like the label."""
+
+    positive: dict[str, list[str]] = {}
+    negative: dict[str, list[str]] = {}
+
+    @property
+    def columns(self) -> list[str]:
+        return list(dict.fromkeys([*self.positive, *self.negative]))
+
+
 class FeatureConfig(_Strict):
     """features.toml: which CSV columns (HubSpot internal property names) feed the model.
 
@@ -103,6 +117,7 @@ class FeatureConfig(_Strict):
     tiers: TierConfig | None = None
     missing: dict[str, list[str | int | float]] = {}
     reasons: ReasonConfig = ReasonConfig()
+    outcome: OutcomeConfig = OutcomeConfig()
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> FeatureConfig:
@@ -118,6 +133,10 @@ class FeatureConfig(_Strict):
         strays = sorted(set(self.missing) - set(columns))
         if strays:
             raise ValueError(f"[missing] names column(s) that are not features: {strays}")
+        # An outcome signal that is also an input would leak the label into the features.
+        leaking = sorted(set(self.outcome.columns) & set(columns))
+        if leaking:
+            raise ValueError(f"[outcome] column(s) must not also be features: {leaking}")
         return self
 
     @property

@@ -30,7 +30,7 @@ import hashlib
 import json
 import platform
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -131,14 +131,23 @@ def train(
     out_dir: Path,
     *,
     echo: Callable[[str], object] = print,
-    now: datetime | None = None,
+    now: datetime | Sequence[datetime] | None = None,
 ) -> dict:
     """Train on labelled rows and write `out_dir` (model.txt, metadata.json, and `config_text`,
     the features.toml `config` was parsed from). `now` overrides the reference time for
-    datetime ages. Returns the metadata."""
+    datetime ages: one for all rows, or one per row (point-in-time features: a stored lead
+    aged from when it was scored; the latest is recorded as the reference). Returns the
+    metadata."""
     out_dir = Path(out_dir)
     all_rows = list(data.rows)
     rows = _first_of_each_id(all_rows, config.id)
+    row_times = None
+    if isinstance(now, Sequence):
+        if len(now) != len(all_rows):
+            raise ValueError(f"{len(now)} reference times for {len(all_rows)} rows")
+        kept = {id(row) for row in rows}
+        row_times = [at for row, at in zip(all_rows, now, strict=True) if id(row) in kept]
+        now = max(row_times, default=None)
     duplicates = len(all_rows) - len(rows)
     labels = np.array([config.is_positive(r.get(config.label.column)) for r in rows], np.int8)
     positives, negatives = int(labels.sum()), int(len(labels) - labels.sum())
@@ -151,7 +160,8 @@ def train(
 
     reference = now.astimezone(UTC) if now else reference_time(config, rows)
     schema = learn_schema(config, rows)
-    matrix = Vectorizer(schema).transform(rows, reference.timestamp() if reference else 0.0)
+    matrix = Vectorizer(schema).transform(
+        rows, row_times or (reference.timestamp() if reference else 0.0))
 
     used = {config.label.column, *config.properties}
     ignored = [c for c in data.all_columns() if c not in used]

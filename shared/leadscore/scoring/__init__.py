@@ -4,5 +4,5 @@ Owns: webhook ingest (`ingest`), the ScoreQueue / EnrichQueue messages and hot-l
 (`queues`), the batch score pipeline (`pipeline`), `POST /score` (`score_api`), the score
 ledger in DynamoDB (`ledger`), and the environments (`settings`) and wiring (`wiring`) of the
 ingest, score and score_api functions.
-May import: dpdp, hubspot, model, base.
+May import: learning, dpdp, hubspot, model, base.
 """

@@ -42,6 +42,7 @@ from leadscore.hubspot.client import (
     HubSpotUnavailable,
 )
 from leadscore.hubspot.properties import ENRICHMENT_PROPERTIES
+from leadscore.learning.capture import ScoredLead, SnapshotStep
 from leadscore.messaging import MAX_REASON_LENGTH
 from leadscore.model.contract import ScoreResultLike, ScoringModel
 from leadscore.observability import count, logger
@@ -208,6 +209,7 @@ class ScorePipeline:
     enrichment: EnrichmentQueue | None = None
     requeue: MessageQueue | None = None  # the ScoreQueue, for re-scores after a lost race
     deferrals: Deferrals | None = None  # records that wait for HubSpot instead of failing
+    snapshots: SnapshotStep | None = None  # the learning loop: point-in-time features, outcomes
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def run_sqs_batch(self, records: Sequence[SqsRecordLike]) -> BatchOutcome:
@@ -301,7 +303,8 @@ class ScorePipeline:
                result: ScoreRunResult, erasures: Erasures) -> None:
         ids = [w.contact_id for w in works]
         wanted = list(dict.fromkeys([*self.model.properties, self.purposes_property,
-                                     "ai_lead_score", *ENRICHMENT_PROPERTIES]))
+                                     "ai_lead_score", *ENRICHMENT_PROPERTIES,
+                                     *(self.snapshots.properties if self.snapshots else ())]))
         try:
             found = self.hubspot.batch_read(ids, wanted)
         except HubSpotError as error:
@@ -356,6 +359,15 @@ class ScorePipeline:
         except HubSpotError as error:
             self._fail(result, written, "HubSpot batch update failed", error)
             return
+
+        if self.snapshots is not None:  # before the ledger: a retry must still see a first score
+            missed = self.snapshots.record([ScoredLead(
+                cid, by_id[cid][0].portal_id, by_id[cid][0].occurred_at, found[cid],
+                by_id[cid][1].score, by_id[cid][1].probability, by_id[cid][1].tier,
+                first_score=cid not in states) for cid in written], scored_at)
+            for cid, why in missed.items():
+                self._fail(result, [cid], why, None)
+            written = [cid for cid in written if cid not in missed]
 
         # The ledger write is conditional on event order: it fails when a newer event was
         # applied since this batch read the ledger. HubSpot may then hold this (older) score

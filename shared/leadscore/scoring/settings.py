@@ -5,6 +5,8 @@ No numpy/lightgbm here.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import PositiveInt, field_validator
 
 from leadscore.settings import CommonSettings, NonEmpty, comma_separated
@@ -44,6 +46,10 @@ class ScoreSettings(CommonSettings):
     watched_properties: frozenset[str] = frozenset()  # checked against the model's inputs
     # Bring the ai_* property descriptions in line with the model loaded (tier thresholds).
     keep_property_descriptions_current: bool = False
+    # The learning loop (leadscore.learning): unset table = no snapshots, no outcomes.
+    feature_snapshot_table: str | None = None
+    outcome_window_days: PositiveInt = 60
+    training_consent_purpose: Literal["model_training"] | None = None
 
     _split_tiers = field_validator("enrich_tiers", mode="before")(comma_separated)
     _split_watched = field_validator("watched_properties", mode="before")(comma_separated)

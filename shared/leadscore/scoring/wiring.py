@@ -27,6 +27,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadscore.dpdp.erasure import ContactEraser, eraser_from_env
 from leadscore.hubspot.client import HubSpotClient, shared_budget
+from leadscore.learning.capture import SnapshotStep
+from leadscore.learning.snapshots import SnapshotStore
 from leadscore.messaging import DeadLetters
 from leadscore.model.contract import ScoringModel, load_model
 from leadscore.observability import count, hubspot_usage, logger
@@ -56,6 +58,7 @@ class _ScoreOutputs:
     dead_letters: DeadLetters | None
     requeue: ScoreQueue | None
     deferrals: Deferrals | None
+    snapshots: SnapshotStore | None
 
 
 class ScoreFunction:
@@ -69,14 +72,15 @@ class ScoreFunction:
         # Keeps the ai_* property descriptions in line with the model (token, base URL).
         self.refresh_descriptions: Callable[[ScoringModel, str, str], object] = (
             refresh_property_descriptions)
-        self.eraser_factory: Callable[[Any, DynamoDBLedger], ContactEraser] = (
-            lambda hubspot, ledger: eraser_from_env(hubspot=hubspot, stores=[ledger]))
+        self.eraser_factory: Callable[..., ContactEraser] = (
+            lambda hubspot, *stores: eraser_from_env(hubspot=hubspot, stores=stores))
         self.settings = cache(ScoreSettings.from_env)
         self.model = cache(self._model)
         self.outputs = cache(self._outputs)
         self._hubspot = lru_cache(maxsize=1)(self._hubspot_client)
         # Once per HubSpot client (i.e. per token): it builds a DynamoDB resource, reads a secret.
         self._eraser = lru_cache(maxsize=1)(self._eraser_for)
+        self._snapshot_step = lru_cache(maxsize=1)(self._snapshot_step_for)
         self.processor = BatchProcessor(event_type=EventType.SQS)
 
     def _model(self) -> ScoringModel:
@@ -108,6 +112,8 @@ class ScoreFunction:
             requeue=requeue,
             deferrals=Deferrals(requeue, settings.score_max_wait_minutes * 60)
             if requeue else None,
+            snapshots=SnapshotStore(settings.feature_snapshot_table)
+            if settings.feature_snapshot_table else None,
         )
 
     def _hubspot_client(self, token: str) -> Any:
@@ -117,7 +123,20 @@ class ScoreFunction:
             budget=shared_budget(settings.hubspot_requests_per_second))
 
     def _eraser_for(self, hubspot: Any) -> ContactEraser:
-        return self.eraser_factory(hubspot, self.outputs().ledger)
+        outputs = self.outputs()
+        return self.eraser_factory(hubspot, outputs.ledger,
+                                   *([outputs.snapshots] if outputs.snapshots else []))
+
+    def _snapshot_step_for(self, hubspot: Any) -> SnapshotStep | None:
+        settings, store = self.settings(), self.outputs().snapshots
+        if store is None:
+            return None
+        return SnapshotStep.for_model(
+            self.model(), store, retention_days=settings.retention_days,
+            window_days=settings.outcome_window_days,
+            purposes_property=settings.consent_purposes_property,
+            training_purpose=settings.training_consent_purpose,
+            eraser=self.eraser_factory(hubspot, store))
 
     def pipeline(self) -> ScorePipeline:
         settings, outputs = self.settings(), self.outputs()
@@ -128,6 +147,7 @@ class ScoreFunction:
             retention_days=settings.retention_days, enrich_tiers=settings.enrich_tiers,
             hot_leads=outputs.hot_leads, enrichment=outputs.enrichment,
             requeue=outputs.requeue, deferrals=outputs.deferrals,
+            snapshots=self._snapshot_step(hubspot),
         )
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
