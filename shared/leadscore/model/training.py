@@ -46,6 +46,7 @@ import numpy as np
 from leadscore.model.backtest import brier, log_loss, roc_auc, tier_table
 from leadscore.model.config import FeatureConfig, LabelledData
 from leadscore.model.features import FeatureSchema, Vectorizer, learn_schema, reference_time
+from leadscore.model.reference import training_reference
 from leadscore.model.scoring import (
     CONFIG_FILE,
     METADATA_FILE,
@@ -315,6 +316,8 @@ def train(
             "validation": tier_rows,
         },
         "metrics": metrics,
+        # What monitoring compares live leads with: binned features and validation scores.
+        "reference": training_reference(schema, matrix, scale(fit.validation_raw)),
         "data_quality": {"duplicates_dropped": duplicates, "ignored_columns": ignored,
                          "features": quality},
         "data": {"file": data.name, "sha256": data.sha256, "rows": len(all_rows)},

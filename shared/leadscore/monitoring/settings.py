@@ -1,0 +1,41 @@
+"""The environments of ModelMonitorFunction and of the score function's shadow challenger
+(docs/CONTRACTS.md, "Environment variables").
+
+No numpy/lightgbm here.
+"""
+
+from __future__ import annotations
+
+from pydantic import PositiveFloat, PositiveInt
+
+from leadscore.monitoring.monitor import MonitorConfig
+from leadscore.settings import CommonSettings, EnvModel, NonEmpty
+
+
+class MonitorSettings(CommonSettings):
+    feature_snapshot_table: NonEmpty
+    model_dir: NonEmpty = "/opt/model"
+    outcome_window_days: PositiveInt = 60  # the learning loop's OutcomeWindowDays
+    monitor_drift_days: PositiveInt = 7
+    monitor_accuracy_days: PositiveInt = 30
+    monitor_trend_days: PositiveInt = 182
+    monitor_min_leads: PositiveInt = 200
+    monitor_min_outcomes: PositiveInt = 300
+
+    def config(self) -> MonitorConfig:
+        return MonitorConfig(
+            drift_days=self.monitor_drift_days, outcome_window_days=self.outcome_window_days,
+            accuracy_days=self.monitor_accuracy_days, trend_days=self.monitor_trend_days,
+            min_leads=self.monitor_min_leads, min_outcomes=self.monitor_min_outcomes)
+
+
+class ShadowSettings(EnvModel):
+    """The score function's shadow challenger; without `shadow_challenger_parameter` there is
+    none."""
+
+    shadow_challenger_parameter: str | None = None  # SSM name: {"version", "prefix"} or "none"
+    model_artifacts_bucket: str | None = None  # where candidates/<version>/ lives
+    feature_snapshot_table: str | None = None  # where shadow scores are recorded
+    # Above this per batch, shadow scoring pauses for SHADOW_PAUSE_SECONDS.
+    shadow_max_milliseconds: PositiveFloat = 50.0
+    shadow_pause_seconds: PositiveInt = 600
