@@ -25,8 +25,9 @@ FUNCTIONS = {
     "ScoreApiFunction": "score_api",
     "ConsentSweepFunction": "consent_sweep",
     "RetentionPurgeFunction": "retention_purge",
+    "ModelMonitorFunction": "model_monitor",
 }
-MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction"}
+MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction", "ModelMonitorFunction"}
 GLOBAL_ENV = {
     "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "STAGE",
     "HUBSPOT_BASE_URL", "HUBSPOT_TOKEN_SECRET", "CONSENT_PURPOSES_PROPERTY",
@@ -56,6 +57,10 @@ FUNCTION_ENV = {
     "RetentionPurgeFunction": {
         "ERASURE_RECEIPTS_TABLE", "ERASURE_RECEIPT_KEY_SECRET", "AUDIT_RETENTION_DAYS",
         "PURGE_INACTIVE_CONTACTS",
+    },
+    "ModelMonitorFunction": {
+        "MODEL_DIR", "FEATURE_SNAPSHOT_TABLE", "OUTCOME_WINDOW_DAYS", "MONITOR_MIN_LEADS",
+        "MONITOR_MIN_OUTCOMES",
     },
 }  # fmt: skip
 QUEUES = {
@@ -204,7 +209,8 @@ def test_http_routes(resources: dict[str, Any]) -> None:
         )
 
 
-@pytest.mark.parametrize("logical_id", ["ConsentSweepFunction", "RetentionPurgeFunction"])
+@pytest.mark.parametrize("logical_id", ["ConsentSweepFunction", "RetentionPurgeFunction",
+                                        "ModelMonitorFunction"])
 def test_daily_schedules(resources: dict[str, Any], logical_id: str) -> None:
     [schedule] = events_of(resources, logical_id, "Schedule")
     expression = schedule["Schedule"]
@@ -261,7 +267,8 @@ def test_queues_have_dlqs_and_safe_visibility(
 @pytest.mark.parametrize(
     ("table_id", "key", "ttl"),
     [("LedgerTable", "contact_id", "expires_at"), ("IdempotencyTable", "id", "expiration"),
-     ("ErasureReceiptsTable", "subject", "expires_at"), ("EnrichBudgetTable", "day", "expires_at")],
+     ("ErasureReceiptsTable", "subject", "expires_at"), ("EnrichBudgetTable", "day", "expires_at"),
+     ("FeatureSnapshotTable", "contact_id", "expires_at")],
 )
 def test_tables_encrypted_recoverable_expiring(
     resources: dict[str, Any], table_id: str, key: str, ttl: str

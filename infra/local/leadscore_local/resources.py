@@ -1,7 +1,8 @@
 """Creates the template's AWS resources in moto's server and resolves references to them.
 
 Only the resource types the functions talk to at run time are created (queues, tables,
-secrets, topics); IAM, alarms, layers and the HTTP API have no local counterpart.
+secrets, parameters, topics, buckets); IAM, alarms, layers and the HTTP API have no local
+counterpart.
 """
 
 from __future__ import annotations
@@ -108,12 +109,14 @@ def provision(
     template: dict[str, Any], endpoint_url: str, secret_values: dict[str, str], prefix: str,
     parameters: dict[str, str] | None = None,
 ) -> Provisioned:
-    """Create queues (DLQs first), tables, secrets and topics; return their identifiers."""
+    """Create queues (DLQs first), tables, secrets, parameters, topics and buckets; return
+    their identifiers."""
     sqs = local_client("sqs", endpoint_url)
     dynamodb = local_client("dynamodb", endpoint_url)
     secrets = local_client("secretsmanager", endpoint_url)
     sns = local_client("sns", endpoint_url)
     ssm = local_client("ssm", endpoint_url)
+    s3 = local_client("s3", endpoint_url)
     out = Provisioned()
     resolve_names = Resolver(out, {"Stage": "local", **(parameters or {})})
 
@@ -185,6 +188,12 @@ def provision(
                               Type=props.get("Type", "String"), Overwrite=True)
             out.refs[logical_id] = name
             out.attributes[(logical_id, "Value")] = str(props["Value"])
+        elif kind == "AWS::S3::Bucket":
+            name = f"{prefix}-{logical_id}".lower()  # bucket names are lower case
+            s3.create_bucket(Bucket=name,
+                             CreateBucketConfiguration={"LocationConstraint": REGION})
+            out.refs[logical_id] = name
+            out.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
         elif kind == "AWS::SNS::Topic":
             arn = sns.create_topic(Name=f"{prefix}-{logical_id}")["TopicArn"]
             out.refs[logical_id] = arn

@@ -24,6 +24,7 @@ from leadscore.hubspot.setup import ensure_properties
 from leadscore.timestamps import SIMULATED_CLOCK_SETTING
 from leadscore_local import moto_speedups
 from leadscore_local.anthropic_emulator import AnthropicEmulator
+from leadscore_local.emf import EmfRecorder
 from leadscore_local.env_vars import function_environments, local_overrides, local_parameters
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
 from leadscore_local.faults import AWS_ERRORS, Faults
@@ -93,6 +94,10 @@ class LocalStack:
         self.anthropic.start()
         self._started.append(self.anthropic)
 
+        # Functions print their metrics (EMF) to stdout: keep them for GET /metrics.
+        self.emf = EmfRecorder()
+        self._stdout = sys.stdout
+        sys.stdout = self.emf.tap(sys.stdout)
         self.faults = Faults()
         self.faults.install()  # before any function creates an AWS client
         self.runtime = FunctionRuntime(specs, self.faults)
@@ -167,6 +172,8 @@ class LocalStack:
         self._started.clear()
         if hasattr(self, "faults"):
             self.faults.uninstall()
+        if hasattr(self, "_stdout"):
+            sys.stdout = self._stdout
 
     # ------------------------------------------------------------------ wiring
     def _route_url(self, logical_id: str) -> str:
@@ -257,7 +264,8 @@ class LocalStack:
 
 
 class _AdminServer(LoopbackServer):
-    """POST /schedules/<LogicalId>/run [{"time": ISO-8601}], GET /stats, POST /faults."""
+    """POST /schedules/<LogicalId>/run [{"time": ISO-8601}], GET /stats, POST /faults,
+    GET /metrics (`?detail=1`: every value with its dimensions)."""
 
     def __init__(self, stack: LocalStack):
         class Handler(QuietHandler):
@@ -268,6 +276,10 @@ class _AdminServer(LoopbackServer):
             def do_GET(self) -> None:
                 if self.path == "/stats":
                     self._json(200, stack.stats())
+                elif self.path == "/metrics":
+                    self._json(200, stack.emf.metrics())
+                elif self.path == "/metrics?detail=1":
+                    self._json(200, stack.emf.datapoints())
                 else:
                     self._json(404, {"message": "Not Found"})
 

@@ -1,14 +1,14 @@
 """The environments of ModelMonitorFunction and of the score function's shadow challenger
 (docs/CONTRACTS.md, "Environment variables").
 
-No numpy/lightgbm here.
+No numpy/lightgbm here: the score function imports the shadow challenger's settings at cold
+start, before it loads the model.
 """
 
 from __future__ import annotations
 
 from pydantic import PositiveFloat, PositiveInt
 
-from leadscore.monitoring.monitor import MonitorConfig
 from leadscore.settings import CommonSettings, EnvModel, NonEmpty
 
 
@@ -21,12 +21,6 @@ class MonitorSettings(CommonSettings):
     monitor_trend_days: PositiveInt = 182
     monitor_min_leads: PositiveInt = 200
     monitor_min_outcomes: PositiveInt = 300
-
-    def config(self) -> MonitorConfig:
-        return MonitorConfig(
-            drift_days=self.monitor_drift_days, outcome_window_days=self.outcome_window_days,
-            accuracy_days=self.monitor_accuracy_days, trend_days=self.monitor_trend_days,
-            min_leads=self.monitor_min_leads, min_outcomes=self.monitor_min_outcomes)
 
 
 class ShadowSettings(EnvModel):

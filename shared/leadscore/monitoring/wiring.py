@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadscore.model.contract import load_model
 from leadscore.monitoring.metrics import publish
-from leadscore.monitoring.monitor import MonitorResult, measure, monitor_gauges
+from leadscore.monitoring.monitor import MonitorConfig, MonitorResult, measure, monitor_gauges
 from leadscore.monitoring.settings import MonitorSettings
 from leadscore.monitoring.snapshots import DynamoDBSnapshots, SnapshotSource
 from leadscore.observability import logger
@@ -59,8 +59,13 @@ class ModelMonitorFunction:
         now = scheduled_time(event)
         if self.close_outcome_windows is not None:
             self.close_outcome_windows(now)
+        config = MonitorConfig(
+            drift_days=settings.monitor_drift_days, accuracy_days=settings.monitor_accuracy_days,
+            outcome_window_days=settings.outcome_window_days,
+            trend_days=settings.monitor_trend_days, min_leads=settings.monitor_min_leads,
+            min_outcomes=settings.monitor_min_outcomes)
         result = measure(self.model(), self.snapshot_source_factory(
-            settings.feature_snapshot_table), now, settings.config())
+            settings.feature_snapshot_table), now, config)
         publish(monitor_gauges(result))
         reply = summary(result)
         logger.info("Model monitor done", extra=reply)

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
@@ -72,6 +72,17 @@ class ScoreLedger(Protocol):
     def claim_hot_alert(self, contact_id: str, at: datetime) -> bool: ...
 
     def release_hot_alert(self, contact_id: str) -> None: ...
+
+
+class ShadowScoring(Protocol):
+    """A shadow challenger (`leadscore.monitoring.shadow.ShadowChallenger`): scores leads
+    beside the model, records the scores beside their snapshots, never writes HubSpot and
+    never raises."""
+
+    def score(self, leads: Sequence[tuple[str, Mapping[str, str | None]]]) -> Mapping[str, Any]:
+        ...
+
+    def record(self, results: Mapping[str, Any]) -> None: ...
 
 
 class ScoreRunResult(BaseModel):
@@ -191,6 +202,7 @@ class ScorePipeline:
     hot_leads: HotLeadAlerts | None = None
     enrichment: EnrichmentQueue | None = None
     requeue: MessageQueue | None = None  # the ScoreQueue, for re-scores after a lost race
+    shadow: ShadowScoring | None = None  # the shadow challenger, for first scores (issue 13)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def run_sqs_batch(self, records: Sequence[SqsRecordLike]) -> BatchOutcome:
@@ -340,6 +352,10 @@ class ScorePipeline:
         if outcome.superseded:
             self._rescore(sorted(outcome.superseded), by_id, result)
         written = [cid for cid in written if cid in outcome.recorded]
+        if self.shadow is not None:  # after the write-back: HubSpot never waits for it
+            first = {w.contact_id: props for w, props, _ in consented if w.contact_id not in states}
+            self.shadow.record(self.shadow.score([(cid, first[cid]) for cid in written
+                                                  if cid in first]))
 
         undelivered = self._alert_and_enrich(written, by_id, states, scored_at)
         for cid, what in undelivered.items():
