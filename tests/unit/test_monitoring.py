@@ -10,8 +10,11 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pytest
+from fakes import create_table
+from moto import mock_aws
 
 from leadscore.cli.synthetic import generate_contacts
 from leadscore.model import load
@@ -26,8 +29,9 @@ from leadscore.model.reference import (
 from leadscore.monitoring.accuracy import auc, realised_accuracy, shadow_comparisons, weekly_trend
 from leadscore.monitoring.drift import psi, window_drift
 from leadscore.monitoring.monitor import MonitorConfig, measure
-from leadscore.monitoring.snapshots import Snapshot, SnapshotRead, parse_items
-from leadscore_local.snapshot_seed import as_of, never_seen, snapshot_items, spread
+from leadscore.monitoring.snapshots import DynamoDBSnapshots, Snapshot, SnapshotRead, parse_items
+from leadscore.timestamps import iso_millis
+from leadscore_local.snapshot_seed import as_of, never_seen, put_items, snapshot_items, spread
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / "layers/model/model"
@@ -336,6 +340,26 @@ def test_a_failing_part_is_reported_and_the_rest_still_measured(model, pool, mon
     assert result.problems == ["accuracy: RuntimeError: boom"]
     assert result.accuracy is None
     assert "FeatureDriftMaxPSI" in result.metrics and result.metrics["MonitorFailures"] == 1
+
+
+def test_dynamodb_reader_reads_a_half_open_window_over_parallel_segments(aws_env, model, pool):
+    with mock_aws():
+        create_table("FeatureSnapshotTable")
+        table = boto3.resource("dynamodb").Table("FeatureSnapshotTable")
+        start, end = NOW - timedelta(days=7), NOW
+        inside = cohort(model, pool, 300, start=start, end=end, seed=16)
+        outside = cohort(model, pool, 50, start=end, end=end + timedelta(days=1), seed=17,
+                         first_id=5_000)
+        edge = dict(inside[0], contact_id="edge", scored_at=iso_millis(end))  # excluded
+        broken = dict(inside[1], contact_id="broken", features="[1, 2]")
+        put_items(table, [*inside, *outside, edge, broken])
+        read = DynamoDBSnapshots("FeatureSnapshotTable", segments=3).snapshots(start, end)
+    assert sorted(s.contact_id for s in read.snapshots) == sorted(i["contact_id"]
+                                                                  for i in inside)
+    assert read.unreadable == 1
+    first = next(s for s in read.snapshots if s.contact_id == inside[0]["contact_id"])
+    assert first.features == json.loads(inside[0]["features"])
+    assert first.score == inside[0]["score"] and first.tier == inside[0]["tier"]
 
 
 def test_unreadable_items_are_counted_not_fatal(model, pool):
