@@ -17,6 +17,7 @@ so windows with fewer than `min_leads` leads are reported but not emitted as met
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -77,6 +78,7 @@ class WindowDrift(BaseModel):
     leads: int
     status: WindowStatus
     note: str = ""
+    versions: dict[str, int] = {}  # which models scored the window's leads, and how many
     max_psi: float | None = None  # over the features
     max_feature: str | None = None
     score: ScoreDrift | None = None
@@ -95,7 +97,8 @@ def window_drift(model: LeadModel, reference: Reference | None, leads: Sequence[
     window, each lead's features taken as stored and aged from its own scoring time; the
     scores are the model's own (the model in use re-scores leads another version scored)."""
     window = WindowDrift(days=days, scored_from=scored_from, scored_to=scored_to,
-                         leads=len(leads), status="measured")
+                         leads=len(leads), status="measured",
+                         versions=dict(Counter(lead.model_version for lead in leads)))
     if reference is None:
         return window.model_copy(update={
             "status": "no_reference",

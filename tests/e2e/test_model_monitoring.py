@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -114,6 +116,23 @@ def test_an_empty_window_and_unreadable_items_are_reported_not_fatal(stack, snap
     assert after["MonitorUnreadableSnapshots"][-1] == 1
     assert len(after["FeatureDriftMaxPSI"]) == len(before["FeatureDriftMaxPSI"])  # no figure
     assert not stack.stats()["errors"].get("ModelMonitorFunction")
+
+
+def test_monitor_report_reads_the_local_stack_from_its_json_line(stack, model, snapshots,
+                                                                 tmp_path):
+    day = START + timedelta(days=35)
+    seed_cohort(model, snapshots, end=day, seed=3003, first_id=3_000_000, shifted=True)
+    line = tmp_path / "stack.json"
+    line.write_text(json.dumps(stack.info) + "\n")
+    completed = subprocess.run(
+        [sys.executable, "-m", "leadscore.cli", "monitor", "report", "--local-stack", str(line),
+         "--model", str(MODEL_DIR), "--at", day.isoformat(), "--out", str(tmp_path / "report")],
+        capture_output=True, text=True, timeout=300, check=False, cwd=ROOT)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "last 7 days: 600 leads, measured" in completed.stdout
+    figures = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert figures["drift"][0]["max_psi"] >= 0.25
+    assert (tmp_path / "report" / "report.html").read_text().count("<svg ") == 6
 
 
 # --------------------------------------------------------------------------- shadow
