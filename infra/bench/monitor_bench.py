@@ -42,8 +42,10 @@ from leadscore.cli.synthetic import generate_contacts
 from leadscore.model import load
 from leadscore.model.reference import Reference
 from leadscore.monitoring.drift import window_drift
+from leadscore.monitoring.settings import ShadowSettings
 from leadscore.monitoring.shadow import MODEL_FILES, ChallengerRef, ShadowChallenger
 from leadscore.monitoring.snapshots import parse_items
+from leadscore.observability import metrics
 from leadscore_local.cfn_yaml import load_template
 from leadscore_local.process import LocalStackProcess
 from leadscore_local.snapshot_seed import as_of, snapshot_items, spread
@@ -51,7 +53,7 @@ from leadscore_local.snapshot_seed import as_of, snapshot_items, spread
 MODEL_DIR = ROOT / "layers/model/model"
 TEMPLATE = load_template(ROOT / "template.yaml")
 MEMORY_MB = TEMPLATE["Resources"]["ModelMonitorFunction"]["Properties"]["MemorySize"]
-SHADOW_BUDGET_MS = 50.0  # SHADOW_MAX_MILLISECONDS' default (leadscore.monitoring.settings)
+SHADOW_BUDGET_MS = ShadowSettings().shadow_max_milliseconds  # SHADOW_MAX_MILLISECONDS' default
 PEAK_MEMORY_SNIPPET = """
 import json, resource, sys, time
 from datetime import datetime
@@ -152,37 +154,41 @@ class Bench:
         return rows
 
     def shadow_rows(self) -> list[Row]:
-        challenger = _local_challenger(self.model.version)
-        contacts = generate_contacts(10_000, seed=99, now=self.now)
-        leads = [(str(i), c) for i, c in enumerate(contacts)]
-        challenger.score(leads[:100])  # warm-up (the load happened in refresh())
-        batch_ms = []
-        for start in range(0, len(leads), 100):
-            started = time.perf_counter()
-            assert challenger.score(leads[start:start + 100])
-            batch_ms.append((time.perf_counter() - started) * 1000)
-        p50, p99 = statistics.median(batch_ms), percentile(batch_ms, 99)
-        # recording: leads with a snapshot, one UpdateItem each against the stack's moto
+        """The score function's shadow work per batch of 100 first-time leads: scoring with
+        the challenger, then recording beside the snapshots (on the local stack's moto)."""
         from leadscore.monitoring.shadow import SnapshotShadowRecorder
 
+        challenger = _local_challenger(self.model.version)
         self.clear()
-        items = self.leads(500, seed=5, start=self.now - timedelta(hours=1), end=self.now)
+        items = self.leads(3000, seed=5, start=self.now - timedelta(hours=1), end=self.now)
         self.seed(items)
-        results = challenger.score([(item["contact_id"], json.loads(item["features"]))
-                                    for item in items])
-        recorder = SnapshotShadowRecorder(self.table_name, self.dynamodb)
-        started = time.perf_counter()
-        recorded = recorder.record(results)
-        record_ms = (time.perf_counter() - started) * 1000 / len(results)
+        leads = [(item["contact_id"], json.loads(item["features"])) for item in items]
+        challenger.score(leads[:100])  # warm-up (the challenger was loaded by refresh())
+        recorder = SnapshotShadowRecorder(self.table_name, boto3.client(
+            "dynamodb", region_name="ap-south-1", endpoint_url=self.info["aws_endpoint_url"],
+            aws_access_key_id="x", aws_secret_access_key="x"))
+        scoring_ms, recording_ms, recorded = [], [], 0
+        for start in range(0, len(leads), 100):
+            started = time.perf_counter()
+            results = challenger.score(leads[start:start + 100])
+            scored = time.perf_counter()
+            recorded += recorder.record(results)
+            scoring_ms.append((scored - started) * 1000)
+            recording_ms.append((time.perf_counter() - scored) * 1000)
+            metrics.clear_metrics()  # what a function would flush; not this script's output
+        total_ms = [a + b for a, b in zip(scoring_ms, recording_ms, strict=True)]
+        p99 = percentile(total_ms, 99)
         return [
             Row("shadow", "shadow scoring cost per lead (batches of 100, p50)",
-                round(p50 * 1000 / 100, 1), "µs", key="shadow_us_per_lead"),
-            Row("shadow", "shadow scoring, one batch of 100 leads, p99", round(p99, 2), "ms",
-                f"≤ {SHADOW_BUDGET_MS:g} ms (pauses above)", p99 <= SHADOW_BUDGET_MS,
+                round(statistics.median(scoring_ms) * 10, 1), "µs", key="shadow_score_us"),
+            Row("shadow", f"shadow recording cost per lead (8 parallel UpdateItem, local stack; "
+                          f"{recorded:,} of {len(leads):,} recorded)",
+                round(statistics.median(recording_ms) * 10, 1), "µs", key="shadow_record_us"),
+            Row("shadow", "shadow work per batch of 100 first-time leads, p50",
+                round(statistics.median(total_ms), 1), "ms", key="shadow_batch_p50_ms"),
+            Row("shadow", "shadow work per batch of 100 first-time leads, p99", round(p99, 1),
+                "ms", f"≤ {SHADOW_BUDGET_MS:g} ms (pauses above)", p99 <= SHADOW_BUDGET_MS,
                 key="shadow_batch_p99_ms"),
-            Row("shadow", f"shadow recording per lead (UpdateItem, local stack), {recorded} of "
-                f"{len(results)} recorded", round(record_ms, 2), "ms",
-                key="shadow_record_ms_per_lead"),
         ]
 
 

@@ -120,6 +120,7 @@ STEPS: dict[str, Callable[[], list[Row]]] = {
     "load": script_rows("infra/bench/load_bench.py", timeout=600),
     "faults": script_rows("infra/bench/fault_bench.py", timeout=600),
     "sam_invoke": script_rows("infra/bench/sam_invoke_bench.py", timeout=1200),
+    "monitor": script_rows("infra/bench/monitor_bench.py", timeout=3600),
 }
 
 

@@ -58,7 +58,7 @@ def pool():
 
 def cohort(model, pool, n, *, start, end, seed, shifted=False, now=None, first_id=1):
     """`n` stored leads first scored in [start, end), as the learning loop stores them."""
-    contacts = random.Random(seed).sample(pool, n)
+    contacts = random.Random(seed).choices(pool, k=n)
     if shifted:
         contacts = never_seen(contacts, seed)
     times = spread(n, start, end, seed)
@@ -288,7 +288,8 @@ class ListSource:
 
 def test_measure_reads_once_and_emits_only_what_was_measured(model, pool):
     recent = cohort(model, pool, 400, start=NOW - timedelta(days=7), end=NOW, seed=10)
-    closed = cohort(model, pool, 500, start=NOW - timedelta(days=85),
+    # enough final outcomes to tell the alarms' changes from chance (see the next test)
+    closed = cohort(model, pool, 7000, start=NOW - timedelta(days=85),
                     end=NOW - timedelta(days=61), seed=11, now=NOW, first_id=20_000)
     source = ListSource(recent + closed, unreadable=2)
     result = measure(model, source, NOW, MonitorConfig())
@@ -304,6 +305,23 @@ def test_measure_reads_once_and_emits_only_what_was_measured(model, pool):
     assert metrics["ConversionRate"] == result.accuracy.conversion_rate
     assert metrics["MonitorUnreadableSnapshots"] == 2
     assert "ModelWithoutReference" not in metrics and not result.problems
+
+
+def test_alarmed_accuracy_figures_wait_for_enough_outcomes(model, pool):
+    closed = cohort(model, pool, 1500, start=NOW - timedelta(days=85),
+                    end=NOW - timedelta(days=61), seed=11, now=NOW)
+    result = measure(model, ListSource(closed), NOW)
+    accuracy = result.accuracy
+    assert accuracy.status == "measured" and accuracy.final == 1500
+    # on 1,500 leads chance moves the conversion rate by about ±7 % (relative) and the AUC
+    # by about ±0.02: a 10 % shift or a 0.05 drop cannot be told from chance at 3 errors
+    assert 0.06 < accuracy.conversion_change_error < 0.08
+    assert 0.015 < accuracy.realized_auc_error < 0.03
+    assert not accuracy.conversion_judged and not accuracy.auc_judged
+    assert "conversion rate not emitted" in accuracy.note
+    assert "realised AUC not emitted" in accuracy.note
+    assert not {"ConversionRate", "RealizedAUC", "TrainingAUC"} & set(result.metrics)
+    assert "TierConversion[tier=hot]" in result.metrics  # no alarm reads it
 
 
 def test_measure_with_too_few_leads_emits_no_drift_or_accuracy(model, pool):
@@ -325,7 +343,8 @@ def test_model_without_reference_still_reports_accuracy(model, pool, tmp_path):
     assert not result.model.reference and "no reference" in result.model.reference_problem
     assert all(d.status == "no_reference" for d in result.drift)
     assert result.metrics["ModelWithoutReference"] == 1
-    assert "RealizedAUC" in result.metrics and "FeatureDriftMaxPSI" not in result.metrics
+    assert result.accuracy.status == "measured" and result.accuracy.realized_auc > 0.6
+    assert "FeatureDriftMaxPSI" not in result.metrics
 
 
 def test_a_failing_part_is_reported_and_the_rest_still_measured(model, pool, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import boto3
@@ -153,13 +154,33 @@ def test_failures_keep_what_was_loaded_and_are_counted(tmp_path, capsys):
     assert '"ShadowLoadFailures":[1.0,1.0]' in capsys.readouterr().out
 
 
-def test_over_budget_pauses_shadow_scoring(tmp_path):
+class SlowRecorder:
+    def __init__(self, clock):
+        self.clock, self.batches = clock, 0
+
+    def record(self, results):
+        time.sleep(0.02)  # 20 ms of writes
+        self.batches += 1
+        return len(results)
+
+
+def test_a_batch_over_budget_pauses_the_challenger(tmp_path):
     clock = Clock()
-    shadow = challenger(tmp_path, budget_ms=0.000001, clock=clock)
-    assert shadow.score(LEADS)  # scored, but slower than the budget
-    assert shadow.score(LEADS) == {}  # paused
-    clock.now += 601
+    recorder = SlowRecorder(clock)
+    shadow = challenger(tmp_path, budget_ms=10, clock=clock, recorder=recorder)
+    shadow.record(shadow.score(LEADS))  # its recording alone is over the 10 ms budget
+    assert recorder.batches == 1  # that batch is still recorded
+    assert shadow.score(LEADS) == {}  # the next ones are not scored
+    clock.now += 601  # SHADOW_PAUSE_SECONDS later
     assert shadow.score(LEADS)
+
+
+def test_a_batch_within_budget_goes_on(tmp_path):
+    recorder = SlowRecorder(Clock())
+    shadow = challenger(tmp_path, budget_ms=10_000, recorder=recorder)
+    for _ in range(3):
+        shadow.record(shadow.score(LEADS))
+    assert recorder.batches == 3
 
 
 def test_a_scoring_error_is_swallowed(tmp_path):

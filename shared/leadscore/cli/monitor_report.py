@@ -25,10 +25,14 @@ from typing import Any
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 MONITOR_FUNCTION = "ModelMonitorFunction"
-# The monitor's variables that shape the report (leadscore.monitoring.settings).
-SETTINGS = {"OUTCOME_WINDOW_DAYS": "outcome_window_days", "MONITOR_DRIFT_DAYS": "drift_days",
-            "MONITOR_ACCURACY_DAYS": "accuracy_days", "MONITOR_TREND_DAYS": "trend_days",
-            "MONITOR_MIN_LEADS": "min_leads", "MONITOR_MIN_OUTCOMES": "min_outcomes"}
+# The monitor's variables that shape the report (leadscore.monitoring.settings), as
+# MonitorConfig fields and their types.
+SETTINGS: dict[str, tuple[str, type]] = {
+    "OUTCOME_WINDOW_DAYS": ("outcome_window_days", int), "MONITOR_DRIFT_DAYS": ("drift_days", int),
+    "MONITOR_ACCURACY_DAYS": ("accuracy_days", int), "MONITOR_TREND_DAYS": ("trend_days", int),
+    "MONITOR_MIN_LEADS": ("min_leads", int), "MONITOR_MIN_OUTCOMES": ("min_outcomes", int),
+    "MONITOR_CONVERSION_SHIFT": ("conversion_shift", float),
+    "MONITOR_AUC_DROP": ("auc_drop", float)}
 
 
 class ReportError(Exception):
@@ -41,7 +45,7 @@ class Target:
     endpoint_url: str | None = None
     region: str = "ap-south-1"
     credentials: dict[str, str] = field(default_factory=dict)
-    settings: dict[str, int] = field(default_factory=dict)  # from the deployed monitor
+    settings: dict[str, float] = field(default_factory=dict)  # from the deployed monitor
 
 
 def _session(target: Target) -> Any:
@@ -78,8 +82,13 @@ def from_deployed_stack(stack_name: str, region: str) -> Target:
                           "pass --table") from None
     if not variables.get("FEATURE_SNAPSHOT_TABLE"):
         raise ReportError(f"{MONITOR_FUNCTION} of {stack_name!r} names no FEATURE_SNAPSHOT_TABLE")
-    settings = {name: int(variables[var]) for var, name in SETTINGS.items()
-                if str(variables.get(var, "")).isdigit()}
+    settings: dict[str, float] = {}
+    for var, (name, kind) in SETTINGS.items():
+        if str(variables.get(var, "")).strip():  # unset: the monitor's default, as for it
+            try:
+                settings[name] = kind(variables[var])
+            except ValueError:
+                raise ReportError(f"{MONITOR_FUNCTION} has {var}={variables[var]!r}") from None
     return Target(table=variables["FEATURE_SNAPSHOT_TABLE"], region=region, settings=settings)
 
 
@@ -104,7 +113,7 @@ def build(args: argparse.Namespace) -> tuple[Any, list[str]]:
         raise ReportError(f"{args.model} is not a model directory: pass --model with the "
                           "model in use")
     model = load(args.model)
-    settings = target.settings | {name: value for name in SETTINGS.values()
+    settings = target.settings | {name: value for name, _ in SETTINGS.values()
                                   if (value := getattr(args, name)) is not None}
     resource = _session(target).resource("dynamodb", endpoint_url=target.endpoint_url)
     now = args.at or datetime.now(UTC)
@@ -186,7 +195,7 @@ def add_parser(commands: Any) -> None:
                         help="the model in use (default: layers/model/model)")
     report.add_argument("--at", type=_moment, help="as of this moment (default: now, UTC)")
     report.add_argument("--out", type=Path, required=True, help="report directory to write")
-    for name in SETTINGS.values():
-        report.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int,
+    for name, kind in SETTINGS.values():
+        report.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
                             help="override the deployed monitor's setting")
     report.set_defaults(func=cmd_monitor_report)

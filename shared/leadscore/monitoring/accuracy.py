@@ -13,11 +13,19 @@ yet its non-conversions, which would flatter the conversion rate and skew the AU
   be honest either, since a retrained model may have learnt from those very leads.
 - Shadow challenger: champion and challenger on the same leads.
 
+The alarms compare a realised figure with a training one; on a small cohort chance alone moves
+it past their thresholds (`make bench` measures how often, with no real change). So the figures
+an alarm reads are emitted
+only when the alarm's change is at least `ALARM_SIGMAS` standard errors of the cohort's own
+estimate — binomial for the conversion rate, Hanley & McNeil (1982) for the AUC — and the
+report says how many more outcomes it needs otherwise.
+
 Pure Python: the monitor function imports no numpy outside the model.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -28,6 +36,7 @@ from pydantic import BaseModel
 from leadscore.monitoring.snapshots import Snapshot
 
 TIERS = ("hot", "warm", "cold", "disqualified")
+ALARM_SIGMAS = 3.0
 RELIABILITY_BINS = 10
 MIN_TIER_LEADS = 30  # a tier's conversion on fewer leads is shown, not emitted
 
@@ -48,6 +57,19 @@ def auc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
         rank_sum += average_rank * sum(1 for k in order[i:j + 1] if labels[k])
         i = j + 1
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def conversion_change_error(training_rate: float, leads: int) -> float:
+    """Standard error of (rate / training_rate − 1) for `leads` converting at training_rate."""
+    return math.sqrt((1 - training_rate) / (training_rate * leads))
+
+
+def auc_error(auc_value: float, positives: int, negatives: int) -> float:
+    """Standard error of an AUC on these many positives and negatives (Hanley & McNeil)."""
+    q1, q2 = auc_value / (2 - auc_value), 2 * auc_value ** 2 / (1 + auc_value)
+    variance = (auc_value * (1 - auc_value) + (positives - 1) * (q1 - auc_value ** 2)
+                + (negatives - 1) * (q2 - auc_value ** 2)) / (positives * negatives)
+    return math.sqrt(max(variance, 0.0))
 
 
 def brier(labels: Sequence[bool], probabilities: Sequence[float]) -> float | None:
@@ -91,10 +113,14 @@ class Accuracy(BaseModel):
     conversion_rate: float | None
     training_conversion_rate: float | None
     conversion_change: float | None  # relative: rate / training rate − 1
+    conversion_change_error: float | None  # its standard error on this many leads
+    conversion_judged: bool  # the alarm's change is ≥ ALARM_SIGMAS errors: emitted
     model_version: str
     model_leads: int  # final leads the model in use scored itself
     realized_auc: float | None
     training_auc: float | None
+    realized_auc_error: float | None
+    auc_judged: bool  # the alarm's drop is ≥ ALARM_SIGMAS errors: emitted
     brier: float | None
     tiers: list[TierOutcome]
     reliability: list[ReliabilityBin]
@@ -121,8 +147,10 @@ def promised_rates(metadata: Mapping) -> dict[str, float]:
 
 
 def realised_accuracy(leads: Sequence[Snapshot], *, model_version: str, metadata: Mapping,
-                      cohort_from: datetime, cohort_to: datetime,
-                      min_outcomes: int) -> Accuracy:
+                      cohort_from: datetime, cohort_to: datetime, min_outcomes: int,
+                      conversion_shift: float = 0.10, auc_drop: float = 0.05) -> Accuracy:
+    """`conversion_shift` and `auc_drop`: the changes the alarms look for (relative, absolute),
+    which decide whether the cohort is large enough to emit its figures."""
     final = [lead for lead in leads if lead.converted is not None]
     prior = sum(1 for lead in leads if lead.outcome == "prior")
     conversions = sum(1 for lead in final if lead.converted)
@@ -140,23 +168,47 @@ def realised_accuracy(leads: Sequence[Snapshot], *, model_version: str, metadata
         tiers.append(TierOutcome(tier=tier, leads=len(members), conversions=won,
                                  conversion_rate=_round(_rate(won, len(members))),
                                  promised_rate=promised.get(tier)))
+    notes = []
     if not final:
-        status, note = "no_outcomes", "no lead of the cohort has a final outcome yet"
+        status, notes = "no_outcomes", ["no lead of the cohort has a final outcome yet"]
     elif len(final) < min_outcomes:
-        status, note = "too_few_outcomes", (
+        status, notes = "too_few_outcomes", [
             f"{len(final)} leads with a final outcome, fewer than the {min_outcomes} needed: "
-            "shown, not emitted")
+            "shown, not emitted"]
     else:
-        status, note = "measured", ""
+        status = "measured"
+    conversion_error = (conversion_change_error(training_rate, len(final))
+                        if final and training_rate and 0 < training_rate < 1 else None)
+    conversion_judged = (status == "measured" and conversion_error is not None
+                         and ALARM_SIGMAS * conversion_error <= conversion_shift)
+    if status == "measured" and conversion_error is not None and not conversion_judged:
+        needed = math.ceil(ALARM_SIGMAS ** 2 * (1 - training_rate)
+                           / (training_rate * conversion_shift ** 2))
+        notes.append(f"conversion rate not emitted: on {len(final):,} leads chance alone moves "
+                     f"it by ±{100 * conversion_error:.0f} % (relative); telling a "
+                     f"{100 * conversion_shift:.0f} % change from chance needs {needed:,}")
+    realized = auc(labels, probabilities)
+    training_auc = metrics.get("auc")
+    positives = sum(labels)
+    auc_err = (auc_error(training_auc, positives, len(labels) - positives)
+               if realized is not None and training_auc else None)
+    auc_judged = (len(own) >= min_outcomes and auc_err is not None
+                  and ALARM_SIGMAS * auc_err <= auc_drop)
+    if len(own) >= min_outcomes and auc_err is not None and not auc_judged:
+        notes.append(f"realised AUC not emitted: on {positives:,} conversions among "
+                     f"{len(own):,} leads its standard error is {auc_err:.3f}, too large to "
+                     f"tell a drop of {auc_drop:g} from chance")
     return Accuracy(
-        cohort_from=cohort_from, cohort_to=cohort_to, status=status, note=note,
+        cohort_from=cohort_from, cohort_to=cohort_to, status=status, note="; ".join(notes),
         leads=len(leads), final=len(final), pending=len(leads) - len(final) - prior, prior=prior,
         conversions=conversions, conversion_rate=_round(rate),
         training_conversion_rate=training_rate,
         conversion_change=_round(rate / training_rate - 1)
         if rate is not None and training_rate else None,
+        conversion_change_error=_round(conversion_error), conversion_judged=conversion_judged,
         model_version=model_version, model_leads=len(own),
-        realized_auc=_round(auc(labels, probabilities)), training_auc=metrics.get("auc"),
+        realized_auc=_round(realized), training_auc=training_auc,
+        realized_auc_error=_round(auc_err), auc_judged=auc_judged,
         brier=_round(brier(labels, probabilities)), tiers=tiers,
         reliability=_reliability(labels, probabilities))
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, PositiveInt
+from pydantic import BaseModel, PositiveFloat, PositiveInt
 
 from leadscore.model.reference import Reference
 from leadscore.monitoring.accuracy import (
@@ -51,6 +51,9 @@ class MonitorConfig(BaseModel):
     trend_days: PositiveInt = 182
     min_leads: PositiveInt = 200  # per drift window
     min_outcomes: PositiveInt = 300  # final outcomes in the accuracy cohort
+    # The changes the conversion and accuracy alarms look for (their thresholds).
+    conversion_shift: PositiveFloat = 0.10
+    auc_drop: PositiveFloat = 0.05
 
 
 class ModelInfo(BaseModel):
@@ -129,7 +132,8 @@ def measure(model: LeadModel, source: SnapshotSource, now: datetime,
     result.accuracy = attempt("accuracy", lambda: realised_accuracy(
         _between(leads, cohort_from, cohort_to), model_version=model.version,
         metadata=metadata, cohort_from=cohort_from, cohort_to=cohort_to,
-        min_outcomes=config.min_outcomes))
+        min_outcomes=config.min_outcomes, conversion_shift=config.conversion_shift,
+        auc_drop=config.auc_drop))
     result.trend = attempt("trend", lambda: weekly_trend(
         leads, now=now, outcome_window_days=config.outcome_window_days)) or []
     result.shadow = attempt("shadow", lambda: shadow_comparisons(leads)) or []
@@ -156,14 +160,14 @@ def monitor_gauges(result: MonitorResult) -> list[Gauge]:
     accuracy = result.accuracy
     if accuracy is not None:
         out.append(gauge("MonitorFinalOutcomes", accuracy.final, unit=MetricUnit.Count))
-        if (accuracy.status == "measured" and accuracy.conversion_rate is not None
+        if (accuracy.conversion_judged and accuracy.conversion_rate is not None
                 and accuracy.training_conversion_rate):
             out.append(gauge("ConversionRate", accuracy.conversion_rate))
             out.append(gauge("TrainingConversionRate", accuracy.training_conversion_rate))
+        if accuracy.auc_judged and accuracy.realized_auc is not None and accuracy.training_auc:
+            out.append(gauge("RealizedAUC", accuracy.realized_auc))
+            out.append(gauge("TrainingAUC", accuracy.training_auc))
         if accuracy.model_leads >= result.config.min_outcomes:
-            if accuracy.realized_auc is not None and accuracy.training_auc is not None:
-                out.append(gauge("RealizedAUC", accuracy.realized_auc))
-                out.append(gauge("TrainingAUC", accuracy.training_auc))
             out += [gauge("TierConversion", tier.conversion_rate, dimension=("tier", tier.tier))
                     for tier in accuracy.tiers
                     if tier.leads >= MIN_TIER_LEADS and tier.conversion_rate is not None]

@@ -21,6 +21,9 @@ class MonitorSettings(CommonSettings):
     monitor_trend_days: PositiveInt = 182
     monitor_min_leads: PositiveInt = 200
     monitor_min_outcomes: PositiveInt = 300
+    # The conversion and accuracy alarms' thresholds (the template passes the same parameters).
+    monitor_conversion_shift: PositiveFloat = 0.10
+    monitor_auc_drop: PositiveFloat = 0.05
 
 
 class ShadowSettings(EnvModel):
@@ -30,6 +33,6 @@ class ShadowSettings(EnvModel):
     shadow_challenger_parameter: str | None = None  # SSM name: {"version", "prefix"} or "none"
     model_artifacts_bucket: str | None = None  # where candidates/<version>/ lives
     feature_snapshot_table: str | None = None  # where shadow scores are recorded
-    # Above this per batch, shadow scoring pauses for SHADOW_PAUSE_SECONDS.
-    shadow_max_milliseconds: PositiveFloat = 50.0
+    # Shadow work (scoring + recording) of one batch above this pauses it SHADOW_PAUSE_SECONDS.
+    shadow_max_milliseconds: PositiveFloat = 250.0
     shadow_pause_seconds: PositiveInt = 600

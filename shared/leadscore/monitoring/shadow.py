@@ -12,9 +12,10 @@ Latency it may add to a score batch, by construction:
   reads the parameter (at most every `REFRESH_SECONDS`), downloads the files to /tmp once per
   version and loads them (checked like any model directory); batches score with the
   challenger only once it is loaded;
-- scoring is `score_many` without reasons on the batch's first-time leads only (measured per
-  lead by `make bench`); a batch whose shadow scoring takes longer than
-  `SHADOW_MAX_MILLISECONDS` pauses shadow scoring for `SHADOW_PAUSE_SECONDS`;
+- after the batch's HubSpot write and ledger, the batch's first-time leads only are scored
+  (`score_many` without reasons) and recorded beside their snapshots (conditional updates, 8
+  at a time); a batch whose shadow work (both) takes longer than `SHADOW_MAX_MILLISECONDS`
+  pauses the challenger for `SHADOW_PAUSE_SECONDS` (`make bench` measures both per lead);
 - nothing here raises into the score pipeline: a failure is logged and counted, and the
   champion's work goes on.
 """
@@ -27,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +43,7 @@ from leadscore.monitoring.metrics import gauge, publish
 from leadscore.monitoring.settings import ShadowSettings
 from leadscore.observability import count, logger
 
+WRITE_WORKERS = 8  # conditional updates in parallel, as the ledger's writes
 REFRESH_SECONDS = 300  # how stale the challenger may be (as for the enrichment prompt)
 MODEL_FILES = ("model.txt", "metadata.json", "features.toml")  # a model directory
 # Fetching must not hang a container's background thread for long either.
@@ -109,29 +111,34 @@ class ShadowRecorder(Protocol):
 
 class SnapshotShadowRecorder:
     """Puts shadow scores on the leads' feature snapshots (FeatureSnapshotTable): only on a
-    snapshot that exists and has none yet, i.e. the first score's, never creating one."""
+    snapshot that exists and has none yet, i.e. the first score's, never creating one. One
+    conditional UpdateItem per lead (DynamoDB has no batch update), `WRITE_WORKERS` at once."""
 
     def __init__(self, table_name: str, dynamodb: Any = None):
-        self._table = (dynamodb or boto3.resource("dynamodb")).Table(table_name)
+        self.table_name = table_name
+        self._client = dynamodb or boto3.client(
+            "dynamodb", config=Config(max_pool_connections=WRITE_WORKERS + 2))
 
     def record(self, results: Mapping[str, ShadowResult]) -> int:
-        recorded = 0
-        for contact_id, result in results.items():
-            try:
-                self._table.update_item(
-                    Key={"contact_id": contact_id},
-                    UpdateExpression="SET shadow_version = :v, shadow_score = :s, "
-                                     "shadow_probability = :p, shadow_tier = :t",
-                    ConditionExpression="attribute_exists(contact_id) AND "
-                                        "attribute_not_exists(shadow_version)",
-                    ExpressionAttributeValues={
-                        ":v": result.version, ":s": result.score, ":t": result.tier,
-                        ":p": Decimal(str(round(result.probability, 6)))})
-                recorded += 1
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-        return recorded
+        with ThreadPoolExecutor(max_workers=WRITE_WORKERS) as pool:
+            return sum(pool.map(lambda item: self._record_one(*item), results.items()))
+
+    def _record_one(self, contact_id: str, result: ShadowResult) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self.table_name, Key={"contact_id": {"S": contact_id}},
+                UpdateExpression="SET shadow_version = :v, shadow_score = :s, "
+                                 "shadow_probability = :p, shadow_tier = :t",
+                ConditionExpression="attribute_exists(contact_id) AND "
+                                    "attribute_not_exists(shadow_version)",
+                ExpressionAttributeValues={
+                    ":v": {"S": result.version}, ":s": {"N": str(result.score)},
+                    ":p": {"N": str(round(result.probability, 6))}, ":t": {"S": result.tier}})
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
 
 class ShadowChallenger:
@@ -151,6 +158,7 @@ class ShadowChallenger:
         self.model: ScoringModel | None = None
         self._checked_at: float | None = None
         self._paused_until = 0.0
+        self._scoring_ms = 0.0  # the current batch's, charged with its recording
         self._lock = threading.Lock()
         self._refreshing: threading.Thread | None = None
 
@@ -172,29 +180,37 @@ class ShadowChallenger:
             logger.warning("Shadow scoring failed", extra={"version": model.version,
                                                            "error": type(error).__name__})
             return {}
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        publish([gauge("ShadowScoringMilliseconds", elapsed_ms, unit=MetricUnit.Milliseconds)])
+        self._scoring_ms = (time.perf_counter() - started) * 1000
         count("ShadowScored", len(results))
-        if elapsed_ms > self.max_milliseconds:
-            self._paused_until = self.clock() + self.pause_seconds
-            count("ShadowOverBudget")
-            logger.warning("Shadow scoring over budget: paused", extra={
-                "milliseconds": round(elapsed_ms, 1), "leads": len(leads),
-                "pause_seconds": self.pause_seconds})
         return {contact_id: ShadowResult(version=model.version, score=int(r.score),
                                          probability=float(r.probability), tier=r.tier)
                 for (contact_id, _), r in zip(leads, results, strict=True)}
 
     def record(self, results: Mapping[str, ShadowResult]) -> None:
-        """Stores the shadow scores of leads the score function recorded as scored."""
-        if not results or self.recorder is None:
-            return
-        try:
-            recorded = self.recorder.record(results)
-        except (BotoCoreError, ClientError) as error:
-            recorded = 0
-            logger.warning("Shadow scores not recorded", extra={"error": type(error).__name__})
-        count("ShadowNotRecorded", len(results) - recorded)
+        """Stores the shadow scores of leads the score function recorded as scored, and
+        charges the batch's shadow work (scoring and recording) to the budget."""
+        started = time.perf_counter()
+        if results and self.recorder is not None:
+            try:
+                recorded = self.recorder.record(results)
+            except (BotoCoreError, ClientError) as error:
+                recorded = 0
+                logger.warning("Shadow scores not recorded",
+                               extra={"error": type(error).__name__})
+            count("ShadowNotRecorded", len(results) - recorded)
+        if results:
+            self._charge(self._scoring_ms + (time.perf_counter() - started) * 1000,
+                         len(results))
+        self._scoring_ms = 0.0
+
+    def _charge(self, milliseconds: float, leads: int) -> None:
+        publish([gauge("ShadowMilliseconds", milliseconds, unit=MetricUnit.Milliseconds)])
+        if milliseconds > self.max_milliseconds:
+            self._paused_until = self.clock() + self.pause_seconds
+            count("ShadowOverBudget")
+            logger.warning("Shadow challenger over its budget: paused", extra={
+                "milliseconds": round(milliseconds, 1), "leads": leads,
+                "pause_seconds": self.pause_seconds})
 
     # ------------------------------------------------------------------ off the batch's path
     def _refresh_if_due(self) -> None:

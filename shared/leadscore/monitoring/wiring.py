@@ -63,7 +63,9 @@ class ModelMonitorFunction:
             drift_days=settings.monitor_drift_days, accuracy_days=settings.monitor_accuracy_days,
             outcome_window_days=settings.outcome_window_days,
             trend_days=settings.monitor_trend_days, min_leads=settings.monitor_min_leads,
-            min_outcomes=settings.monitor_min_outcomes)
+            min_outcomes=settings.monitor_min_outcomes,
+            conversion_shift=settings.monitor_conversion_shift,
+            auc_drop=settings.monitor_auc_drop)
         result = measure(self.model(), self.snapshot_source_factory(
             settings.feature_snapshot_table), now, config)
         publish(monitor_gauges(result))
