@@ -10,6 +10,7 @@ shadow challenger is real: the stack's ScoreFunction loads it from S3 and scores
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from leadscore.cli.synthetic import generate_contacts
 from leadscore.model import load
 from leadscore.model.config import LabelledData, load_config
 from leadscore.model.training import train
+from leadscore_local.process import LocalStackProcess
 from leadscore_local.snapshot_seed import as_of, never_seen, put_items, snapshot_items, spread
 from leadscore_local.webhook_sender import deliver
 
@@ -34,6 +36,25 @@ MODEL_DIR = ROOT / "layers/model/model"
 LEADS_PER_COHORT = 600
 # Whole days, so a cohort's 7-day window holds that cohort only.
 START = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0) - timedelta(days=60)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """The local stack with a wide shadow budget: on this shared machine's moto one UpdateItem
+    takes tens of milliseconds (`make bench`), so the deployed 250 ms budget would pause the
+    challenger midway and leave leads unshadowed by design; the pause is tested in
+    tests/unit/test_shadow.py. The stack inherits this process's environment, and the
+    template does not set SHADOW_MAX_MILLISECONDS."""
+    previous = os.environ.get("SHADOW_MAX_MILLISECONDS")
+    os.environ["SHADOW_MAX_MILLISECONDS"] = "600000"
+    try:
+        with LocalStackProcess(ROOT) as running:
+            yield running
+    finally:
+        if previous is None:
+            del os.environ["SHADOW_MAX_MILLISECONDS"]
+        else:
+            os.environ["SHADOW_MAX_MILLISECONDS"] = previous
 
 
 @pytest.fixture(scope="module")
@@ -232,5 +253,5 @@ def test_shadow_challenger_scores_new_leads_beside_the_model_never_in_hubspot(
             by_id[contact_id]).score
     metrics = stack.admin("GET", "/metrics")
     assert sum(metrics["ShadowScored"]) >= len(rest) + 1
-    assert metrics["ShadowMilliseconds"]
+    assert metrics["ShadowMilliseconds"] and "ShadowOverBudget" not in metrics
     assert not stack.stats()["dlqs"]["ScoreDLQ"]

@@ -122,12 +122,13 @@ def test_settings_and_table_come_from_the_deployed_monitor(aws_env):
                            "Role": role, "Code": {"ZipFile": "def lambda_handler(e, c): pass"},
                            "Environment": {"Variables": {
                                "FEATURE_SNAPSHOT_TABLE": "prod-snapshots",
-                               "OUTCOME_WINDOW_DAYS": "45", "MONITOR_MIN_LEADS": "500"}}}}}}
+                               "OUTCOME_WINDOW_DAYS": "45", "MONITOR_MIN_LEADS": "500",
+                               "MONITOR_AUC_DROP": "0.03"}}}}}}
         boto3.client("cloudformation").create_stack(StackName="leadscore",
                                                     TemplateBody=json.dumps(template))
         target = from_deployed_stack("leadscore", "ap-south-1")
     assert target.table == "prod-snapshots"
-    assert target.settings == {"outcome_window_days": 45, "min_leads": 500}
+    assert target.settings == {"outcome_window_days": 45, "min_leads": 500, "auc_drop": 0.03}
 
 
 def test_local_stack_line_and_clear_errors(table, tmp_path, capsys):
