@@ -179,18 +179,22 @@ class Bench:
             recording_ms.append((time.perf_counter() - scored) * 1000)
             metrics.clear_metrics()  # what a function would flush; not this script's output
         total_ms = [a + b for a, b in zip(scoring_ms, recording_ms, strict=True)]
-        p99 = percentile(total_ms, 99)
+        scoring_p99 = percentile(scoring_ms, 99)
+        # Recording runs against moto here: its latency says nothing about DynamoDB's, so the
+        # budget is judged on the scoring only and the recording is shown as measured.
         return [
             Row("shadow", "shadow scoring cost per lead (batches of 100, p50)",
                 round(statistics.median(scoring_ms) * 10, 1), "µs", key="shadow_score_us"),
-            Row("shadow", f"shadow recording cost per lead (8 parallel UpdateItem, local stack; "
-                          f"{recorded:,} of {len(leads):,} recorded)",
+            Row("shadow", "shadow scoring, one batch of 100 first-time leads, p99",
+                round(scoring_p99, 1), "ms", f"≤ {SHADOW_BUDGET_MS:g} ms (pauses above)",
+                scoring_p99 <= SHADOW_BUDGET_MS, key="shadow_score_batch_p99_ms"),
+            Row("shadow", f"shadow recording cost per lead (8 parallel UpdateItem on the local "
+                          f"stack's moto, not DynamoDB; {recorded:,} of {len(leads):,} recorded)",
                 round(statistics.median(recording_ms) * 10, 1), "µs", key="shadow_record_us"),
-            Row("shadow", "shadow work per batch of 100 first-time leads, p50",
+            Row("shadow", "shadow work (scoring + recording on moto) per batch of 100, p50",
                 round(statistics.median(total_ms), 1), "ms", key="shadow_batch_p50_ms"),
-            Row("shadow", "shadow work per batch of 100 first-time leads, p99", round(p99, 1),
-                "ms", f"≤ {SHADOW_BUDGET_MS:g} ms (pauses above)", p99 <= SHADOW_BUDGET_MS,
-                key="shadow_batch_p99_ms"),
+            Row("shadow", "shadow work (scoring + recording on moto) per batch of 100, p99",
+                round(percentile(total_ms, 99), 1), "ms", key="shadow_batch_p99_ms"),
         ]
 
 
