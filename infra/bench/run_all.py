@@ -135,6 +135,7 @@ STEPS: dict[str, Callable[[], list[Row]]] = {
     "sam_invoke": script_rows("infra/bench/sam_invoke_bench.py", timeout=1200),
     # retrain at 10k / 100k / 1M snapshots, then the end-to-end learning scenario
     "retrain": script_rows("infra/bench/retrain_bench.py", timeout=3 * 3600),
+    "monitor": script_rows("infra/bench/monitor_bench.py", timeout=3600),
 }
 
 

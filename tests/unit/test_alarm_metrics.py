@@ -10,9 +10,15 @@ without the condition must not emit the metric, so a count that fires always fai
 
 from __future__ import annotations
 
+import ast
 import json
+import operator
+import random
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,9 +31,14 @@ from test_alarms import ALARMS, NAMESPACE, TEMPLATE, alarm_metrics
 from test_dpdp_handlers import aws  # noqa: F401  (fixture: the DPDP jobs' moto stack)
 from test_enrichment import queue_body, sqs_event
 
+from leadscore.cli.synthetic import generate_contacts
 from leadscore.dpdp.sweep import SsmSweepCursor
 from leadscore.enrichment.budget import DailyBudget
 from leadscore.hubspot.client import HubSpotBatchError
+from leadscore.model import load
+from leadscore.monitoring.snapshots import SnapshotRead, parse_items
+from leadscore.timestamps import SIMULATED_CLOCK_SETTING, iso_millis
+from leadscore_local.snapshot_seed import as_of, never_seen, snapshot_items, spread
 
 NOW = datetime(2026, 6, 1, 21, 30, tzinfo=UTC)
 API_KEY = "score-api-key-0123456789"
@@ -52,7 +63,8 @@ def stack(request, monkeypatch, kit, lambda_context):
                         "HUBSPOT_CLIENT_SECRET_SECRET": "hubspot-client-secret",
                         "SCORE_API_KEY_SECRET": "score-api-key"}.items():
         monkeypatch.setenv(name, value)
-    return SimpleNamespace(kit=kit, context=lambda_context, monkeypatch=monkeypatch)
+    return SimpleNamespace(kit=kit, context=lambda_context, monkeypatch=monkeypatch,
+                           tmp_path=request.getfixturevalue("tmp_path"))
 
 
 def scored(consent: str, scored_at: datetime) -> dict[str, str]:
@@ -236,6 +248,15 @@ def promotion_fails(stack, alarming: bool) -> None:
     assert result["result"] == ("failed" if alarming else "promoted")
 
 
+def monitor_runs_with_a_model_without_reference(stack, alarming: bool) -> None:
+    model_dir = monitor_stack(stack, without_reference=alarming)
+    seed_snapshots(stack, load(model_dir), ordinary_leads(300, seed=1), NOW - timedelta(days=7),
+                   NOW)
+    result = run_monitor(stack, NOW)
+    assert result["reference"] is not alarming
+    assert result["drift"]["7d"]["status"] == ("no_reference" if alarming else "measured")
+
+
 CASES: list[tuple[str, Callable[[Any, bool], None]]] = [
     ("WebhookSignatureRejected", webhook_signed_with_a_wrong_secret),
     ("WebhookMalformed", webhook_body_is_not_events),
@@ -250,6 +271,7 @@ CASES: list[tuple[str, Callable[[Any, bool], None]]] = [
     ("RetrainFailed", retrain_fails),
     ("RetrainNeedsOperator", retrain_refused_for_bad_data),
     ("PromotionFailures", promotion_fails),
+    ("ModelWithoutReference", monitor_runs_with_a_model_without_reference),
 ]
 CASE_IDS = [f"{metric}-{drive.__name__}" for metric, drive in CASES]
 
@@ -271,7 +293,7 @@ def total(blob: dict[str, Any], metric: str) -> float:
 
 def test_every_alarmed_custom_metric_has_a_case():
     assert ALARMED, "no alarm reads a custom metric: is the template still parsed right?"
-    assert {metric for metric, _ in CASES} == set(ALARMED)
+    assert {metric for metric, _ in CASES} | GAUGE_ALARMED == set(ALARMED)
 
 
 @pytest.mark.parametrize(("metric", "drive"), CASES, ids=CASE_IDS)
@@ -296,3 +318,224 @@ def test_alarmed_metric_stays_silent_when_all_is_well(metric, drive, stack, caps
     drive(stack, False)
 
     assert sum(total(blob, metric) for blob, _ in emitted(capsys, metric)) == 0
+
+
+# --- model monitoring: figures (not counts) judged by the alarms' own metric math -----------
+# A drift or accuracy alarm reads values the monitor emits every day, so "silent when all is
+# well" means "not breaching": each scenario runs ModelMonitorFunction's handler day by day on
+# seeded feature snapshots, reads the EMF it printed as CloudWatch would, and evaluates the
+# alarm as CloudWatch does (its metric math, threshold, evaluation periods, missing data).
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "layers/model/model"
+GAUGE_ALARMED = {"FeatureDriftMaxPSI", "RealizedAUC", "TrainingAUC", "ConversionRate",
+                 "TrainingConversionRate"}
+DAY = timedelta(days=1)
+
+
+@cache
+def lead_pool() -> tuple[dict[str, str], ...]:
+    """Leads like the training population (another seed), generated as of NOW."""
+    return tuple(generate_contacts(6000, seed=77, now=NOW))
+
+
+def ordinary_leads(count: int, seed: int) -> list[dict[str, str]]:
+    return random.Random(seed).choices(lead_pool(), k=count)
+
+
+class SeededSnapshots:
+    """FeatureSnapshotTable items as the monitor's DynamoDB reader reads them (that reader is
+    tested against moto in test_monitoring.py), held in memory so the scenarios stay fast."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def snapshots(self, scored_from: datetime, scored_to: datetime) -> SnapshotRead:
+        start, end = iso_millis(scored_from), iso_millis(scored_to)
+        return parse_items(item for item in self.items if start <= item["scored_at"] < end)
+
+
+def monitor_stack(stack, *, without_reference: bool = False) -> Path:
+    """The monitor's environment and seeded snapshots (`stack.snapshots`); the shipped
+    model, or a copy of it trained before references existed."""
+    stack.snapshots = SeededSnapshots()
+    model_dir = MODEL_DIR
+    if without_reference:
+        model_dir = stack.tmp_path / "model-without-reference"
+        shutil.copytree(MODEL_DIR, model_dir)
+        metadata = json.loads((model_dir / "metadata.json").read_text())
+        del metadata["reference"]
+        (model_dir / "metadata.json").write_text(json.dumps(metadata))
+    for name, value in {"FEATURE_SNAPSHOT_TABLE": "FeatureSnapshotTable",
+                        "MODEL_DIR": str(model_dir), SIMULATED_CLOCK_SETTING: "1"}.items():
+        stack.monkeypatch.setenv(name, value)
+    return model_dir
+
+
+def seed_snapshots(stack, model, contacts: list[dict[str, str]], start: datetime,
+                   end: datetime, *, outcomes_at: datetime | None = None, seed: int = 0,
+                   change: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+    """The leads as first scored in [start, end) (outcomes as known at `outcomes_at`)."""
+    times = spread(len(contacts), start, end, seed)
+    contacts = [dict(c, hs_object_id=f"{seed}-{i}")
+                for i, c in enumerate(as_of(model, contacts, NOW, times))]
+    items = snapshot_items(model, contacts, times, portal_id=1, now=outcomes_at, seed=seed)
+    if change:
+        change(items)
+    stack.snapshots.items += items
+
+
+def run_monitor(stack, at: datetime) -> dict[str, Any]:
+    stack.context.get_remaining_time_in_millis = lambda: 900_000
+    module = stack.kit.load_function("model_monitor")
+    module.function.snapshot_source_factory = lambda table: stack.snapshots
+    return module.lambda_handler({"time": at.isoformat()}, stack.context)
+
+
+def daily_values(capsys) -> dict[str, float]:
+    """One run's metrics with the `service` dimension only: what the alarms read."""
+    values = {}
+    for line in capsys.readouterr().out.splitlines():
+        if '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            if directive["Dimensions"] == [["service"]] and directive["Namespace"] == NAMESPACE:
+                for metric in directive["Metrics"]:
+                    values[metric["Name"]] = total(blob, metric["Name"])
+    return values
+
+
+def evaluate(expression: str, values: dict[str, float | None]) -> float | None:
+    """CloudWatch metric math for one period: ids, numbers, + - * /, ABS and FILL; a missing
+    operand makes the result missing. Anything else fails the test instead of guessing."""
+    def value(node: ast.AST) -> float | None:
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            return values[node.id]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = value(node.operand)
+            return None if inner is None else -inner
+        if isinstance(node, ast.BinOp):
+            left, right = value(node.left), value(node.right)
+            if left is None or right is None:
+                return None
+            operations = {ast.Add: operator.add, ast.Sub: operator.sub,
+                          ast.Mult: operator.mul, ast.Div: operator.truediv}
+            return operations[type(node.op)](left, right)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            args = [value(arg) for arg in node.args]
+            if node.func.id == "ABS":
+                return None if args[0] is None else abs(args[0])
+            if node.func.id == "FILL":
+                return args[1] if args[0] is None else args[0]
+        raise AssertionError(f"metric math this test cannot evaluate: {ast.unparse(node)}")
+
+    return value(ast.parse(expression, mode="eval").body)
+
+
+def alarm_state(alarm_id: str, days: list[dict[str, float]]) -> str:
+    """ALARM or OK after these daily datapoints (one per period, so every statistic is the
+    value itself); missing data is not breaching, as every alarm here says."""
+    alarm = ALARMS[alarm_id]
+    assert alarm["TreatMissingData"] == "notBreaching"
+    threshold = alarm["Threshold"]
+    if isinstance(threshold, dict):
+        threshold = TEMPLATE["Parameters"][threshold["Ref"]]["Default"]
+    points = []
+    for day in days:
+        if "MetricName" in alarm:
+            points.append(day.get(alarm["MetricName"]))
+            continue
+        ids = {q["Id"]: day.get(q["MetricStat"]["Metric"]["MetricName"])
+               for q in alarm["Metrics"] if "MetricStat" in q}
+        [expression] = [q["Expression"] for q in alarm["Metrics"]
+                        if "Expression" in q and q.get("ReturnData", True)]
+        points.append(evaluate(expression, ids))
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    breaching = [p is not None and p > float(threshold) for p in points]
+    recent = breaching[-alarm["EvaluationPeriods"]:]
+    needed = alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])
+    return "ALARM" if sum(recent) >= needed else "OK"
+
+
+def drift_days(stack, capsys, shifted: str) -> list[dict[str, float]]:
+    """Two consecutive daily runs; never-seen leads (snapshot_seed.never_seen) on both days'
+    windows (`both`), only on the first's (`first`), or on neither (`none`)."""
+    model = load(monitor_stack(stack))
+    first, second = NOW - DAY, NOW
+    if shifted == "both":
+        seed_snapshots(stack, model, never_seen(ordinary_leads(600, 2)), first - 6 * DAY, second,
+                       seed=2)
+    else:
+        if shifted == "first":  # leads only the first day's 7-day window still holds
+            seed_snapshots(stack, model, never_seen(ordinary_leads(300, 3)), first - 7 * DAY,
+                           first - 6 * DAY, seed=3)
+        seed_snapshots(stack, model, ordinary_leads(600, 4), first - 6 * DAY, second, seed=4)
+    days = []
+    for at in (first, second):
+        run_monitor(stack, at)
+        days.append(daily_values(capsys))
+    return days
+
+
+def shuffle_outcomes(items: list[dict[str, Any]]) -> None:
+    """Outcomes that have nothing to do with the scores (a model gone blind)."""
+    outcomes = [(item.get("outcome"), item.get("outcome_at")) for item in items]
+    random.Random(5).shuffle(outcomes)
+    for item, (outcome, outcome_at) in zip(items, outcomes, strict=True):
+        item["outcome"], item["outcome_at"] = outcome, outcome_at
+
+
+def more_conversions(items: list[dict[str, Any]]) -> None:
+    """Half as many conversions again as training saw (the funnel changed)."""
+    rate = sum(item["outcome"] == "positive" for item in items) / len(items)
+    rng = random.Random(6)
+    for item in items:
+        if item["outcome"] == "negative" and rng.random() < rate / 2 / (1 - rate):
+            item["outcome"] = "positive"
+
+
+def outcome_days(stack, capsys, change, leads: int) -> list[dict[str, float]]:
+    """One run judging leads first scored 90 to 60 days ago, whose outcome windows closed: more
+    than the alarm needs to tell its change from chance (about 2,500 for a 0.05 AUC drop, 6,100
+    for a 10 % conversion shift at the shipped model's training rate; monitoring.accuracy)."""
+    model = load(monitor_stack(stack))
+    seed_snapshots(stack, model, ordinary_leads(leads, 7), NOW - 90 * DAY, NOW - 60 * DAY,
+                   outcomes_at=NOW, seed=7, change=change)
+    run_monitor(stack, NOW)
+    return [daily_values(capsys)]
+
+
+GAUGE_CASES = [
+    ("ModelFeatureDriftAlarm", "never-seen leads two days running", "ALARM",
+     lambda stack, capsys: drift_days(stack, capsys, "both")),
+    ("ModelFeatureDriftAlarm", "never-seen leads one day only", "OK",
+     lambda stack, capsys: drift_days(stack, capsys, "first")),
+    ("ModelFeatureDriftAlarm", "leads like the training ones", "OK",
+     lambda stack, capsys: drift_days(stack, capsys, "none")),
+    ("ModelAccuracyAlarm", "outcomes unrelated to the scores", "ALARM",
+     lambda stack, capsys: outcome_days(stack, capsys, shuffle_outcomes, 3000)),
+    ("ModelAccuracyAlarm", "outcomes as the model expects", "OK",
+     lambda stack, capsys: outcome_days(stack, capsys, None, 3000)),
+    ("ModelConversionShiftAlarm", "half as many conversions again", "ALARM",
+     lambda stack, capsys: outcome_days(stack, capsys, more_conversions, 7000)),
+    ("ModelConversionShiftAlarm", "conversions as in training", "OK",
+     lambda stack, capsys: outcome_days(stack, capsys, None, 7000)),
+]
+
+
+def test_every_figure_alarm_has_a_firing_and_a_quiet_case():
+    judged = {alarm for alarm, *_ in GAUGE_CASES}
+    reads = {m["MetricName"] for alarm in judged for m in alarm_metrics(ALARMS[alarm])}
+    assert reads == GAUGE_ALARMED
+    for alarm in judged:
+        assert {state for a, _, state, _ in GAUGE_CASES if a == alarm} == {"ALARM", "OK"}
+
+
+@pytest.mark.parametrize(("alarm_id", "scenario", "state", "days"), GAUGE_CASES,
+                         ids=[f"{a}-{s}" for a, s, *_ in GAUGE_CASES])
+def test_model_alarm_evaluates_the_monitors_figures(alarm_id, scenario, state, days, stack,
+                                                    capsys):
+    daily = days(stack, capsys)
+    assert alarm_state(alarm_id, daily) == state, (scenario, daily)

@@ -29,7 +29,8 @@ DIMENSION_TYPES = {"QueueName": "AWS::SQS::Queue", "FunctionName": "AWS::Serverl
 
 
 def emitted_metric_names() -> set[str]:
-    """Names passed to `count("X")` or `add_metric(name="X")` anywhere in the runtime code."""
+    """Names passed to `count("X")`, `gauge("X", ...)` (leadscore.monitoring.metrics) or
+    `add_metric(name="X")` anywhere in the runtime code."""
     names: set[str] = set()
     for path in [*(ROOT / "shared").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
@@ -37,7 +38,7 @@ def emitted_metric_names() -> set[str]:
                 continue
             callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
                 node.func, "id", "")
-            if (callee in ("count", "count_by_dimension") and node.args
+            if (callee in ("count", "count_by_dimension", "gauge") and node.args
                     and isinstance(node.args[0], ast.Constant)):
                 names.add(node.args[0].value)
             if callee == "add_metric":
@@ -63,17 +64,38 @@ def referenced_resource(value: Any) -> str:
     raise AssertionError(f"dimension value {value!r} does not reference a resource")
 
 
+DASHBOARDS = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::CloudWatch::Dashboard"]
+# Dimensions a custom metric may carry besides `service` (leadscore.monitoring.metrics).
+METRIC_DIMENSIONS = {"FeaturePSI": "feature", "TierConversion": "tier"}
+
+
+def dashboard_widgets() -> list[dict[str, Any]]:
+    widgets = []
+    for dashboard in DASHBOARDS:
+        body = RESOURCES[dashboard]["Properties"]["DashboardBody"]["Fn::Sub"]
+        # ${Resource} / ${Resource.Attr} / ${AWS::Region} become their names so the JSON parses;
+        # a ${NumberParameter} (an annotation's value) becomes 0.
+        body = re.sub(r"\$\{([A-Z][A-Za-z]*(?:Psi|Drop|Shift))\}", "0", body)
+        widgets += json.loads(re.sub(r"\$\{([^}]+)\}", r"\1", body))["widgets"]
+    return widgets
+
+
+def dashboard_expressions() -> list[str]:
+    return [item["expression"] for widget in dashboard_widgets()
+            for line in widget["properties"]["metrics"] for item in line
+            if isinstance(item, dict) and "expression" in item]
+
+
 def dashboard_metrics() -> list[tuple[str, str, list[str]]]:
     """(namespace, metric, dimension values) of every dashboard line, CloudWatch's "." and
-    "..." shorthands expanded."""
-    body = RESOURCES["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    # ${Resource} / ${Resource.Attr} / ${AWS::Region} become their names so the JSON parses.
-    widgets = json.loads(re.sub(r"\$\{([^}]+)\}", r"\1", body))["widgets"]
+    "..." shorthands expanded; expression lines are `dashboard_expressions`."""
     lines = []
-    for widget in widgets:
+    for widget in dashboard_widgets():
         previous: list[str] = []
         for line in widget["properties"]["metrics"]:
             parts = [p for p in line if isinstance(p, str)]
+            if not parts:
+                continue
             if parts[0] == "...":
                 parts = previous[:-1] + parts[1:]
             # "." repeats the previous line's value at the same position
@@ -141,7 +163,20 @@ def test_dashboard_lines_are_metrics_that_exist():
     for namespace, metric, dimensions in lines:
         if namespace == NAMESPACE:
             assert metric in emitted, f"dashboard shows {metric}, which nothing emits"
-            assert dimensions == ["service", "leadscore"]
+            assert dimensions[:2] == ["service", "leadscore"]
+            assert dimensions[2:3] == ([METRIC_DIMENSIONS[metric]] if metric in METRIC_DIMENSIONS
+                                       else []), (metric, dimensions)
         else:
             name, value = dimensions[0], dimensions[1].split(".")[0]
             assert RESOURCES[value]["Type"] == DIMENSION_TYPES[name], (metric, value)
+
+
+def test_dashboard_searches_find_emitted_metrics():
+    expressions = dashboard_expressions()
+    assert expressions, "the model dashboard's per-feature PSI is a SEARCH expression"
+    for expression in expressions:
+        [(dimensions, metric)] = re.findall(
+            r"SEARCH\('\{([^}]*)\} MetricName=\"(\w+)\"'", expression)
+        namespace, *names = dimensions.split(",")
+        assert namespace == NAMESPACE and metric in emitted_metric_names()
+        assert sorted(names) == sorted(["service", METRIC_DIMENSIONS[metric]])

@@ -27,8 +27,10 @@ FUNCTIONS = {
     "RetentionPurgeFunction": "retention_purge",
     "SlackNotifyFunction": "slack_notify",
     "ModelRetrainFunction": "model_retrain",
+    "ModelMonitorFunction": "model_monitor",
 }
-MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction", "ModelRetrainFunction"}
+MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction", "ModelRetrainFunction",
+                   "ModelMonitorFunction"}
 # The model functions' layers: the runtime, then the promoted model or the built one.
 MODEL_LAYERS = ["SharedLayer", "ModelRuntimeLayer",
                 "ModelLayerArn if UsePromotedModel else ModelLayer"]
@@ -73,6 +75,10 @@ FUNCTION_ENV = {
         "SLACK_WEBHOOK_URL_SECRET", "SLACK_ALERT_QUEUE_URL", "SLACK_ALERT_DLQ_URL",
         "SLACK_ALERT_QUEUE_MAX_RECEIVE_COUNT", "IDEMPOTENCY_TABLE", "ENRICH_TIERS",
         "LLM_PROVIDER", "SLACK_SUMMARY_WAIT_SECONDS", "HUBSPOT_APP_URL", "HUBSPOT_PORTAL_ID",
+    },
+    "ModelMonitorFunction": {
+        "MODEL_DIR", "FEATURE_SNAPSHOT_TABLE", "OUTCOME_WINDOW_DAYS", "MONITOR_MIN_LEADS",
+        "MONITOR_MIN_OUTCOMES",
     },
 }  # fmt: skip
 QUEUES = {
@@ -222,7 +228,8 @@ def test_http_routes(resources: dict[str, Any]) -> None:
         )
 
 
-@pytest.mark.parametrize("logical_id", ["ConsentSweepFunction", "RetentionPurgeFunction"])
+@pytest.mark.parametrize("logical_id", ["ConsentSweepFunction", "RetentionPurgeFunction",
+                                        "ModelMonitorFunction"])
 def test_daily_schedules(resources: dict[str, Any], logical_id: str) -> None:
     [schedule] = events_of(resources, logical_id, "Schedule")
     expression = schedule["Schedule"]

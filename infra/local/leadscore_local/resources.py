@@ -1,8 +1,8 @@
 """Creates the template's AWS resources in moto's server and resolves references to them.
 
 Only the resource types the functions talk to at run time are created (queues, tables,
-secrets, topics and their queue subscriptions, buckets); IAM, alarms, layers and the HTTP API
-have no local counterpart.
+secrets, parameters, topics and their queue subscriptions, buckets); IAM, alarms, layers and
+the HTTP API have no local counterpart.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def provision(
     template: dict[str, Any], endpoint_url: str, secret_values: dict[str, str], prefix: str,
     parameters: dict[str, str] | None = None,
 ) -> Provisioned:
-    """Create queues (DLQs first), tables, secrets and topics; return their identifiers."""
+    """Create queues (DLQs first), tables, secrets, parameters, topics and buckets; return
+    their identifiers."""
     sqs = local_client("sqs", endpoint_url)
     dynamodb = local_client("dynamodb", endpoint_url)
     secrets = local_client("secretsmanager", endpoint_url)

@@ -25,6 +25,7 @@ from leadscore.learning.settings import LOCAL_PROMOTION_SETTING
 from leadscore.timestamps import SIMULATED_CLOCK_SETTING
 from leadscore_local import moto_speedups
 from leadscore_local.anthropic_emulator import AnthropicEmulator
+from leadscore_local.emf import EmfRecorder
 from leadscore_local.env_vars import function_environments, local_overrides, local_parameters
 from leadscore_local.event_sources import HttpFront, Scheduler, SqsPoller
 from leadscore_local.faults import AWS_ERRORS, Faults
@@ -100,6 +101,10 @@ class LocalStack:
         self.slack.start()
         self._started.append(self.slack)
 
+        # Functions print their metrics (EMF) to stdout: keep them for GET /metrics.
+        self.emf = EmfRecorder()
+        self._stdout = sys.stdout
+        sys.stdout = self.emf.tap(sys.stdout)
         self.faults = Faults()
         self.faults.install()  # before any function creates an AWS client
         self.runtime = FunctionRuntime(specs, self.faults)
@@ -184,6 +189,8 @@ class LocalStack:
             self.faults.uninstall()
         if hasattr(self, "runtime"):
             self.runtime.hubspot_requests.uninstall()
+        if hasattr(self, "_stdout"):
+            sys.stdout = self._stdout
 
     # ------------------------------------------------------------------ wiring
     def _route_url(self, logical_id: str) -> str:
@@ -285,7 +292,8 @@ class LocalStack:
 class _AdminServer(LoopbackServer):
     """POST /schedules/<LogicalId>/run [{"time": ISO-8601}], GET /stats, POST /faults,
     GET /slack (what was posted to the Slack receiver),
-    GET|POST /model-layer (local promotions: `LocalModelLayers`)."""
+    GET|POST /model-layer (local promotions: `LocalModelLayers`),
+    GET /metrics (`?detail=1`: every value with its dimensions)."""
 
     def __init__(self, stack: LocalStack):
         class Handler(QuietHandler):
@@ -300,6 +308,10 @@ class _AdminServer(LoopbackServer):
                     self._json(200, stack.slack.report())
                 elif self.path == "/model-layer":
                     self._json(200, stack.model_layers.state())
+                elif self.path == "/metrics":
+                    self._json(200, stack.emf.metrics())
+                elif self.path == "/metrics?detail=1":
+                    self._json(200, stack.emf.datapoints())
                 else:
                     self._json(404, {"message": "Not Found"})
 

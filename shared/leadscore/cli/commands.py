@@ -475,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="move by receive/send/delete, for endpoints without SQS's "
                                   "message move (the local stack)")
     dlq_redrive.set_defaults(func=cmd_dlq_redrive)
+    from leadscore.cli.monitor_report import add_parser as add_monitor_parser
+
+    add_monitor_parser(commands)  # `leadscore monitor report` (model monitoring)
     return parser
 
 

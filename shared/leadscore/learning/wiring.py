@@ -76,8 +76,9 @@ class ModelRetrainFunction:
             promoter=self.promoter(settings),
             snapshot_eraser=eraser_from_env(hubspot=hubspot, stores=[store]),
             seconds_left=seconds_left)
-        trigger = "schedule" if event.get("source") == "aws.events" else str(
-            event.get("trigger") or "manual")
+        # The monthly schedule, a model alarm (ModelAlarmRetrainRule) or an operator.
+        trigger = {"aws.events": "schedule", "aws.cloudwatch": "model_alarm"}.get(
+            str(event.get("source")), str(event.get("trigger") or "manual"))
         return job.run(scheduled_time(event), trigger=trigger).model_dump(mode="json")
 
 

@@ -50,6 +50,7 @@ from leadscore.model.fitting import (
     stratified_split,  # noqa: F401  (re-exported: the benchmarks and tests split with it)
 )
 from leadscore.model.reasons import missing_value_evidence
+from leadscore.model.reference import training_reference
 from leadscore.model.scoring import (
     CONFIG_FILE,
     METADATA_FILE,
@@ -243,6 +244,8 @@ def train(
             "validation": tier_rows,
         },
         "metrics": metrics,
+        # What monitoring compares live leads with: binned features and validation scores.
+        "reference": training_reference(schema, matrix, scale(fit.validation_raw)),
         "data_quality": {"duplicates_dropped": duplicates, "ignored_columns": ignored,
                          "features": quality},
         # Whether a missing value may be a reason (leadscore.model.reasons).

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from boto3.dynamodb.conditions import Attr
@@ -262,3 +262,14 @@ class DynamoDBLedger:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+
+class ScoreLedger(Protocol):
+    """`leadscore.scoring.ledger.DynamoDBLedger`'s ordering and alert bookkeeping."""
+
+    def states(self, contact_ids: Sequence[str]) -> dict[str, LedgerState]: ...
+
+    def record(self, entries: Sequence[LedgerEntry]) -> RecordOutcome: ...
+
+    def claim_hot_alert(self, contact_id: str, at: datetime) -> bool: ...
+
+    def release_hot_alert(self, contact_id: str) -> None: ...

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
@@ -49,7 +49,7 @@ from leadscore.observability import count, logger
 from leadscore.personal_data import EMAIL
 from leadscore.scoring.deferral import Deferrals
 from leadscore.scoring.ingest import ERASE_EVENTS
-from leadscore.scoring.ledger import LedgerEntry, LedgerState, RecordOutcome
+from leadscore.scoring.ledger import LedgerEntry, LedgerState, ScoreLedger
 from leadscore.scoring.queues import (
     RESCORE,
     EnrichmentQueue,
@@ -67,16 +67,15 @@ HOT_TIER = "hot"
 MAX_RECENT_EVENT_IDS = 20  # per contact, to recognise redelivered events
 
 
-class ScoreLedger(Protocol):
-    """`leadscore.scoring.ledger.DynamoDBLedger`'s ordering and alert bookkeeping."""
+class ShadowScoring(Protocol):
+    """A shadow challenger (`leadscore.monitoring.shadow.ShadowChallenger`): scores leads
+    beside the model, records the scores beside their snapshots, never writes HubSpot and
+    never raises."""
 
-    def states(self, contact_ids: Sequence[str]) -> dict[str, LedgerState]: ...
+    def score(self, leads: Sequence[tuple[str, Mapping[str, str | None]]]) -> Mapping[str, Any]:
+        ...
 
-    def record(self, entries: Sequence[LedgerEntry]) -> RecordOutcome: ...
-
-    def claim_hot_alert(self, contact_id: str, at: datetime) -> bool: ...
-
-    def release_hot_alert(self, contact_id: str) -> None: ...
+    def record(self, results: Mapping[str, Any]) -> None: ...
 
 
 class ScoreRunResult(BaseModel):
@@ -210,6 +209,7 @@ class ScorePipeline:
     requeue: MessageQueue | None = None  # the ScoreQueue, for re-scores after a lost race
     deferrals: Deferrals | None = None  # records that wait for HubSpot instead of failing
     snapshots: SnapshotStep | None = None  # the learning loop: point-in-time features, outcomes
+    shadow: ShadowScoring | None = None  # the shadow challenger, for first scores (issue 13)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def run_sqs_batch(self, records: Sequence[SqsRecordLike]) -> BatchOutcome:
@@ -382,6 +382,10 @@ class ScorePipeline:
         if outcome.superseded:
             self._rescore(sorted(outcome.superseded), by_id, result)
         written = [cid for cid in written if cid in outcome.recorded]
+        if self.shadow is not None:  # after the write-back: HubSpot never waits for it
+            first = {w.contact_id: props for w, props, _ in consented if w.contact_id not in states}
+            self.shadow.record(self.shadow.score([(cid, first[cid]) for cid in written
+                                                  if cid in first]))
 
         undelivered = self._alert_and_enrich(written, by_id, states, scored_at)
         for cid, what in undelivered.items():

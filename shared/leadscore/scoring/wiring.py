@@ -35,7 +35,7 @@ from leadscore.observability import count, hubspot_usage, logger
 from leadscore.scoring.deferral import Deferrals
 from leadscore.scoring.descriptions import refresh_property_descriptions
 from leadscore.scoring.ledger import DynamoDBLedger
-from leadscore.scoring.pipeline import ScorePipeline
+from leadscore.scoring.pipeline import ScorePipeline, ShadowScoring
 from leadscore.scoring.queues import EnrichmentQueue, HotLeadAlerts, ScoreQueue
 from leadscore.scoring.settings import ScoreSettings
 from leadscore.settings import get_secret
@@ -65,7 +65,11 @@ class ScoreFunction:
     """ScoreFunction (ScoreQueue batches): the pipeline with its HubSpot client (new when the
     token rotates), model (once per container), ledger, queues, topic and eraser."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shadow_factory: Callable[[], ShadowScoring | None] | None = None
+                 ) -> None:
+        # The shadow challenger comes from the handler (leadscore.monitoring.shadow), which
+        # scoring does not import; made once per container, None when the stack names none.
+        self.shadow = cache(shadow_factory or (lambda: None))
         # Seams: how the HubSpot client, the model and the eraser are made.
         self.hubspot_client_factory: Callable[..., Any] = HubSpotClient
         self.load_model: Callable[[str], ScoringModel] = load_model
@@ -147,7 +151,7 @@ class ScoreFunction:
             retention_days=settings.retention_days, enrich_tiers=settings.enrich_tiers,
             hot_leads=outputs.hot_leads, enrichment=outputs.enrichment,
             requeue=outputs.requeue, deferrals=outputs.deferrals,
-            snapshots=self._snapshot_step(hubspot),
+            snapshots=self._snapshot_step(hubspot), shadow=self.shadow(),
         )
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
