@@ -18,7 +18,7 @@ from hubspot.crm.contacts import (
 )
 from support import settle, wait_for
 
-from leadscore.observability import EMAIL
+from leadscore.personal_data import EMAIL
 from leadscore_local.demo import create_contacts, new_leads
 
 # The module fixture may wait 240 + 240 + 120 s (scoring, the posts that wait for their LLM

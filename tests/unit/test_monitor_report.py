@@ -1,6 +1,6 @@
 """`leadscore monitor report`: the CLI against a snapshot table in moto (a table name, a deployed
 stack's monitor function, a local stack's JSON line), the JSON's figures and the HTML's
-sections; the HTML in a real browser is tests/integration/test_monitor_report.py."""
+sections; the HTML in a real browser is tests/integration/test_monitor_report_html.py."""
 
 from __future__ import annotations
 
