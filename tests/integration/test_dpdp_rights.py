@@ -22,6 +22,7 @@ from leadscore.dpdp.disclosures import Disclosure, DynamoDBDisclosures
 from leadscore.dpdp.erasure import DynamoDBReceipts, Eraser, ErasureReason
 from leadscore.hubspot.client import HubSpotClient
 from leadscore.hubspot.setup import ensure_properties
+from leadscore.learning.snapshots import Snapshot, SnapshotStore
 from leadscore.scoring.ledger import DynamoDBLedger, LedgerEntry
 from leadscore.timestamps import iso_millis
 from leadscore_local.hubspot_emulator import HubSpotEmulator
@@ -57,6 +58,7 @@ STACK_TEMPLATE = {
     "Resources": {
         "LedgerTable": _table("contact_id"),
         "DisclosuresTable": _table("contact_id"),
+        "FeatureSnapshotTable": _table("contact_id"),
         "ErasureReceiptsTable": _table("subject"),
         "ScoreLogGroup": {"Type": "AWS::Logs::LogGroup",
                           "Properties": {"LogGroupName": "/aws/lambda/leadscore/score"}},
@@ -134,6 +136,12 @@ def _scored_and_enriched(resources, portal, contact_id: str, at: datetime) -> No
         endpoint="bedrock-runtime.ap-south-1.amazonaws.com", region="ap-south-1",
         routing="called in ap-south-1; the APAC profile may process it elsewhere in APAC",
         fields=("score", "tier", "jobtitle")), now=at, retention_days=180)
+    SnapshotStore(resources["FeatureSnapshotTable"]).put_first([Snapshot.take(
+        contact_id=contact_id, portal_id=1, scored_at=at, model_version="lgbm-1", score=87,
+        probability=0.81, tier="hot", properties={"email": "meena.k@acme.example",
+                                                  "jobtitle": "VP Sales"},
+        columns=["email", "jobtitle"], email_column="email", schema_hash="test",
+        retention_days=180)])
 
 
 def test_access_lists_what_is_held_history_included_and_who_received_it(deployed, capsys):
@@ -160,6 +168,10 @@ def test_access_lists_what_is_held_history_included_and_who_received_it(deployed
     assert report["hubspot"]["consent"]["dpdp_consent_purposes"] == "lead_scoring;ai_enrichment"
     ledger = report["stores"]["score_ledger"]
     assert (ledger["score"], ledger["tier"], ledger["model_version"]) == (87, "hot", "lgbm-1")
+    # The learning loop's snapshot: the inputs as they were at the score (e-mail as its domain).
+    snapshot = report["stores"]["feature_snapshot"]
+    assert snapshot["score"] == 87 and "VP Sales" in str(snapshot)
+    assert "meena.k" not in str(snapshot) and "acme.example" in str(snapshot)
     [erasure] = report["erasures"]
     assert erasure["reason"] == "enrichment_consent_withdrawn"
     assert erasure["hubspot_properties"] == ["ai_lead_summary"]
@@ -180,7 +192,8 @@ def test_access_to_an_unknown_contact_says_so(deployed, capsys):
                  "--contact-id", "999999", "--key-secret", KEY_SECRET]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["hubspot"]["found"] is False
-    assert report["stores"] == {"score_ledger": None, "disclosures": None}
+    assert report["stores"] == {"score_ledger": None, "disclosures": None,
+                                "feature_snapshot": None}
     assert report["erasures"] == []
     # Without the key the receipts cannot be searched, and the answer says so.
     assert main(["dpdp", "access", "--stack-name", "leadscore", "--region", REGION,

@@ -25,10 +25,11 @@ from leadscore.dpdp.erasure import OUTSIDE_SCOPE, DynamoDBReceipts, subject_hash
 from leadscore.hubspot.properties import AI_PROPERTIES, AI_PROPERTY_SPECS
 
 # Stores of derived data keyed by contact id: template logical id -> the name in the answer.
-# A new store (the learning loop's FeatureSnapshotTable) is one more line.
 ACCESS_STORES: dict[str, str] = {
     "LedgerTable": "score_ledger",
     "DisclosuresTable": "disclosures",
+    # The learning loop's point-in-time inputs, score, outcome (and a shadow challenger's score).
+    "FeatureSnapshotTable": "feature_snapshot",
 }
 CONSENT_PROPERTIES = ("ConsentPurposesProperty", "dpdp_consent_purposes"), (
     "ConsentUpdatedAtProperty", "dpdp_consent_updated_at")
