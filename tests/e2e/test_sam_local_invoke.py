@@ -28,6 +28,7 @@ from leadscore_local.sam_invoke import (
     seed_sample_contacts,
     write_env_vars,
 )
+from leadscore_local.template import load_template
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e, pytest.mark.build,
               pytest.mark.timeout(1800)]
@@ -158,10 +159,28 @@ def test_the_rejection_comes_after_reading_the_secret(sam: SamLocal, answers,
 
 
 @pytest.mark.parametrize("event_file", ["consent_sweep_schedule.json",
-                                        "retention_purge_schedule.json"])
+                                        "retention_purge_schedule.json",
+                                        "model_monitor_schedule.json",
+                                        "model_retrain_schedule.json"])
 def test_scheduled_jobs_finish(answers, event_file: str) -> None:
     result = answer(answers, event_file)
     assert isinstance(result, dict) and "errorMessage" not in result
+
+
+def test_every_function_in_the_template_is_invoked() -> None:
+    functions = {logical_id for logical_id, resource in load_template(
+        ROOT / "template.yaml")["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"}
+    assert set(INVOKE_ORDER) == functions
+
+
+def test_the_retrain_refuses_a_portal_without_enough_outcomes(answers) -> None:
+    decision = answer(answers, "model_retrain_schedule.json")
+    assert decision["result"] == "refused" and decision["trigger"] == "schedule"
+
+
+def test_the_monitor_reads_the_model_layers_reference(answers) -> None:
+    assert answer(answers, "model_monitor_schedule.json")["reference"] is True
 
 
 def test_consent_sweep_examined_the_scored_contacts(answers) -> None:

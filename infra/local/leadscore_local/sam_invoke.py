@@ -42,7 +42,8 @@ BUILT_TEMPLATE = ROOT / ".aws-sam" / "build" / "template.yaml"
 # Enrichment before scoring (an enrichment older than the contact's score is skipped), scoring
 # before the webhooks (whose events the stack's own score function would otherwise apply first).
 INVOKE_ORDER = ["EnrichFunction", "ScoreFunction", "SlackNotifyFunction", "ScoreApiFunction",
-                "IngestFunction", "ConsentSweepFunction", "RetentionPurgeFunction"]
+                "IngestFunction", "ConsentSweepFunction", "RetentionPurgeFunction",
+                "ModelMonitorFunction", "ModelRetrainFunction"]
 # Functions whose events are signed HubSpot requests, and the stack URL they are signed for.
 SIGNED_URL_KEYS = {"IngestFunction": "webhook_url", "ScoreApiFunction": "score_api_url"}
 

@@ -123,6 +123,8 @@ def build_events() -> dict[str, dict[str, Any]]:
         "slack_notify_batch.json": _sqs(hot_lead_alerts, SLACK_QUEUE_ARN),
         "consent_sweep_schedule.json": _fixed_schedule("ConsentSweepSchedule"),
         "retention_purge_schedule.json": _fixed_schedule("RetentionPurgeSchedule"),
+        "model_monitor_schedule.json": _fixed_schedule("ModelMonitorSchedule"),
+        "model_retrain_schedule.json": _fixed_schedule("ModelRetrainSchedule"),
     }
 
 
