@@ -105,3 +105,14 @@ def test_alarms_start_the_retrain_unless_turned_off(template, resources):
     assert permission["Properties"]["Principal"] == "events.amazonaws.com"
     assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["ModelAlarmRetrainRule",
                                                                     "Arn"]}
+
+
+def test_the_retrain_sets_the_shadow_challenger_parameter_only(resources):
+    retrain = resources["ModelRetrainFunction"]["Properties"]
+    env = retrain["Environment"]["Variables"]
+    assert env["SHADOW_CHALLENGER_PARAMETER"] == {"Ref": "ShadowChallengerParameter"}
+    found = sids(resources["ModelRetrainFunction"])
+    assert as_list(found["SetShadowChallenger"]["Action"]) == ["ssm:PutParameter"]
+    # The same ARN the score function reads.
+    assert found["SetShadowChallenger"]["Resource"] == sids(
+        resources["ScoreFunction"])["FindShadowChallenger"]["Resource"]

@@ -6,8 +6,9 @@ the score pipeline's webhook path, `close_outcome_windows`' history path), the s
 the score pipeline calls (`capture`), training sets from snapshots (`dataset`), the
 champion/challenger gate (`gate`), the decision records and candidate artifacts in
 ModelArtifactsBucket (`registry`, `report_html`), promotion as a new model-layer version and a
-stack update (`promotion`), the retrain job (`retrain`) and ModelRetrainFunction's
-environment and wiring (`settings`, `wiring`).
+stack update (`promotion`), the shadow challenger's SSM parameter (`shadow_pointer`), the
+retrain job (`retrain`) and ModelRetrainFunction's environment and wiring (`settings`,
+`wiring`).
 May import: dpdp, hubspot, model, base.
 
 Only `gate`, `retrain` and `wiring` load the model (numpy, lightgbm: the model layer);

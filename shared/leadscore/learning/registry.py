@@ -106,6 +106,11 @@ def layer_zip(model_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
+def candidate_prefix(version: str) -> str:
+    """Where a candidate's files are in the bucket (the shadow challenger's `prefix` too)."""
+    return f"candidates/{version}/"
+
+
 def run_id(now: datetime, suffix: str) -> str:
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{suffix}"
 
@@ -130,7 +135,7 @@ class ArtifactStore:
 
     # ---------------------------------------------------------------- candidates
     def save_candidate(self, version: str, model_dir: Path) -> None:
-        prefix = f"candidates/{version}/"
+        prefix = candidate_prefix(version)
         for name in MODEL_FILES:
             self._put(prefix + name, (Path(model_dir) / name).read_bytes(),
                       "application/json" if name.endswith(".json") else "text/plain")
@@ -138,7 +143,7 @@ class ArtifactStore:
 
     def layer_location(self, version: str) -> tuple[str, str]:
         """(bucket, key) of a candidate's layer.zip; raises CandidateMissing."""
-        key = f"candidates/{version}/{LAYER_ZIP}"
+        key = candidate_prefix(version) + LAYER_ZIP
         try:
             self._s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
@@ -157,7 +162,7 @@ class ArtifactStore:
         body = decision.model_dump_json(indent=2)
         self._put(f"runs/{decision.run_id}.json", body, "application/json")
         if decision.challenger_version:
-            prefix = f"candidates/{decision.challenger_version}/"
+            prefix = candidate_prefix(decision.challenger_version)
             self._put(prefix + "decision.json", body, "application/json")
             if report_html is not None:
                 self._put(prefix + "report.html", report_html, "text/html; charset=utf-8")

@@ -11,7 +11,12 @@
 6. champion (the model in use, from the model layer) and challenger score the judged leads;
 7. the gate (`gate.verdict`);
 8. the decision record (JSON, the HTML report, the candidate's files and layer.zip) in S3;
-9. promotion when it passed and `ModelPromotion=auto`.
+9. promotion when it passed and `ModelPromotion=auto`;
+10. the shadow challenger (`shadow_pointer`, ShadowChallengerParameter): a candidate that
+    ended `passed` or `rejected` becomes it (ScoreFunction scores live leads with it beside
+    the model in use), `promoted` sets it to `none`; `refused`/`failed` leave it unchanged. A
+    failure to set it never changes the decision: it is logged, counted
+    (ShadowChallengerNotSet) and noted at the end of the decision's reason.
 
 Every run ends in a decision record, whatever happens. A watchdog writes one before Lambda's
 timeout (`seconds_left`) if the run is still busy, and the run then stops at its next step
@@ -19,7 +24,7 @@ and never promotes; a failed or timed-out run leaves the model in use untouched.
 
 Metrics: RetrainPromoted, RetrainPassed (passed, manual promotion), RetrainRejected,
 RetrainRefused, RetrainNeedsOperator (refused for bad data an operator must fix),
-RetrainFailed; PromotionFailures (`promotion`).
+RetrainFailed; PromotionFailures (`promotion`); ShadowChallengerNotSet.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from leadscore.learning.outcomes import OutcomeCloser, OutcomeRules
 from leadscore.learning.promotion import Promoter
 from leadscore.learning.registry import ArtifactStore, DataSummary, Decision, run_id
 from leadscore.learning.report_html import render_decision
+from leadscore.learning.shadow_pointer import ShadowPointer
 from leadscore.learning.snapshots import SnapshotStore
 from leadscore.model.config import LabelledData, parse_config
 from leadscore.model.scoring import CONFIG_FILE, LeadModel, load
@@ -65,6 +71,8 @@ RESULT_METRICS: dict[str, Callable[[], None]] = {
     "promoted": lambda: count("RetrainPromoted"), "passed": lambda: count("RetrainPassed"),
     "rejected": lambda: count("RetrainRejected"), "refused": lambda: count("RetrainRefused"),
     "failed": lambda: count("RetrainFailed")}
+# Which results set the shadow challenger: the candidate (passed, rejected) or none (promoted).
+SHADOW_RESULTS = ("promoted", "passed", "rejected")
 
 
 class RetrainPolicy(BaseModel):
@@ -122,6 +130,7 @@ class RetrainJob:
     seconds_left: Callable[[], float] = field(default=lambda: float("inf"))
     trainer: Callable[..., dict] = train  # leadscore.model.training.train (a seam for tests)
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    shadow_pointer: ShadowPointer | None = None  # None: the stack names no parameter
 
     def run(self, now: datetime, *, trigger: str = "schedule") -> Decision:
         decision = Decision(run_id=run_id(now, secrets.token_hex(3)), result="failed",
@@ -169,8 +178,25 @@ class RetrainJob:
             logger.exception("Retrain failed")
             result, reason, action = ("failed", f"{decision.step}: {type(error).__name__}: "
                                       f"{error}", True)
+        reason += self._point_shadow(result, decision.challenger_version)
         finish(result, reason, action)
         return decision
+
+    def _point_shadow(self, result: str, challenger: str | None) -> str:
+        """Sets the shadow challenger for this result; what the reason must add (a failure)."""
+        if self.shadow_pointer is None or result not in SHADOW_RESULTS or challenger is None:
+            return ""
+        version = None if result == "promoted" else challenger
+        try:
+            self.shadow_pointer.set(version)
+        except Exception as error:  # the decision stands; the next retrain sets it again
+            count("ShadowChallengerNotSet")
+            logger.warning("Shadow challenger not set", extra={
+                "challenger": version, "error": type(error).__name__})
+            return (f" (shadow challenger not set to {version or 'none'}: "
+                    f"{type(error).__name__})")
+        logger.info("Shadow challenger set", extra={"challenger": version or "none"})
+        return ""
 
     # ------------------------------------------------------------------ the steps
     @contextmanager

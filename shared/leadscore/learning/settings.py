@@ -31,4 +31,7 @@ class RetrainSettings(CommonSettings, ErasureSettings):
     promotion_auc_tolerance: float = Field(default=0.005, ge=0, le=1)
     promotion_brier_tolerance: float = Field(default=0.005, ge=0, le=1)
     model_promotion: Literal["auto", "manual"] = "auto"
+    # ShadowChallengerParameter (SSM name): the retrain points it at a candidate it did not
+    # promote, or `none` after a promotion; unset = left alone.
+    shadow_challenger_parameter: str | None = None
     leadscore_local_promotion_url: str | None = None

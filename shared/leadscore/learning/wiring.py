@@ -23,6 +23,7 @@ from leadscore.learning.promotion import LocalStackTarget, Promoter, StackTarget
 from leadscore.learning.registry import ArtifactStore
 from leadscore.learning.retrain import RetrainJob, RetrainPolicy
 from leadscore.learning.settings import RetrainSettings
+from leadscore.learning.shadow_pointer import SsmShadowPointer
 from leadscore.learning.snapshots import SnapshotStore
 from leadscore.model.scoring import load
 from leadscore.settings import get_secret
@@ -75,7 +76,9 @@ class ModelRetrainFunction:
                 promotion=settings.model_promotion),
             promoter=self.promoter(settings),
             snapshot_eraser=eraser_from_env(hubspot=hubspot, stores=[store]),
-            seconds_left=seconds_left)
+            seconds_left=seconds_left,
+            shadow_pointer=(SsmShadowPointer(settings.shadow_challenger_parameter)
+                            if settings.shadow_challenger_parameter else None))
         # The monthly schedule, a model alarm (ModelAlarmRetrainRule) or an operator.
         trigger = {"aws.events": "schedule", "aws.cloudwatch": "model_alarm"}.get(
             str(event.get("source")), str(event.get("trigger") or "manual"))
