@@ -7,7 +7,8 @@ webhooks for contact changes as a HubSpot app would. The official `hubspot-api-c
 is its client: `HubSpot(access_token=token, host=emulator.url)`.
 
 Admin endpoints under `/_emulator/` (no auth, never counted): `GET stats`, `POST faults`,
-`POST reset`, `GET|POST contacts`, `GET|POST|DELETE subscriptions` (POST takes `format`:
+`POST reset`, `GET|POST contacts`, `GET|POST|PATCH|DELETE subscriptions` (PATCH `{"active",
+"property_name"}` pauses or resumes; POST takes `format`:
 `legacy` or `generic`), `POST event-ids` (`{"pool": N}`: reuse N event ids), `POST tokens`
 (`{"client": name}`: a new private app with its own rate limit; returns its token), `POST
 flush`. Stats include
@@ -1268,6 +1269,15 @@ class HubSpotEmulator:
             self._apps.append(app)
         return self._describe(app)
 
+    def set_subscriptions_active(self, active: bool, property_name: str | None = None) -> int:
+        """Pauses (or resumes) every subscription, or those of one property; returns how many."""
+        with self._portal.lock:
+            matching = [sub for app in self._apps for sub in app.subscriptions
+                        if property_name is None or sub.get("propertyName") == property_name]
+            for sub in matching:
+                sub["active"] = active
+            return len(matching)
+
     def subscriptions(self) -> list[dict[str, Any]]:
         with self._portal.lock:
             return [self._describe(app) for app in self._apps]
@@ -1829,6 +1839,11 @@ class HubSpotEmulator:
                 app_id=payload.get("app_id"), portal_id=payload.get("portal_id"),
                 webhook_format=payload.get("format", "legacy"))
             return _Reply(201, app)
+        if (method, action) == ("PATCH", "subscriptions"):
+            # HubSpot's webhooks API pauses a subscription with {"active": false}: while paused,
+            # its changes are never announced (a lost webhook, for tests of the safety nets).
+            return _Reply(200, {"updated": self.set_subscriptions_active(
+                bool(payload.get("active", True)), payload.get("property_name"))})
         if (method, action) == ("DELETE", "subscriptions"):
             with self._portal.lock:
                 removed, self._apps = len(self._apps), []
