@@ -100,13 +100,14 @@ def test_hot_and_warm_consented_contacts_get_a_summary_and_a_next_action(stack, 
         if not upper_tier(properties):  # cold and disqualified leads are not enriched
             assert not properties.get("ai_lead_summary")
             assert not sent_to_llm(stack, properties["marker"])
-    # Each tier starts on its model: warm on the fast one, hot straight on the stronger one;
-    # and the emulator, which rejects what the real models reject, accepted every request.
-    fast, strong = DEFAULT_MODELS["anthropic"]
+    # Every tier starts on the fast model (the stronger one only after an invalid answer or a
+    # refusal); and the emulator, which rejects what the real models reject, accepted every
+    # request.
+    fast, _ = DEFAULT_MODELS["anthropic"]
     requests = llm_requests(stack)
     for properties in upper.values():
         first = next(r["body"] for r in requests if properties["marker"] in json.dumps(r["body"]))
-        assert first["model"] == (strong if properties["ai_lead_tier"] == "hot" else fast)
+        assert first["model"] == fast
     assert not [r for r in requests if r["status"] == 400]
 
 
@@ -174,12 +175,11 @@ def test_a_lead_rescored_while_its_enrichment_waited_is_enriched_once_with_fresh
     assert upper_tier(properties) and properties["ai_lead_summary"]
     answered = [r["body"] for r in llm_requests(stack) if r["status"] == 200]
     assert not any("stale-marker" in json.dumps(body) for body in answered)
-    # One enrichment: one opening request with the fresh data to the model a lead of its tier
-    # starts with (hot leads go straight to the escalation model).
-    fast, strong = DEFAULT_MODELS["anthropic"]
-    first = strong if properties["ai_lead_tier"] == "hot" else fast
+    # One enrichment: one opening request with the fresh data to the fast model, where every
+    # tier starts.
+    fast, _ = DEFAULT_MODELS["anthropic"]
     openings = [body for body in answered if "fresh-marker" in json.dumps(body)
-                and body["model"] == first and len(body["messages"]) == 1]
+                and body["model"] == fast and len(body["messages"]) == 1]
     assert len(openings) == 1
 
 

@@ -8,6 +8,7 @@ added later is held to it too (the learning loop's snapshot table and scheduled 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,13 @@ def test_figures_iam_statements_and_keys(capsys):
     with capsys.disabled():
         print("\nIAM statements per function:", *rows, "encryption at rest:",
               *(f"  {k}: {v}" for k, v in keys.items()), sep="\n")
+
+
+def test_every_function_reading_hubspot_takes_the_apps_request_budget():
+    """HubSpot's limit is per app: a function with the token and no budget slot would spend
+    requests the others cannot see (leadscore.hubspot.shared_budget)."""
+    for logical_id, function in FUNCTIONS.items():
+        policies = json.dumps(function["Properties"].get("Policies", []))
+        if "HubSpotTokenSecret" not in policies:
+            continue
+        assert '"Sid": "HubSpotRequestBudget"' in policies, logical_id

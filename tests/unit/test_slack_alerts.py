@@ -323,3 +323,17 @@ def test_an_unreadable_alert_goes_to_the_dlq_at_once(aws):
     sqs, _, dlq = aws
     notifier(aws, contact()).handle('{"contact_id": "101"}', "m1", 1)
     assert reasons(sqs, dlq) == ["unreadable hot-lead alert"]
+
+
+def test_the_notifier_takes_at_most_its_cap_of_the_apps_hubspot_budget():
+    from leadscore.alerts.wiring import CappedBudget
+    from leadscore.hubspot.client import RequestBudget
+
+    slept: list[float] = []
+    now = [0.0]
+    shared = RequestBudget(8.0, clock=lambda: now[0], sleep=slept.append)
+    capped = CappedBudget(shared, RequestBudget(1.0, clock=lambda: now[0], sleep=slept.append))
+    waits = [capped.acquire() for _ in range(3)]  # no time passes: the cap makes them queue
+    assert waits == [0.0, 1.0, 2.0]
+    # The app-wide bucket saw every request: the cap never lets the notifier bypass it.
+    assert shared.acquire() == 0.0 and round(shared._tokens, 6) == 4.0

@@ -27,5 +27,8 @@ class SlackNotifySettings(CommonSettings):
     slack_summary_wait_seconds: int = Field(default=600, ge=0, le=3600)
     hubspot_app_url: NonEmpty = "https://app.hubspot.com"
     hubspot_portal_id: PositiveInt | None = None  # for alerts without one (backfill)
+    # At most this many of the app's HubSpot requests per second per container: re-reading
+    # hot leads while their summary is written must not take the slots scoring needs.
+    slack_hubspot_requests_per_second: float = Field(default=1.0, gt=0, le=10)
 
     _split_tiers = field_validator("enrich_tiers", mode="before")(comma_separated)

@@ -11,7 +11,7 @@ No numpy/lightgbm here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache, partial
 from typing import Any
@@ -32,7 +32,7 @@ from leadscore.alerts.notifier import (
 )
 from leadscore.alerts.settings import SlackNotifySettings
 from leadscore.alerts.slack import SlackWebhook, webhook_url
-from leadscore.hubspot.client import HubSpotClient, shared_budget
+from leadscore.hubspot.client import Budget, HubSpotClient, RequestBudget, shared_budget
 from leadscore.messaging import DeadLetters
 from leadscore.observability import hubspot_usage, tracer
 from leadscore.settings import get_secret
@@ -49,6 +49,24 @@ class _Outputs:
     deferrals: DeferredAlerts | None
     dead_letters: DeadLetters | None
     once: PostOnce | None
+
+
+@dataclass(frozen=True)
+class CappedBudget:
+    """The app-wide HubSpot budget, of which this process takes at most `cap`'s rate."""
+
+    shared: Budget
+    cap: RequestBudget
+
+    def acquire(self) -> float:
+        return self.cap.acquire() + self.shared.acquire()
+
+    def pause(self, seconds: float) -> None:
+        self.shared.pause(seconds)
+        self.cap.pause(seconds)
+
+    def observe(self, headers: Mapping[str, str] | None) -> None:
+        self.shared.observe(headers)
 
 
 class SlackNotifyFunction:
@@ -78,7 +96,8 @@ class SlackNotifyFunction:
         settings = self.settings()
         return self.hubspot_client_factory(
             token, settings.hubspot_base_url,
-            budget=shared_budget(settings.hubspot_requests_per_second))
+            budget=CappedBudget(shared_budget(settings.hubspot_requests_per_second),
+                                RequestBudget(settings.slack_hubspot_requests_per_second)))
 
     def notifier(self) -> HotLeadNotifier:
         settings, outputs = self.settings(), self.outputs()
