@@ -79,7 +79,8 @@ def test_property_tooltips_describe_the_model_in_use(demo, hubspot):
     assert "Hot = 90-100 (top 10 % of past leads" in tier.description
     assert [o.value for o in sorted(tier.options, key=lambda o: o.display_order)] == [
         "hot", "warm", "cold", "disqualified"]
-    # Only the score function's refresh (from the model it loaded) adds the base rate.
+    # The stack sets the portal up as an operator does (`hubspot setup --model`): the
+    # descriptions carry the model's base rate.
     assert "% of past leads did" in core.get_by_name("contacts", "ai_lead_probability").description
 
 

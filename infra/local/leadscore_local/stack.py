@@ -20,8 +20,11 @@ from typing import Any
 
 from hubspot import HubSpot
 
+from leadscore.hubspot.properties import ai_property_specs
 from leadscore.hubspot.setup import ensure_properties
 from leadscore.learning.settings import LOCAL_PROMOTION_SETTING
+from leadscore.model import load as load_model
+from leadscore.scoring.descriptions import score_guide
 from leadscore.timestamps import SIMULATED_CLOCK_SETTING
 from leadscore_local import moto_speedups
 from leadscore_local.anthropic_emulator import AnthropicEmulator
@@ -127,7 +130,11 @@ class LocalStack:
         self._configure_environment(specs, parameters, webhook_url, score_api_url)
         self.runtime.load_all()
 
-        ensure_properties(HubSpot(access_token=self.outside_token, host=self.hubspot.url))
+        # As an operator sets up a portal: `leadscore hubspot setup --model layers/model/model`
+        # (the property descriptions state the model's tiers and base rate).
+        built_model = load_model(self.root / "layers" / "model" / "model")
+        ensure_properties(HubSpot(access_token=self.outside_token, host=self.hubspot.url),
+                          specs=ai_property_specs(score_guide(built_model)))
         if event_sources:  # a one-off invoke must not trigger the other functions
             # As a deployed app is configured: property changes of the consent properties and
             # of the model's inputs (WATCHED_PROPERTIES).
