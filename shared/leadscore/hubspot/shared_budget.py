@@ -42,9 +42,10 @@ from leadscore.observability import count, logger
 BUDGET_KEY = "hubspot-requests"  # one app (one token) per stack
 SLOT_TTL_SECONDS = 3600
 # Containers that may call HubSpot at once: ScoreFunction's MaximumConcurrency (5),
-# EnrichFunction's (2), ConsentSweepFunction and RetentionPurgeFunction (reserved 1 each).
+# EnrichFunction's (2), SlackNotifyFunction's (2), ConsentSweepFunction,
+# RetentionPurgeFunction and ModelRetrainFunction (reserved 1 each).
 # tests/unit/test_request_budget.py keeps this equal to template.yaml.
-FALLBACK_CONTAINERS = 9
+FALLBACK_CONTAINERS = 12
 MAX_PAUSE_SECONDS = 10.0  # as RequestBudget.pause: HubSpot's windows are 10 s long
 
 
@@ -80,7 +81,11 @@ class SharedRequestBudget:
             second = math.floor(now)
             try:
                 self._take(second)
-                return waited
+                if self._clock() < second + 1:
+                    return waited
+                # The second ran out while its slot was taken (a slow or loaded container): a
+                # request sent now would count in a later second than its slot. Take another.
+                continue
             except ClientError as error:
                 if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     return waited + self._fall_back(error)
