@@ -27,7 +27,11 @@ import check_artifacts  # noqa: E402 - path set just above
 FUNCTIONS = {
     "IngestFunction", "ScoreFunction", "EnrichFunction", "ScoreApiFunction",
     "ConsentSweepFunction", "RetentionPurgeFunction", "SlackNotifyFunction",
+    "ModelRetrainFunction", "ModelMonitorFunction",
 }  # fmt: skip
+# The functions that score: the model's runtime (lightgbm, numpy) and the model in two layers.
+MODEL_FUNCTIONS = {"ScoreFunction", "ScoreApiFunction", "ModelRetrainFunction",
+                   "ModelMonitorFunction"}
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +66,12 @@ def test_sizes_within_lambda_limit(figures: dict[str, Any]) -> None:
 
 @pytest.mark.build
 def test_model_functions_carry_and_run_the_model(figures: dict[str, Any]) -> None:
-    for name in ("ScoreFunction", "ScoreApiFunction"):
+    for name in MODEL_FUNCTIONS:
         function = figures["functions"][name]
         assert function["carries_model"], name
-        assert function["layers"] == ["SharedLayer", "ModelLayer"]
+        assert function["layers"] == ["SharedLayer", "ModelRuntimeLayer", "ModelLayer"]
         assert function["model"].startswith("version "), f"{name}: {function['model']}"
-    for name in FUNCTIONS - {"ScoreFunction", "ScoreApiFunction"}:
+    for name in FUNCTIONS - MODEL_FUNCTIONS:
         assert figures["functions"][name]["layers"] == ["SharedLayer"]
 
 
@@ -79,10 +83,10 @@ def test_native_code_within_lambda_glibc(figures: dict[str, Any]) -> None:
 
 
 @pytest.mark.build
-def test_model_layer_carries_libgomp() -> None:
-    if not (BUILD_DIR / "ModelLayer").is_dir():
-        pytest.skip(f"no ModelLayer in {BUILD_DIR}: run `make build` first")
-    libgomp = BUILD_DIR / "ModelLayer" / "lib" / "libgomp.so.1"
+def test_model_runtime_layer_carries_libgomp() -> None:
+    if not (BUILD_DIR / "ModelRuntimeLayer").is_dir():
+        pytest.skip(f"no ModelRuntimeLayer in {BUILD_DIR}: run `make build` first")
+    libgomp = BUILD_DIR / "ModelRuntimeLayer" / "lib" / "libgomp.so.1"
     report = check_artifacts.check_symbol_versions([libgomp])
     assert report.scanned == 1 and report.problems == []
 
