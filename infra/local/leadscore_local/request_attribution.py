@@ -4,12 +4,14 @@ In AWS every function uses the app's one token, and HubSpot counts their request
 does the emulator (its `functions` client). Locally all functions share one process, so the
 stack can tell them apart: `FunctionRuntime.invoke` marks the invoking thread with the
 function's logical id, and every HTTP attempt a `leadscore.hubspot.client.RequestMeter` makes
-(retries included, as HubSpot counts them) is counted under it. HubSpot calls run on the
-invoking thread, so nothing is missed; attempts outside an invocation count as `other`.
+(retries included, as HubSpot counts them) is counted under it. The mark is a context variable,
+so threads a function runs its work on in a copy of its context (the enrichment worker's) count
+for it too; attempts outside an invocation count as `other`.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +20,8 @@ from typing import Any
 
 from leadscore.hubspot.client import RequestMeter
 
-_current = threading.local()
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "leadscore_local_function", default=None)
 
 
 class HubSpotRequestsByFunction:
@@ -36,7 +39,7 @@ class HubSpotRequestsByFunction:
 
         def before_request(meter: RequestMeter, retry: bool = False) -> None:
             with attribution._lock:
-                attribution.counts[getattr(_current, "function", None) or "other"] += 1
+                attribution.counts[_current.get() or "other"] += 1
             original(meter, retry)
 
         self._original = original
@@ -49,12 +52,11 @@ class HubSpotRequestsByFunction:
 
     @contextmanager
     def invoking(self, logical_id: str) -> Iterator[None]:
-        previous = getattr(_current, "function", None)
-        _current.function = logical_id
+        token = _current.set(logical_id)
         try:
             yield
         finally:
-            _current.function = previous
+            _current.reset(token)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

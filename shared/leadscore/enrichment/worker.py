@@ -20,6 +20,7 @@ No numpy/lightgbm here.
 
 from __future__ import annotations
 
+import contextvars
 import time
 import uuid
 from collections import Counter
@@ -254,7 +255,10 @@ class EnrichmentWorker:
                        time=time_budget, write=BatchWrite(self.hubspot, len(requests)), now=now)
         with ThreadPoolExecutor(max_workers=len(requests),
                                 thread_name_prefix="enrich") as threads:
-            futures = {mid: threads.submit(self._message, request, batch)
+            # Each thread runs in a copy of the invocation's context (contextvars), so what is
+            # scoped to the invocation follows its work.
+            futures = {mid: threads.submit(contextvars.copy_context().run, self._message,
+                                           request, batch)
                        for mid, request in requests.items()}
             outcomes = {mid: future.result() for mid, future in futures.items()}
         self._batch_metrics(batch, len(requests))
