@@ -12,7 +12,9 @@ from leadscore_local.process import LocalStackProcess
 
 @pytest.fixture(scope="module")
 def stack():
-    with LocalStackProcess(ROOT) as running:
+    # Slack off: hot leads posted at one a second would keep the stack busy for minutes after
+    # each burst; tests/e2e/test_what_reps_see.py runs its own stack with Slack.
+    with LocalStackProcess(ROOT, slack=False) as running:
         yield running
 
 

@@ -16,10 +16,11 @@ from hubspot.crm.contacts import (
     BatchReadInputSimplePublicObjectId,
     SimplePublicObjectInputForCreate,
 )
-from support import settle, wait_for
+from support import ROOT, settle, wait_for
 
 from leadscore.personal_data import EMAIL
 from leadscore_local.demo import create_contacts, new_leads
+from leadscore_local.process import LocalStackProcess
 
 # The module fixture may wait 240 + 240 + 120 s (scoring, the posts that wait for their LLM
 # summary, quiet): more than the default 300 s per test on a loaded machine.
@@ -43,6 +44,12 @@ def read(hubspot, ids: list[str]) -> dict[str, dict[str, str | None]]:
 def posted_ids(stack) -> Counter[str]:
     posts = stack.admin("GET", "/slack")["posts"]
     return Counter(RECORD.search(p["payload"]["text"]).group(2) for p in posts)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with LocalStackProcess(ROOT) as running:  # with the Slack receiver
+        yield running
 
 
 @pytest.fixture(scope="module")

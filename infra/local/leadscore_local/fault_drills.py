@@ -56,9 +56,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: floa
     raise AssertionError("condition not met in time")
 
 
-def settle(stack: LocalStackProcess, timeout: float = 120.0, quiet: float = 1.0) -> dict:
+def settle(stack: LocalStackProcess, timeout: float = 300.0, quiet: float = 1.0) -> dict:
     """No webhook pending, queues empty, no batch running — twice, `quiet` seconds apart
-    (the pollers batch for up to 2 s: use 2.5 where a late batch matters)."""
+    (the pollers batch for up to 2 s: use 2.5 where a late batch matters). Hot leads reach
+    Slack paced at one post a second per container, so a burst of them takes minutes."""
     def idle() -> dict | bool:
         stats = stack.stats()
         return (not stats["busy"] and not any(stats["queues"].values())

@@ -22,8 +22,9 @@ REQUIRED_KEYS = {"webhook_url", "score_api_url", "hubspot_url", "hubspot_token",
 
 
 class LocalStackProcess:
-    def __init__(self, project_root: Path, startup_timeout: float = 90):
+    def __init__(self, project_root: Path, startup_timeout: float = 90, *, slack: bool = True):
         self.project_root = Path(project_root)
+        self.slack = slack  # False: no Slack webhook URL in the secret, so nothing is posted
         self.startup_timeout = startup_timeout
         self.info: dict[str, str] = {}
         self.log_path: Path | None = None
@@ -36,7 +37,8 @@ class LocalStackProcess:
             [sys.executable, "-m", "leadscore.cli", "local", "--root", str(self.project_root),
              "up"],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1",
+                 **({} if self.slack else {"LEADSCORE_LOCAL_SLACK": "off"})},
         )
         log.close()
         line: list[str] = []

@@ -124,7 +124,10 @@ class LocalStack:
                 "HubSpotTokenSecret": self.functions_token,
                 "HubSpotClientSecret": self.client_secret,
                 "LlmApiKeySecret": "sk-ant-local-" + secrets.token_hex(8),
-                "SlackWebhookUrlSecret": self.slack.webhook_url,
+                # LEADSCORE_LOCAL_SLACK=off: the generated placeholder stays, nothing is posted
+                # (as a stack whose operator never put a URL).
+                "SlackWebhookUrlSecret": ("not-configured" if os.environ.get(
+                    "LEADSCORE_LOCAL_SLACK") == "off" else self.slack.webhook_url),
             },
         )
         self._configure_environment(specs, parameters, webhook_url, score_api_url)
