@@ -130,24 +130,31 @@ def test_manual_promotion_records_a_passed_candidate(store, tmp_path):
     assert f"leadscore model promote --version {decision.challenger_version}" in decision.reason
 
 
+def synthetic_world_leads() -> list[tuple[dict, bool]]:
+    """1,000 synthetic contacts with the outcomes the shipped model was trained to rank."""
+    from leadscore.cli.synthetic import generate_contacts
+
+    return [(contact | {"lifecyclestage": "lead"}, SHIPPED.config.is_positive(
+        contact["lifecyclestage"])) for contact in generate_contacts(1000, 22, now=NOW)]
+
+
+def shuffled_outcomes(data: LabelledData, *args, **kwargs):
+    """`train` on the leads with their outcomes shuffled: no better than chance."""
+    labels = [row["lifecyclestage"] for row in data.rows]
+    random.Random(0).shuffle(labels)
+    for row, label in zip(data.rows, labels, strict=True):
+        row["lifecyclestage"] = label
+    return train(data, *args, **kwargs)
+
+
 def test_a_worse_challenger_is_rejected_and_kept_as_a_candidate(store, tmp_path):
     # The shipped model's own world (synthetic conversions), where it ranks well; the
     # challenger learns from shuffled outcomes and ranks no better than chance.
-    from leadscore.cli.synthetic import generate_contacts
-
-    leads = [(contact | {"lifecyclestage": "lead"}, SHIPPED.config.is_positive(
-        contact["lifecyclestage"])) for contact in generate_contacts(1000, 22, now=NOW)]
+    leads = synthetic_world_leads()
     seed_snapshots(store, leads, first_scored=FIRST_SCORED)
 
-    def shuffled(data: LabelledData, *args, **kwargs):
-        labels = [row["lifecyclestage"] for row in data.rows]
-        random.Random(0).shuffle(labels)
-        for row, label in zip(data.rows, labels, strict=True):
-            row["lifecyclestage"] = label
-        return train(data, *args, **kwargs)
-
     target = RecordingTarget()
-    decision = job(store, tmp_path, leads=leads, target=target, trainer=shuffled).run(NOW)
+    decision = job(store, tmp_path, leads=leads, target=target, trainer=shuffled_outcomes).run(NOW)
     assert decision.result == "rejected", decision.reason
     assert not decision.gate.passed and target.calls == []
     assert "worse" in decision.reason

@@ -5,8 +5,6 @@ The value learning writes is the one monitoring's `ChallengerRef.parse` reads.""
 
 from __future__ import annotations
 
-import random
-
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -18,15 +16,15 @@ from test_retrain import (  # noqa: F401  (aws, store: fixtures, the learning lo
     aws,
     job,
     seeded,
+    shuffled_outcomes,
     store,
+    synthetic_world_leads,
 )
 
 from leadscore.learning.registry import ArtifactStore, candidate_prefix
 from leadscore.learning.retrain import RetrainPolicy
 from leadscore.learning.shadow_pointer import SsmShadowPointer, shadow_value
 from leadscore.model import load
-from leadscore.model.config import LabelledData
-from leadscore.model.training import train
 from leadscore.monitoring.shadow import MODEL_FILES, ChallengerRef, SsmS3Challengers
 from leadscore.observability import metrics
 
@@ -80,21 +78,11 @@ def test_a_promoted_candidate_sets_the_shadow_challenger_to_none(store, ssm, tmp
 
 
 def test_a_rejected_candidate_becomes_the_shadow_challenger(store, ssm, tmp_path):  # noqa: F811
-    from leadscore.cli.synthetic import generate_contacts
-
-    leads = [(contact | {"lifecyclestage": "lead"}, SHIPPED.config.is_positive(
-        contact["lifecyclestage"])) for contact in generate_contacts(1000, 22, now=NOW)]
+    leads = synthetic_world_leads()
     seed_snapshots(store, leads, first_scored=FIRST_SCORED)
 
-    def shuffled(data: LabelledData, *args, **kwargs):
-        labels = [row["lifecyclestage"] for row in data.rows]
-        random.Random(0).shuffle(labels)
-        for row, label in zip(data.rows, labels, strict=True):
-            row["lifecyclestage"] = label
-        return train(data, *args, **kwargs)
-
-    decision = job(store, tmp_path, leads=leads, target=RecordingTarget(), trainer=shuffled,
-                   shadow_pointer=pointer()).run(NOW)
+    decision = job(store, tmp_path, leads=leads, target=RecordingTarget(),
+                   trainer=shuffled_outcomes, shadow_pointer=pointer()).run(NOW)
     assert decision.result == "rejected", decision.reason
     assert ChallengerRef.parse(current(ssm)).version == decision.challenger_version
 
