@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,10 +55,29 @@ def resign_webhook(event: dict[str, Any], url: str, client_secret: str) -> dict[
     return event
 
 
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Function logs must not mix with the result on stdout.
+
+    Powertools' handler keeps the stdout it saw when the logger was built, so swapping
+    sys.stdout is not enough: file descriptor 1 itself points at stderr meanwhile.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def invoke_once(project_root: Path, logical_id: str, event: dict[str, Any],
                 resign: bool = True) -> Any:
     stack = LocalStack(project_root)
-    with contextlib.redirect_stdout(sys.stderr):  # function logs must not mix with the result
+    with stdout_to_stderr():
         try:
             info = stack.start(event_sources=False)
             if logical_id not in stack.runtime.specs:
