@@ -65,6 +65,9 @@ def test_signed_webhook_scores_consented_contact_and_skips_unconsented(stack, hu
     stored = json.dumps(ledger_items(aws))
     assert f'"{consented}"' in stored
     assert f'"{unconsented}"' not in stored  # nothing about it stored anywhere in DynamoDB
+    # The functions' logs reach the stack's stderr: on its stdout (a pipe nobody reads after
+    # the JSON line) they would fill the pipe and stall the stack.
+    assert '"message":"Webhook accepted"' in stack.log_path.read_text()
 
 
 def test_forged_or_stale_webhook_changes_nothing_and_a_signed_one_rescores(stack, hubspot):

@@ -7,11 +7,8 @@ events/ resolve) and the Anthropic emulator.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ from hubspot import HubSpot
 
 from leadscore_local.demo import create_contacts, new_leads
 from leadscore_local.sample_events import SAMPLE_CLIENT_SECRET
-from leadscore_local.stack import LocalStack
+from leadscore_local.stack import LocalStack, stdout_to_stderr
 from leadscore_local.webhook_sender import sign_v3
 
 SEEDED_CONTACTS = 20
@@ -53,25 +50,6 @@ def resign_webhook(event: dict[str, Any], url: str, client_secret: str) -> dict[
         client_secret, "POST", url, body.encode(), int(timestamp)
     )
     return event
-
-
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Function logs must not mix with the result on stdout.
-
-    Powertools' handler keeps the stdout it saw when the logger was built, so swapping
-    sys.stdout is not enough: file descriptor 1 itself points at stderr meanwhile.
-    """
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def invoke_once(project_root: Path, logical_id: str, event: dict[str, Any],

@@ -7,16 +7,18 @@ runs until SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from hubspot import HubSpot
 
@@ -358,21 +360,39 @@ class _AdminServer(LoopbackServer):
         super().__init__(Handler, name="admin")
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[TextIO]:
+    """Everything the functions print goes to stderr; yields a stream on the real stdout.
+
+    Swapping sys.stdout is not enough: Powertools' log handler keeps the stream it was built
+    with (at import), so file descriptor 1 itself points at stderr meanwhile. Unread logs
+    on a piped stdout would otherwise fill the pipe and stall the stack.
+    """
+    sys.stdout.flush()
+    real_stdout = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield real_stdout
+    finally:
+        sys.stdout.flush()
+        os.dup2(real_stdout.fileno(), 1)
+        real_stdout.close()
+
+
 def run_foreground(project_root: Path) -> int:
     """`leadscore local up`: start, print the JSON line, run until SIGINT/SIGTERM."""
-    json_out = sys.stdout
-    # Everything but the JSON line goes to stderr: function logs and metrics print to stdout.
-    sys.stdout = sys.stderr
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     stack = LocalStack(project_root)
-    try:
-        info = stack.start()
-        json_out.write(json.dumps(asdict(info)) + "\n")
-        json_out.flush()
-        while not stopping.wait(0.5):  # a bounded wait keeps signal delivery prompt
-            pass
-    finally:
-        stack.stop()
+    with stdout_to_stderr() as json_out:
+        try:
+            info = stack.start()
+            json_out.write(json.dumps(asdict(info)) + "\n")
+            json_out.flush()
+            while not stopping.wait(0.5):  # a bounded wait keeps signal delivery prompt
+                pass
+        finally:
+            stack.stop()
     return 0
