@@ -337,3 +337,53 @@ def test_the_notifier_takes_at_most_its_cap_of_the_apps_hubspot_budget():
     assert waits == [0.0, 1.0, 2.0]
     # The app-wide bucket saw every request: the cap never lets the notifier bypass it.
     assert shared.acquire() == 0.0 and round(shared._tokens, 6) == 4.0
+
+
+# --------------------------------------------------------------------------- one read a batch
+
+
+def alerts_for(contact_ids: list[str]) -> list[str]:
+    return [ALERT.model_copy(update={"contact_id": cid}).model_dump_json()
+            for cid in contact_ids]
+
+
+def test_a_batch_of_alerts_costs_one_hubspot_read(aws):
+    ids = ["101", "102", "103", "104"]
+    slack = FakeSlack()
+    batch = notifier(aws, None, slack)
+    batch.hubspot = FakeHubSpot({cid: contact(consent="lead_scoring") for cid in ids[:3]})
+    bodies = alerts_for(ids)
+    batch.prefetch([*bodies, "not an alert"])
+    for n, body in enumerate(bodies):
+        batch.handle(body, f"m{n}", 1)
+    assert batch.hubspot.reads == 1
+    assert len(slack.posts) == 3  # 104 is not in HubSpot: not posted, not read again
+    # The read-ahead serves each record once: a redelivery reads the contact anew.
+    batch.handle(bodies[0], "m0", 2)
+    assert batch.hubspot.reads == 2
+
+
+def test_a_failed_batch_read_falls_back_to_one_read_per_alert(aws):
+    class FlakyHubSpot(FakeHubSpot):
+        def batch_read_history(self, ids, properties, history):
+            if len(ids) > 1:
+                self.reads += 1
+                raise RuntimeError("HubSpot answered 502")
+            return super().batch_read_history(ids, properties, history)
+
+    slack = FakeSlack()
+    batch = notifier(aws, None, slack)
+    batch.hubspot = FlakyHubSpot({"101": contact(consent="lead_scoring"),
+                                  "102": contact(consent="lead_scoring")})
+    bodies = alerts_for(["101", "102"])
+    batch.prefetch(bodies)
+    for n, body in enumerate(bodies):
+        batch.handle(body, f"m{n}", 1)
+    assert batch.hubspot.reads == 3 and len(slack.posts) == 2
+
+
+def test_without_a_webhook_url_a_batch_reads_nothing(aws):
+    quiet = notifier(aws, contact())
+    quiet.slack = None
+    quiet.prefetch(alerts_for(["101"]))
+    assert quiet.hubspot.reads == 0

@@ -118,6 +118,7 @@ class SlackNotifyFunction:
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         notifier = self.notifier()
         with hubspot_usage(notifier.hubspot):
+            notifier.prefetch(record.get("body", "") for record in event.get("Records", []))
             return process_partial_response(
                 event=event, record_handler=partial(record_handler, notifier=notifier),
                 processor=self.processor, context=context)
