@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.error
 import urllib.request
@@ -55,9 +56,15 @@ SYSTEM_CACHED = [{"type": "text", "text": "You qualify sales leads. " * 700,
                   "cache_control": {"type": "ephemeral"}}]
 
 
+# Tests of the answers' shape want every answer well-formed; the profile's shares of invalid
+# answers and refusals have tests of their own (at the end).
+WELL_FORMED = AnswerProfile(invalid_share=0, refusal_share=0)
+
+
 @pytest.fixture
 def emulator():
-    with AnthropicEmulator(retry_after_seconds=0.01, slow_response_seconds=2.0) as running:
+    with AnthropicEmulator(retry_after_seconds=0.01, slow_response_seconds=2.0,
+                           profile=WELL_FORMED) as running:
         yield running
 
 
@@ -603,15 +610,28 @@ ASSESSMENT = {
 ASSESS = {"name": "assess", "description": "Assess.", "input_schema": ASSESSMENT}
 
 
-def answers(emulator: AnthropicEmulator, count: int) -> list[dict[str, Any]]:
+def messages(emulator: AnthropicEmulator, count: int, topic: str = "pricing") -> list[Message]:
+    """`count` distinct requests, each forcing the assessment tool."""
     sdk = client(emulator)
-    return [ask(sdk, f"lead number {i} wants pricing", tools=[ASSESS],
-                tool_choice={"type": "tool", "name": "assess"}).content[0].input
-            for i in range(count)]
+    return [ask(sdk, f"lead number {i} wants {topic}", tools=[ASSESS],
+                tool_choice={"type": "tool", "name": "assess"}) for i in range(count)]
 
 
-def test_default_profile_shares_and_lengths_are_as_documented(emulator):
-    found = answers(emulator, 200)
+def schema_valid(message: Message) -> bool:
+    (block,) = message.content
+    return not list(jsonschema.Draft202012Validator(ASSESSMENT).iter_errors(block.input))
+
+
+def answers(emulator: AnthropicEmulator, count: int) -> list[dict[str, Any]]:
+    """The tool inputs of the answers that are neither refused nor invalid."""
+    return [m.content[0].input for m in messages(emulator, count)
+            if m.stop_reason != "refusal" and schema_valid(m)]
+
+
+def test_default_profile_shares_and_lengths_are_as_documented():
+    with AnthropicEmulator() as default:
+        found = answers(default, 200)
+    assert len(found) >= 190  # about 2 % invalid and 0.2 % refused by default
     low = sum(a["confidence"] == "low" for a in found) / len(found)
     flagged = sum(bool(a["red_flags"]) for a in found) / len(found)
     mean_summary = sum(len(a["fit_summary"]) for a in found) / len(found)
@@ -643,3 +663,95 @@ def test_profile_latency_holds_each_answer_back_by_its_length(emulator):
     (record,) = emulator.requests
     assert record["delay_seconds"] == 0.05 + message.usage.output_tokens / 2000
     assert AnswerProfile().seconds_for(500) == 0  # tests answer at once by default
+
+
+# ------------------------------------------- invalid answers and refusals from the profile
+
+
+def set_profile(emulator: AnthropicEmulator, **shares: float) -> None:
+    status, _, answer = raw_post(emulator.url + "/_emulator/profile", shares, {})
+    assert status == 200, answer
+    assert all(answer["profile"][name] == value for name, value in shares.items())
+
+
+def test_shares_of_zero_give_only_valid_answers(emulator):
+    set_profile(emulator, invalid_share=0, refusal_share=0)
+    found = messages(emulator, 100)
+
+    assert all(m.stop_reason == "tool_use" and schema_valid(m) for m in found)
+    assert emulator.stats()["answers_drawn"] == {}
+
+
+def test_an_invalid_share_of_one_breaks_every_tool_input_as_the_malformed_fault_does(emulator):
+    set_profile(emulator, invalid_share=1, refusal_share=0)
+    found = messages(emulator, 30)
+
+    assert all(m.stop_reason == "tool_use" and not schema_valid(m) for m in found)
+    assert all("fit_summary" not in m.content[0].input for m in found)  # a required field gone
+    assert emulator.stats()["answers_drawn"] == {"invalid": 30}
+    assert [r["drawn"] for r in emulator.requests] == ["invalid"] * 30
+    plain = ask(client(emulator), "no tool offered")  # only tool inputs can be invalid
+    assert plain.stop_reason == "end_turn"
+
+
+def test_a_refusal_share_of_one_refuses_every_request_as_the_refusal_fault_does(emulator):
+    set_profile(emulator, refusal_share=1, invalid_share=1)
+    found = messages(emulator, 30)
+
+    for message in found:
+        assert message.stop_reason == "refusal" and message.content == []
+        assert message.stop_details.type == "refusal"
+        assert message.usage.output_tokens == 0 and message.usage.input_tokens > 0
+    assert emulator.stats()["answers_drawn"] == {"refusal": 30}
+
+
+def test_a_share_of_one_half_lands_near_half_and_each_request_keeps_its_outcome(emulator):
+    set_profile(emulator, invalid_share=0.5, refusal_share=0)
+    first = [schema_valid(m) for m in messages(emulator, 200)]
+    again = [schema_valid(m) for m in messages(emulator, 200)]
+    set_profile(emulator, invalid_share=0, refusal_share=0.5)
+    refused = [m.stop_reason == "refusal" for m in messages(emulator, 200, topic="a demo")]
+
+    assert 0.35 <= first.count(False) / 200 <= 0.65
+    assert again == first  # drawn from a hash of the request: the same request, the same answer
+    assert 0.35 <= sum(refused) / 200 <= 0.65
+
+
+def test_a_retried_conversation_gets_a_fresh_draw(emulator):
+    """The correction the pipeline appends makes another request, so its outcome is drawn
+    anew: with an invalid share of one half, some first answers are invalid and their
+    retries valid."""
+    set_profile(emulator, invalid_share=0.5, refusal_share=0)
+    sdk = client(emulator)
+    retried_valid = 0
+    for message in messages(emulator, 40):
+        if schema_valid(message):
+            continue
+        tool_use = message.content[0]
+        retry = sdk.messages.create(
+            model=MODEL, max_tokens=512, tools=[ASSESS],
+            tool_choice={"type": "tool", "name": "assess"},
+            messages=[{"role": "user", "content": "lead wants pricing"},
+                      {"role": "assistant", "content": [tool_use.model_dump()]},
+                      {"role": "user", "content": [{"type": "tool_result", "is_error": True,
+                                                    "tool_use_id": tool_use.id,
+                                                    "content": "fit_summary: Field required"}]}])
+        retried_valid += schema_valid(retry)
+    assert retried_valid > 0
+
+
+@pytest.mark.parametrize("shares", [{"invalid_share": 1.5}, {"refusal_share": -0.1},
+                                    {"invalid_share": "often"}])
+def test_the_profile_refuses_shares_outside_zero_to_one(emulator, shares):
+    status, _, answer = raw_post(emulator.url + "/_emulator/profile", shares, {})
+
+    assert status == 400 and answer["error"]["type"] == "invalid_request_error"
+    assert emulator.stats()["profile"] == dataclasses.asdict(WELL_FORMED)  # unchanged
+
+
+def test_the_default_profile_is_documented_and_reported():
+    profile = AnswerProfile()
+    assert 0.01 <= profile.invalid_share <= 0.03  # small: tool use without strict mode
+    assert 0 < profile.refusal_share < 0.01  # well under 1 %: benign B2B lead data
+    with AnthropicEmulator() as running:
+        assert running.stats()["profile"] == dataclasses.asdict(profile)

@@ -59,6 +59,7 @@ from leadscore.enrichment.prompt import (
 )
 from leadscore.enrichment.redaction import clean_output
 from leadscore.personal_data import redact_free_text as redact
+from leadscore_local.anthropic_answers import AnswerProfile
 from leadscore_local.anthropic_emulator import AnthropicEmulator
 
 PRIMARY, ESCALATION = DEFAULT_MODELS["anthropic"]
@@ -91,7 +92,8 @@ def scored(tier: str = "warm", score: int = 65, contact_id: str = "701") -> Enri
 
 @pytest.fixture
 def emulator():
-    with AnthropicEmulator() as running:
+    # No invalid answers or refusals drawn at random: each test injects the ones it means.
+    with AnthropicEmulator(profile=AnswerProfile(invalid_share=0, refusal_share=0)) as running:
         yield running
 
 

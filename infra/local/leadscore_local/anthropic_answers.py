@@ -19,16 +19,37 @@ The profile is the emulator's model of a real answer, with these defaults (why e
   overstates the evidence and phrases, on purpose: output tokens are the larger part of the
   bill, so the emulator errs on the expensive side. Strings without a `maxLength` get 24–160
   characters, as before.
+- `invalid_share` 0.02 — the share of tool answers whose `input` breaks the tool's schema (a
+  required field missing, another of the wrong type: what the "malformed" fault sends).
+  Anthropic documents that without `strict: true` on a tool "Claude might return incompatible
+  types ("2" instead of 2) or omit required fields", and that strict tool use (grammar-
+  constrained sampling) guarantees schema-valid inputs (platform.claude.com/docs, "Strict tool
+  use"); it publishes no rate. Our tool is not strict and our validation (pydantic: lengths,
+  enums, nested BANT items) is stricter than a type check, so a small share is realistic; 2 %
+  is an assumption, not an Anthropic figure: the middle of the 1–3 % we expect from tool use
+  without strict mode on a schema this size (the pipeline retries once, then escalates).
+- `refusal_share` 0.002 — the share of answers that are a refusal: a 200 with `stop_reason:
+  "refusal"`, no content, the input billed (what the "refusal" fault sends). Anthropic
+  documents that Claude Haiku 5.5 and Sonnet 5.5 carry safety classifiers that can decline a
+  request and that benign requests can trigger them ("Refusals and fallback", "Handle
+  streaming refusals"); it publishes no rate. Benign B2B lead data (job titles, company size,
+  a one-line message) is far from every refusal category, so the share is set well under
+  1 %: 0.2 %, an assumption. A refused lead starts again on the escalation model.
 - `first_token_seconds` / `output_tokens_per_second` — how long an answer takes. 0 (answer at
   once) by default, so tests stay fast; benchmarks that measure Lambda duration set them.
 
-The first two apply to fields with those names (`confidence` with a `low` option, an array
-named `red_flags`): our tool's names. Any other schema is faked generically.
+The low-confidence and red-flag shares apply to fields with those names (`confidence` with a
+`low` option, an array named `red_flags`): our tool's names. Any other schema is faked
+generically. Refusals and invalid answers are drawn from a hash of the request
+(`AnswerProfile.drawn_outcome`), so the same request always gets the same outcome; a retry
+differs, because the corrected conversation carries more messages (and an escalation names
+another model).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import random
 from dataclasses import dataclass, fields
@@ -37,6 +58,12 @@ from typing import Any
 FALLBACK_WORDS = ("lead", "interest", "product", "team", "evaluation", "pricing", "demo",
                   "timeline", "budget", "fit", "follow", "call")
 LENGTH_SPREAD = 0.4  # strings vary ± this share around the profile's mean length
+SHARES = ("low_confidence_share", "red_flag_share", "invalid_share", "refusal_share")
+
+
+def _unit(digest: str, label: str) -> float:
+    """A number in [0, 1) derived from `digest`, independent for each `label`."""
+    return int(hashlib.sha256(f"{label}:{digest}".encode()).hexdigest()[:13], 16) / 16 ** 13
 
 
 @dataclass(frozen=True)
@@ -46,17 +73,31 @@ class AnswerProfile:
     low_confidence_share: float = 0.2
     red_flag_share: float = 0.25
     answer_length: float = 0.5
+    invalid_share: float = 0.02
+    refusal_share: float = 0.002
     first_token_seconds: float = 0.0
     output_tokens_per_second: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("low_confidence_share", "red_flag_share"):
+        for name in SHARES:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
         if not 0 < self.answer_length <= 1:
             raise ValueError("answer_length must be in (0, 1]")
         if self.first_token_seconds < 0 or self.output_tokens_per_second < 0:
             raise ValueError("latencies must be >= 0")
+
+    def drawn_outcome(self, request_digest: str, uses_tool: bool = True) -> str | None:
+        """"refusal", "invalid" or None (a normal answer) for the request with this digest.
+
+        Two draws from the digest, independent of each other and of the answer's content: a
+        refusal with `refusal_share`, else an invalid tool input with `invalid_share` (only
+        when the answer is a tool call). Shares of 0 and 1 are exact."""
+        if _unit(request_digest, "refusal") < self.refusal_share:
+            return "refusal"
+        if uses_tool and _unit(request_digest, "invalid") < self.invalid_share:
+            return "invalid"
+        return None
 
     def seconds_for(self, output_tokens: int) -> float:
         """How long an answer of `output_tokens` takes to arrive."""

@@ -6,7 +6,9 @@ it unchanged, and its answers are deterministic: the same request always yields 
 content, derived from a hash of the request. Forced tool use (`tool_choice: {"type": "tool",
 ...}`) yields a `tool_use` block whose `input` conforms to the tool's `input_schema`, with
 strings built from words of the input and shaped by an `AnswerProfile` (low-confidence and
-red-flag shares, answer length, latency: `anthropic_answers`, which says why each default).
+red-flag shares, answer length, shares of invalid answers and refusals, latency:
+`anthropic_answers`, which says why each default). An invalid answer or a refusal drawn from
+the profile looks exactly like the "malformed" or "refusal" fault below.
 
 Models (`anthropic_models`): only the ids the API serves are answered; any other id is a 404
 `not_found_error` (`model: <id>`), as the real API answers. Each model caches a marked prefix
@@ -26,7 +28,8 @@ refusal before any output. A prompt containing Anthropic's documented test strin
 (`REFUSAL_TEST_STRING`) is refused every time, as the real API refuses it.
 Admin: `GET /_emulator/stats`, `GET /_emulator/requests`, `POST /_emulator/reset`,
 `POST /_emulator/tool_input` (pin fields of the next tool inputs, e.g. a confidence level),
-`POST /_emulator/profile` (change the answer profile: shares, length, latency).
+`POST /_emulator/profile` (change the answer profile: shares, length, latency; the stats
+show the profile in effect and how many answers it made invalid or refused).
 
 Not emulated: streaming, server tools, batches, token counting, server-side fallback. Token
 counts are an estimate (characters / 4), not the real tokenizer.
@@ -383,6 +386,8 @@ class AnthropicEmulator:
         with self._lock:
             return {
                 "requests": self._stats_requests,
+                "profile": dataclasses.asdict(self.profile),
+                "answers_drawn": dict(self._answers_drawn),
                 "by_model": dict(self._by_model),
                 "by_status": {str(code): n for code, n in self._by_status.items()},
                 "tokens": dict(self._tokens),
@@ -397,6 +402,7 @@ class AnthropicEmulator:
         self._by_model: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
         self._faults_served: Counter[int | str] = Counter()
+        self._answers_drawn: Counter[str] = Counter()  # refusals and invalid answers drawn
         self._tokens = {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
                         "cache_read_input_tokens": 0}
         self._tokens_by_model: dict[str, Counter[str]] = {}  # for per-model cost estimates
@@ -408,7 +414,8 @@ class AnthropicEmulator:
             "path": "/v1/messages",
             "headers": {name: ("***" if name in ("x-api-key", "authorization") else value)
                         for name, value in headers.items()},
-            "body": None, "status": None, "fault": None, "usage": None, "delay_seconds": 0.0,
+            "body": None, "status": None, "fault": None, "drawn": None, "usage": None,
+            "delay_seconds": 0.0,
         }
         try:
             body = json.loads(raw or b"null")
@@ -454,9 +461,14 @@ class AnthropicEmulator:
         if fault == "timeout":
             # Hold the answer back; the client gives up first. Stopping the server wakes us.
             self._stopping.wait(self.slow_response_seconds)
-        if fault == "refusal" or REFUSAL_TEST_STRING in _canonical(body.get("messages")):
+        drawn = self.profile.drawn_outcome(_request_digest(body), _uses_tool(body))
+        record["drawn"] = drawn
+        if drawn is not None:
+            with self._lock:
+                self._answers_drawn[drawn] += 1
+        if "refusal" in (fault, drawn) or REFUSAL_TEST_STRING in _canonical(body.get("messages")):
             return 200, {}, self._refusal(body)
-        message = self._message(body, malformed=fault == "malformed")
+        message = self._message(body, malformed=fault == "malformed" or drawn == "invalid")
         delay = self.profile.seconds_for(message["usage"]["output_tokens"])
         record["delay_seconds"] = delay
         if delay > 0:
@@ -476,10 +488,7 @@ class AnthropicEmulator:
         }
 
     def _message(self, body: dict[str, Any], malformed: bool) -> dict[str, Any]:
-        digest = hashlib.sha256(_canonical({
-            key: body.get(key) for key in ("model", "system", "messages", "tools", "tool_choice",
-                                           "max_tokens", "stop_sequences")
-        }).encode()).hexdigest()
+        digest = _request_digest(body)
         rng = random.Random(digest)
         words = _words(body["messages"])
         with self._lock:
@@ -679,6 +688,18 @@ class AnthropicEmulator:
         with self._lock:
             pending = len(self._tool_input_overrides)
         return 200, {}, {"overrides_pending": pending}
+
+
+def _request_digest(body: dict[str, Any]) -> str:
+    """What an answer is derived from: the same request always gets the same answer."""
+    return hashlib.sha256(_canonical({
+        key: body.get(key) for key in ("model", "system", "messages", "tools", "tool_choice",
+                                       "max_tokens", "stop_sequences")
+    }).encode()).hexdigest()
+
+
+def _uses_tool(body: dict[str, Any]) -> bool:
+    return bool(body.get("tools")) and (body.get("tool_choice") or {}).get("type") != "none"
 
 
 def _api_key(headers: dict[str, str]) -> str:
