@@ -25,7 +25,15 @@ Three figures per 1,000 scored leads, all from the same run:
 - `usd_per_1000_scored_cold_cache`: every call writes the prefix again (cache-write price),
   the worst case when leads trickle in less than once per 5 minutes per model.
 The breakdown by route (fast model; escalation model) comes from the emulator's request log
-(`escalation_model_hot` stays 0 unless LLM_ESCALATE_ON includes `hot`).
+(`escalation_model_hot` stays 0 unless LLM_ESCALATE_ON includes `hot`), with how many answers
+on each route were invalid or refused: the emulator draws those from its answer profile
+(`invalid_share`, `refusal_share`; `--invalid-share`/`--refusal-share` change them), so the
+escalations they cause are in the cost.
+
+The figure holds only with its assumptions, which the script prints beside it and writes as
+`assumptions` in the JSON: the answer profile in effect (every share, answer length), the
+token estimate, the price of each model and where it comes from, the synthetic leads' consent
+shares and tier mix, the routing, and the prompt-cache assumption.
 
 Loopback only; the stack stops when the script ends; every wait has a deadline. Prints a
 summary; writes a flat JSON object of figures (and `target_usd_per_1000_scored`) to --out.
@@ -44,18 +52,45 @@ from typing import Any
 
 from hubspot import HubSpot
 
-from leadscore.enrichment.llm import DEFAULT_MODELS, TokenUsage, capabilities, cost_usd
+from leadscore.enrichment.llm import (
+    DEFAULT_ESCALATE_ON,
+    DEFAULT_MODELS,
+    MODEL_PRICES,
+    TokenUsage,
+    capabilities,
+    cost_usd,
+    price_key,
+)
 from leadscore_local.demo import create_contacts, new_leads, wait_until_settled
 from leadscore_local.process import LocalStackProcess
+from leadscore_local.template import load_template, parameter_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_USD_PER_1000 = 0.50
 READ_PROPERTIES = ["ai_lead_score", "ai_lead_tier", "ai_lead_summary", "dpdp_consent_purposes"]
+CONSENT_PROPERTY = "dpdp_consent_purposes"
+PRICES_SOURCE = ("leadscore.enrichment.llm.MODEL_PRICES: Anthropic API list prices, USD per "
+                 "million tokens, cache writes at the 5-minute rate (LlmPrices / LLM_PRICES "
+                 "override them in a deployment)")
+TOKEN_ESTIMATE = ("characters / 4, the Anthropic emulator's estimate, not Claude's tokenizer "
+                  "(Anthropic says the 5.x tokenizer counts the same text as up to ~30 % more "
+                  "tokens)")
+CACHE_ASSUMPTION = ("usd_per_1000_scored: the fixed prefix (tools + system prompt) read from a "
+                    "warm 5-minute prompt cache, i.e. each model called at least once every 5 "
+                    "minutes; usd_per_1000_scored_cold_cache: every call writes it again")
 
 
 def emulator_get(anthropic_url: str, path: str) -> dict[str, Any]:
     with urllib.request.urlopen(anthropic_url + path, timeout=30) as response:
         return json.loads(response.read())
+
+
+def set_profile(anthropic_url: str, shares: dict[str, float]) -> None:
+    request = urllib.request.Request(anthropic_url + "/_emulator/profile", method="POST",
+                                     data=json.dumps(shares).encode(),
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30):
+        pass
 
 
 def read_back(client: HubSpot, ids: list[str]) -> dict[str, dict[str, str | None]]:
@@ -101,21 +136,32 @@ def by_route(requests: list[dict[str, Any]], fast: str,
         if request["status"] != 200 or not request.get("usage"):
             continue
         body = request["body"]
-        route = routes.setdefault(route_of(body, fast, hot_first),
-                                  {"calls": 0, "retries": 0, "usd": 0.0, "output_tokens": 0})
+        route = routes.setdefault(route_of(body, fast, hot_first), new_route())
         route["calls"] += 1
         route["retries"] += len(body["messages"]) > 1
+        # Invalid answers and refusals, drawn from the answer profile or injected as faults.
+        route["invalid"] += request.get("drawn") == "invalid" or request.get("fault") == "malformed"
+        route["refused"] += "refusal" in (request.get("drawn"), request.get("fault"))
         route["usd"] += price(request["usage"], body["model"])[0]
         route["output_tokens"] += request["usage"]["output_tokens"]
     return routes
 
 
-def run(contacts: int, seed: int, timeout: float) -> dict[str, Any]:
+def new_route() -> dict[str, Any]:
+    return {"calls": 0, "retries": 0, "invalid": 0, "refused": 0, "usd": 0.0,
+            "output_tokens": 0}
+
+
+def run(contacts: int, seed: int, timeout: float,
+        shares: dict[str, float] | None = None) -> dict[str, Any]:
     started = time.monotonic()
+    leads = new_leads(contacts, seed)
     with LocalStackProcess(ROOT) as stack:
+        if shares:
+            set_profile(stack.info["anthropic_url"], shares)
         client = HubSpot(access_token=stack.info["hubspot_token"],
                          host=stack.info["hubspot_url"])
-        ids = create_contacts(client, new_leads(contacts, seed))
+        ids = create_contacts(client, leads)
         stats = wait_until_settled(stack, timeout=timeout)
         results = read_back(client, ids)
         llm = emulator_get(stack.info["anthropic_url"], "/_emulator/stats")
@@ -171,25 +217,48 @@ def run(contacts: int, seed: int, timeout: float) -> dict[str, Any]:
         "elapsed_seconds": round(elapsed, 1),
     }
     for name in ("fast_model", "escalation_model_hot", "escalation_model_after_fast"):
-        route = routes.get(name, {"calls": 0, "retries": 0, "usd": 0.0, "output_tokens": 0})
+        route = routes.get(name, new_route())
         figures[f"calls_{name}"] = route["calls"]
         figures[f"retries_{name}"] = route["retries"]
+        figures[f"invalid_answers_{name}"] = route["invalid"]
+        figures[f"refusals_{name}"] = route["refused"]
         figures[f"usd_per_1000_scored_{name}"] = round(route["usd"] * per_1000, 4)
         figures[f"output_tokens_per_call_{name}"] = round(
             route["output_tokens"] / max(1, route["calls"]))
+    figures["assumptions"] = assumptions(llm, leads, tiers, seed, fast, strong)
     return figures
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--contacts", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--timeout", type=float, default=240.0,
-                        help="seconds to wait for the stack to score and enrich everything")
-    args = parser.parse_args()
-    figures = run(args.contacts, args.seed, args.timeout)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+def assumptions(llm: dict[str, Any], leads: list[dict[str, str]], tiers: dict[str, int],
+                seed: int, fast: str, strong: str) -> dict[str, Any]:
+    """What the figure rests on, reported beside it."""
+    def consent_share(purpose: str) -> float:
+        with_it = sum(purpose in (lead.get(CONSENT_PROPERTY) or "").split(";") for lead in leads)
+        return round(with_it / max(1, len(leads)), 3)
+
+    scored = max(1, sum(tiers.values()))
+    defaults = parameter_defaults(load_template(ROOT / "template.yaml"))
+    return {
+        "answer_profile": llm["profile"],
+        "answers_drawn_from_profile": llm.get("answers_drawn", {}),
+        "token_estimate": TOKEN_ESTIMATE,
+        "prices_usd_per_million_tokens": {
+            model: MODEL_PRICES[price_key(model)].model_dump() for model in (fast, strong)},
+        "prices_source": PRICES_SOURCE,
+        "routing": {"fast_model": fast, "escalation_model": strong,
+                    "escalate_on": sorted(DEFAULT_ESCALATE_ON),
+                    "enrich_tiers": defaults["EnrichTiers"]},
+        "synthetic_leads": {
+            "contacts": len(leads), "seed": seed, "generator": "leadscore.cli.synthetic",
+            "consent_lead_scoring_share": consent_share("lead_scoring"),
+            "consent_ai_enrichment_share": consent_share("ai_enrichment"),
+            "tier_mix_of_scored": {tier: round(n / scored, 3) for tier, n in tiers.items()},
+        },
+        "cache": CACHE_ASSUMPTION,
+    }
+
+
+def print_summary(figures: dict[str, Any]) -> None:
     print(f"LLM enrichment cost at default settings ({figures['contacts_created']} synthetic "
           f"leads, local stack + Anthropic emulator)")
     print(f"  scored {figures['leads_scored']}, enriched {figures['leads_enriched']} "
@@ -210,9 +279,53 @@ def main() -> int:
                         ("escalation_model_hot", "escalation model, hot leads"),
                         ("escalation_model_after_fast", "escalation model after the fast one")):
         print(f"    {label}: {figures[f'calls_{name}']} calls "
-              f"({figures[f'retries_{name}']} retries), "
+              f"({figures[f'retries_{name}']} retries, {figures[f'invalid_answers_{name}']} "
+              f"invalid, {figures[f'refusals_{name}']} refused), "
               f"{figures[f'output_tokens_per_call_{name}']} output tokens a call, "
               f"USD {figures[f'usd_per_1000_scored_{name}']:.4f}")
+    assumed = figures["assumptions"]
+    profile, leads = assumed["answer_profile"], assumed["synthetic_leads"]
+    print("  assumptions:")
+    print(f"    answer profile: invalid {profile['invalid_share']:.1%}, refused "
+          f"{profile['refusal_share']:.1%}, low confidence {profile['low_confidence_share']:.0%}, "
+          f"red flags {profile['red_flag_share']:.0%}, strings fill "
+          f"{profile['answer_length']:.0%} of their cap; drawn in this run: "
+          f"{assumed['answers_drawn_from_profile'] or 'none'}")
+    print(f"    tokens: {assumed['token_estimate']}")
+    for model, price in assumed["prices_usd_per_million_tokens"].items():
+        print(f"    {model}: USD {price['input']} input, {price['output']} output, "
+              f"{price['cache_write']} cache write, {price['cache_read']} cache read per "
+              f"million tokens")
+    print(f"    prices from {assumed['prices_source']}")
+    routing = assumed["routing"]
+    print(f"    routing: every tier on {routing['fast_model']}; {routing['escalation_model']} on "
+          f"{', '.join(routing['escalate_on'])}; EnrichTiers {routing['enrich_tiers']}")
+    print(f"    leads: {leads['contacts']} from {leads['generator']} (seed {leads['seed']}), "
+          f"lead_scoring consent {leads['consent_lead_scoring_share']:.0%}, ai_enrichment "
+          f"{leads['consent_ai_enrichment_share']:.0%}; scored tier mix "
+          + ", ".join(f"{tier} {share:.0%}" for tier, share in
+                      leads["tier_mix_of_scored"].items()))
+    print(f"    cache: {assumed['cache']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--contacts", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--timeout", type=float, default=240.0,
+                        help="seconds to wait for the stack to score and enrich everything")
+    parser.add_argument("--invalid-share", type=float,
+                        help="the emulator's share of invalid answers (default: its profile's)")
+    parser.add_argument("--refusal-share", type=float,
+                        help="the emulator's share of refusals (default: its profile's)")
+    args = parser.parse_args()
+    shares = {name: value for name, value in (("invalid_share", args.invalid_share),
+                                               ("refusal_share", args.refusal_share))
+              if value is not None}
+    figures = run(args.contacts, args.seed, args.timeout, shares)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print_summary(figures)
     return 0
 
 

@@ -107,7 +107,28 @@ def llm_cost() -> list[Row]:
             data["usd_per_1000_scored_uncached"], "USD"),
         Row("llm", f"LLM estimated cost {per}, cold cache on every call (context)",
             data["usd_per_1000_scored_cold_cache"], "USD"),
+        Row("llm", "LLM answers invalid / refused on the fast model (the emulator's profile)",
+            f"{data['invalid_answers_fast_model']} / {data['refusals_fast_model']} of "
+            f"{data['calls_fast_model']}"),
+        Row("llm", "LLM calls to the escalation model after the fast one",
+            data["calls_escalation_model_after_fast"]),
+        Row("llm", "LLM cost assumptions", llm_assumptions(data["assumptions"])),
     ]
+
+
+def llm_assumptions(assumed: dict[str, Any]) -> str:
+    """The LLM figure's assumptions in one table cell (the JSON has them in full)."""
+    profile, leads = assumed["answer_profile"], assumed["synthetic_leads"]
+    prices = "; ".join(f"{model} ${price['input']}/${price['output']}/${price['cache_read']} "
+                       "in/out/cache-read per Mtok"
+                       for model, price in assumed["prices_usd_per_million_tokens"].items())
+    return (f"answers {profile['invalid_share']:.1%} invalid, {profile['refusal_share']:.1%} "
+            f"refused, {profile['low_confidence_share']:.0%} low confidence, strings "
+            f"{profile['answer_length']:.0%} of cap; tokens = characters / 4; {prices} "
+            f"(MODEL_PRICES); leads {leads['consent_ai_enrichment_share']:.0%} with "
+            f"ai_enrichment consent, tiers " + ", ".join(
+                f"{tier} {share:.0%}" for tier, share in leads["tier_mix_of_scored"].items())
+            + "; warm 5-minute prompt cache")
 
 
 def script_rows(script: str, timeout: float) -> Callable[[], list[Row]]:
