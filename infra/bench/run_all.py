@@ -131,6 +131,35 @@ def llm_assumptions(assumed: dict[str, Any]) -> str:
             + "; warm 5-minute prompt cache")
 
 
+def aws_cost() -> list[Row]:
+    """The whole AWS cost of scoring leads (issue 14 item 12) beside the LLM's, same run."""
+    data = run_script(["infra/bench/aws_cost_bench.py"], timeout=1800)
+    per = "per 1,000 scored leads"
+    regions = {"Lambda": "lambda_request", "API Gateway (HTTP API)": "http_api_request",
+               "SQS": "sqs_request", "SNS": "sns_publish", "DynamoDB": "dynamodb_write_unit",
+               "CloudWatch Logs": "logs_ingested_gb", "Secrets Manager": "secrets_manager_call",
+               "X-Ray": "xray_trace"}
+    rows = [Row("aws", f"{data['contacts']} contacts through the whole flow: scored / "
+                f"dead-lettered", f"{data['scored']} / {data['dead_lettered']}", "",
+                f"{data['consented']} / 0", data["scored"] == data["consented"]
+                and data["dead_lettered"] == 0)]
+    for service, usd in data["usd_per_1000_scored_by_service"].items():
+        region = data["prices"][regions[service]]["region"]
+        note = "" if region == "ap-south-1" else " (us-east-1 price: no Mumbai figure found)"
+        rows.append(Row("aws", f"AWS {service} {per}{note}", f"{usd:.6f}", "USD"))
+    return [
+        *rows,
+        Row("aws", f"AWS in total {per} (ap-south-1 list prices read "
+            f"{data['prices_read_on']}; Lambda duration measured locally)",
+            data["usd_per_1000_scored_aws"], "USD"),
+        Row("aws", f"LLM {per}, same run (warm prompt cache)", data["usd_per_1000_scored_llm"],
+            "USD"),
+        Row("aws", f"AWS + LLM {per}", data["usd_per_1000_scored_total"], "USD"),
+        Row("aws", "AWS fixed cost per month at any volume (metrics, alarms, dashboards, "
+            "secrets, idle SQS polling)", data["fixed_usd_per_month_total"], "USD"),
+    ]
+
+
 def script_rows(script: str, timeout: float) -> Callable[[], list[Row]]:
     """A step for a script that already reports table rows (benchkit.Row's fields)."""
     def step() -> list[Row]:
@@ -147,6 +176,7 @@ STEPS: dict[str, Callable[[], list[Row]]] = {
     "training": script_rows("infra/bench/training_scale.py", timeout=3600),
     "reasons": script_rows("infra/bench/reasons_bench.py", timeout=600),
     "llm": llm_cost,
+    "aws": aws_cost,
     "dpdp": script_rows("infra/bench/dpdp_bench.py", timeout=600),
     "burst": script_rows("infra/bench/burst_bench.py", timeout=600),
     "load": script_rows("infra/bench/load_bench.py", timeout=600),

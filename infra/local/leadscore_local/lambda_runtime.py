@@ -1,4 +1,6 @@
-"""Runs Lambda handlers in-process: loads `functions/<name>/app.py`, builds a context, counts.
+"""Runs Lambda handlers in-process: loads `functions/<name>/app.py`, builds a context, counts
+invocations and errors (`/stats`) and, for the AWS cost benchmark, each invocation's billed
+duration and the AWS requests it made (`usage_meter`, on with LEADSCORE_LOCAL_USAGE_FILE).
 
 Every function's module is named `app`, so each is loaded from its file under a unique
 module name instead of through sys.path.
@@ -20,6 +22,7 @@ from leadscore_local.faults import Faults, InjectedCrash
 from leadscore_local.request_attribution import HubSpotRequestsByFunction
 from leadscore_local.resources import ACCOUNT, REGION
 from leadscore_local.template import FunctionSpec
+from leadscore_local.usage_meter import UsageMeter
 
 
 @dataclass
@@ -53,6 +56,8 @@ class FunctionRuntime:
         self._lock = threading.Lock()
         self.invocations: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.usage = UsageMeter()
+        self.usage.start_from_environment()
 
     def load_all(self) -> None:
         for logical_id in self.specs:
@@ -99,6 +104,7 @@ class FunctionRuntime:
         )
         with self._lock:
             self.invocations[logical_id] += 1
+        started = time.monotonic()
         try:
             with self.hubspot_requests.invoking(logical_id):
                 result = handler(event, context)
@@ -110,3 +116,5 @@ class FunctionRuntime:
                 self.errors[logical_id] += 1
             traceback.print_exc()
             raise
+        finally:  # Lambda bills a failed invocation's time too
+            self.usage.invoked(logical_id, time.monotonic() - started, event)

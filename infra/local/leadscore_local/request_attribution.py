@@ -24,6 +24,11 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "leadscore_local_function", default=None)
 
 
+def current_function() -> str | None:
+    """The logical id of the function whose invocation this code runs in, if any."""
+    return _current.get()
+
+
 class HubSpotRequestsByFunction:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
