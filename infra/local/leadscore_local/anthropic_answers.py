@@ -31,10 +31,11 @@ The profile is the emulator's model of a real answer, with these defaults (why e
 - `refusal_share` 0.002 — the share of answers that are a refusal: a 200 with `stop_reason:
   "refusal"`, no content, the input billed (what the "refusal" fault sends). Anthropic
   documents that Claude Haiku 5.5 and Sonnet 5.5 carry safety classifiers that can decline a
-  request and that benign requests can trigger them ("Refusals and fallback", "Handle
-  streaming refusals"); it publishes no rate. Benign B2B lead data (job titles, company size,
-  a one-line message) is far from every refusal category, so the share is set well under
-  1 %: 0.2 %, an assumption. A refused lead starts again on the escalation model.
+  request, and that the same request sent to another Claude model can usually be answered
+  ("Refusals and fallback", "Handle streaming refusals"); it publishes no rate. Benign B2B
+  lead data (job titles, company size, a one-line message) is far from every refusal
+  category, so the share is set well under 1 %: 0.2 %, an assumption. A refused lead starts
+  again on the escalation model.
 - `first_token_seconds` / `output_tokens_per_second` — how long an answer takes. 0 (answer at
   once) by default, so tests stay fast; benchmarks that measure Lambda duration set them.
 

@@ -10,7 +10,9 @@
   strongly consistent read 1 unit per 4 KB and an eventually consistent one half of that,
   transactions twice). The caller is the function whose invocation made the request
   (`request_attribution`), `stack` for the local stack's own clients (the SQS pollers that
-  stand in for Lambda's event source mappings, `/stats`), `other` for anything else.
+  stand in for Lambda's event source mappings, `/stats`), `other` for anything else: mostly a
+  function's work on threads started without its context (the score function's parallel
+  ledger and snapshot writes), so the benchmark counts `other` as the app's.
 
 Turned on by LEADSCORE_LOCAL_USAGE_FILE (the local stack is a subprocess, and its admin API is
 not this module's): the counts are then written to that file as JSON every half second. Off,
