@@ -226,6 +226,7 @@ def run(contacts: int, seed: int, timeout: float,
         figures[f"output_tokens_per_call_{name}"] = round(
             route["output_tokens"] / max(1, route["calls"]))
     figures["assumptions"] = assumptions(llm, leads, tiers, seed, fast, strong)
+    figures["answer_profile_overridden"] = bool(shares)
     return figures
 
 
@@ -259,7 +260,9 @@ def assumptions(llm: dict[str, Any], leads: list[dict[str, str]], tiers: dict[st
 
 
 def print_summary(figures: dict[str, Any]) -> None:
-    print(f"LLM enrichment cost at default settings ({figures['contacts_created']} synthetic "
+    settings = "answer profile changed" if figures["answer_profile_overridden"] \
+        else "default settings"
+    print(f"LLM enrichment cost at {settings} ({figures['contacts_created']} synthetic "
           f"leads, local stack + Anthropic emulator)")
     print(f"  scored {figures['leads_scored']}, enriched {figures['leads_enriched']} "
           f"(hot {figures['leads_hot']}, warm {figures['leads_warm']}); "
@@ -318,7 +321,9 @@ def main() -> int:
     parser.add_argument("--invalid-share", type=float,
                         help="the emulator's share of invalid answers (default: its profile's)")
     parser.add_argument("--refusal-share", type=float,
-                        help="the emulator's share of refusals (default: its profile's)")
+                        help="the emulator's share of refusals (default: its profile's). High "
+                             "shares dead-letter some leads, whose Slack alert then waits "
+                             "SlackSummaryWaitSeconds (10 min) for a summary: raise --timeout")
     args = parser.parse_args()
     shares = {name: value for name, value in (("invalid_share", args.invalid_share),
                                                ("refusal_share", args.refusal_share))
