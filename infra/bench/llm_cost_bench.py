@@ -260,9 +260,9 @@ def assumptions(llm: dict[str, Any], leads: list[dict[str, str]], tiers: dict[st
 
 
 def print_summary(figures: dict[str, Any]) -> None:
-    settings = "answer profile changed" if figures["answer_profile_overridden"] \
-        else "default settings"
-    print(f"LLM enrichment cost at {settings} ({figures['contacts_created']} synthetic "
+    settings = "with the answer profile changed" if figures["answer_profile_overridden"] \
+        else "at default settings"
+    print(f"LLM enrichment cost {settings} ({figures['contacts_created']} synthetic "
           f"leads, local stack + Anthropic emulator)")
     print(f"  scored {figures['leads_scored']}, enriched {figures['leads_enriched']} "
           f"(hot {figures['leads_hot']}, warm {figures['leads_warm']}); "
