@@ -81,11 +81,20 @@ def score_one_new_lead(stack, hubspot, seed: int) -> str:
     return version
 
 
-def test_one_command_rolls_back_and_one_promotes_again(drill, stack, hubspot, stack_file,
+def test_one_command_rolls_back_and_one_promotes_again(drill, stack, hubspot, aws, stack_file,
                                                        capsys):
     version = drill.decision["challenger_version"]
+    ssm = aws("ssm")
+    shadow = ssm.get_parameters_by_path(Path="/", Recursive=True)["Parameters"]
+    [parameter] = [p["Name"] for p in shadow if p["Name"].endswith("/shadow-challenger")]
+    ssm.put_parameter(Name=parameter, Value='{"version":"stale","prefix":"candidates/stale/"}',
+                      Type="String", Overwrite=True)
     assert main(["model", "rollback", "--local-stack", str(stack_file)]) == 0
-    assert "rollback to the built model: done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "rollback to the built model: done" in out
+    # A new champion by hand resets the shadow challenger, as a retrain's promotion does.
+    assert "shadow challenger: none" in out
+    assert ssm.get_parameter(Name=parameter)["Parameter"]["Value"] == "none"
     assert score_one_new_lead(stack, hubspot, 901) == drill.shipped_version
 
     assert main(["model", "promote", "--version", version,

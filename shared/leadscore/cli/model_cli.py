@@ -58,17 +58,32 @@ def cmd_model_show(args: argparse.Namespace) -> int:
 def cmd_model_promote(args: argparse.Namespace) -> int:
     from leadscore.cli.model_commands import promotion_line
 
-    record = _model_stack(args).promoter().promote(args.version, by="cli")
+    stack = _model_stack(args)
+    record = stack.promoter().promote(args.version, by="cli")
     print(promotion_line(record))
-    return 0 if record.status == "done" else 1
+    return _after_change(stack, record.status)
 
 
 def cmd_model_rollback(args: argparse.Namespace) -> int:
     from leadscore.cli.model_commands import promotion_line
 
-    record = _model_stack(args).promoter().rollback(by="cli", to_built=args.to_built)
+    stack = _model_stack(args)
+    record = stack.promoter().rollback(by="cli", to_built=args.to_built)
     print(promotion_line(record))
-    return 0 if record.status == "done" else 1
+    return _after_change(stack, record.status)
+
+
+def _after_change(stack: Any, status: str) -> int:
+    """A new champion by hand resets the shadow challenger, as a retrain's promotion does."""
+    if status != "done":
+        return 1
+    try:
+        print(stack.reset_shadow())
+    except Exception as error:  # the model changed; say what is left to do
+        print(f"the model changed, but the shadow challenger was not reset ({error}): "
+              "set the ShadowChallengerParameter to `none` by hand")
+        return 1
+    return 0
 
 
 def add_model_commands(commands: Any, _existing_file: Callable[[str], Path]) -> None:

@@ -25,6 +25,7 @@ from botocore.config import Config
 
 from leadscore.learning.promotion import LocalStackTarget, ModelLayerTarget, Promoter, StackTarget
 from leadscore.learning.registry import ArtifactStore, Decision, PromotionRecord
+from leadscore.learning.shadow_pointer import ShadowPointer, SsmShadowPointer
 
 RETRAIN_FUNCTION = "ModelRetrainFunction"
 RETRAIN_READ_TIMEOUT = 960  # the function's own timeout is 900 s
@@ -48,6 +49,16 @@ class ModelStack:
     layer_name: str
     lambda_client: Any
     retrain: Callable[[str | None], dict[str, Any]]  # simulated time (local only) -> decision
+    shadow: ShadowPointer | None = None  # None: the stack names no shadow-challenger parameter
+
+    def reset_shadow(self) -> str:
+        """After a promotion or rollback by hand: no shadow challenger, as after a retrain's
+        promotion (one judged against the replaced champion is stale; the next retrain names
+        a new one). What to tell the operator; raises when the parameter could not be set."""
+        if self.shadow is None:
+            return "shadow challenger: not used by this stack"
+        self.shadow.set(None)
+        return "shadow challenger: none (the next retrain names one)"
 
     def promoter(self) -> Promoter:
         return Promoter(artifacts=self.artifacts, target=self.target, layer_name=self.layer_name,
@@ -73,6 +84,7 @@ def deployed_stack(stack_name: str, region: str) -> ModelStack:
     if missing:
         raise ValueError(f"stack {stack_name} has no {', '.join(sorted(missing))} output: "
                          "deploy this version of template.yaml first")
+    shadow = outputs.get("ShadowChallengerParameterName")
     lambda_client = session.client("lambda", config=Config(
         read_timeout=RETRAIN_READ_TIMEOUT, retries={"max_attempts": 1}))
 
@@ -91,7 +103,8 @@ def deployed_stack(stack_name: str, region: str) -> ModelStack:
         artifacts=ArtifactStore(outputs["ModelArtifactsBucketName"], session.client("s3")),
         target=StackTarget(stack_name, cloudformation),
         layer_name=f"leadscore-model-{parameters.get('Stage', 'dev')}",
-        lambda_client=lambda_client, retrain=retrain)
+        lambda_client=lambda_client, retrain=retrain,
+        shadow=SsmShadowPointer(shadow, session.client("ssm")) if shadow else None)
 
 
 def local_stack(info_path: Path) -> ModelStack:
@@ -118,7 +131,9 @@ def local_stack(info_path: Path) -> ModelStack:
                                 local_client("s3", endpoint)),
         target=LocalStackTarget(f"{info['admin_url']}/model-layer"),
         layer_name=environment["MODEL_LAYER_NAME"],
-        lambda_client=local_client("lambda", endpoint), retrain=retrain)
+        lambda_client=local_client("lambda", endpoint), retrain=retrain,
+        shadow=SsmShadowPointer(shadow, local_client("ssm", endpoint))
+        if (shadow := environment.get("SHADOW_CHALLENGER_PARAMETER")) else None)
 
 
 # ------------------------------------------------------------------------------- printing
