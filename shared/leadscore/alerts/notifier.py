@@ -168,8 +168,8 @@ class HotLeadNotifier:
                                                           repr=False)
 
     def prefetch(self, bodies: Iterable[str]) -> None:
-        """Reads the contacts of a batch's alerts in one HubSpot request (up to 50) instead of
-        one each; a record then posts within seconds of the read, as Slack's pacing allows.
+        """Reads the contacts of a batch's alerts together (one HubSpot request per 50) instead
+        of one request each; a record then posts within seconds of the read (Slack's pacing).
         Best effort: when the read fails, each record reads its own contact and fails alone."""
         self._read_ahead = {}
         if self.slack is None:
