@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -56,6 +55,7 @@ from aws_prices import (
 )
 from benchkit import ROOT
 from llm_cost_bench import price as llm_price
+from llm_cost_bench import set_profile
 
 from leadscore_local.import_scenario import run_import, settle
 from leadscore_local.process import LocalStackProcess
@@ -89,13 +89,6 @@ def read_usage(path: Path, timeout: float = 30) -> dict[str, Any]:
 
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=60) as response:
-        return json.loads(response.read())
-
-
-def post_json(url: str, payload: Any) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
@@ -159,10 +152,9 @@ def run(contacts: int, seed: int, timeout: float, first_token: float,
     arch = architectures(template)
     with tempfile.TemporaryDirectory() as tmp:
         usage_file = Path(tmp) / "usage.json"
-        os.environ[USAGE_FILE_SETTING] = str(usage_file)
-        with LocalStackProcess(ROOT) as stack:
+        with LocalStackProcess(ROOT, env={USAGE_FILE_SETTING: str(usage_file)}) as stack:
             anthropic = stack.info["anthropic_url"]
-            post_json(anthropic + "/_emulator/profile", {
+            set_profile(anthropic, {
                 "first_token_seconds": first_token,
                 "output_tokens_per_second": tokens_per_second})
             settle(stack, 120)

@@ -85,9 +85,10 @@ def emulator_get(anthropic_url: str, path: str) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-def set_profile(anthropic_url: str, shares: dict[str, float]) -> None:
+def set_profile(anthropic_url: str, profile: dict[str, float]) -> None:
+    """Changes the Anthropic emulator's answer profile (shares, latencies)."""
     request = urllib.request.Request(anthropic_url + "/_emulator/profile", method="POST",
-                                     data=json.dumps(shares).encode(),
+                                     data=json.dumps(profile).encode(),
                                      headers={"content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=30):
         pass

@@ -127,3 +127,33 @@ def test_without_a_parameter_nothing_is_set(store, ssm, tmp_path):  # noqa: F811
     assert decision.result == "promoted"
     assert current(ssm) == PREVIOUS and "ShadowChallengerNotSet" not in metrics.metric_set
 
+
+
+def test_a_promotion_by_hand_resets_the_shadow_challenger_or_says_it_did_not(capsys):
+    from leadscore.cli.model_cli import _after_change
+    from leadscore.cli.model_commands import ModelStack
+
+    class Pointer:
+        def __init__(self, error: Exception | None = None) -> None:
+            self.values: list[str | None] = []
+            self.error = error
+
+        def set(self, version: str | None) -> None:
+            if self.error:
+                raise self.error
+            self.values.append(version)
+
+    def stack(pointer: Pointer) -> ModelStack:
+        return ModelStack(artifacts=None, target=None, layer_name="layer", lambda_client=None,
+                          retrain=lambda at: {}, shadow=pointer)
+
+    working = Pointer()
+    assert _after_change(stack(working), "done") == 0
+    assert working.values == [None] and "shadow challenger: none" in capsys.readouterr().out
+    assert _after_change(stack(working), "failed") == 1 and working.values == [None]
+
+    broken = Pointer(RuntimeError("AccessDenied on ssm:PutParameter"))
+    assert _after_change(stack(broken), "done") == 1
+    out = capsys.readouterr().out
+    assert "the model changed, but the shadow challenger was not reset" in out
+    assert "AccessDenied" in out

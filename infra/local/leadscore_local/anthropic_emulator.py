@@ -461,14 +461,16 @@ class AnthropicEmulator:
         if fault == "timeout":
             # Hold the answer back; the client gives up first. Stopping the server wakes us.
             self._stopping.wait(self.slow_response_seconds)
-        drawn = self.profile.drawn_outcome(_request_digest(body), _uses_tool(body))
+        digest = _request_digest(body)
+        drawn = self.profile.drawn_outcome(digest, _uses_tool(body))
         record["drawn"] = drawn
         if drawn is not None:
             with self._lock:
                 self._answers_drawn[drawn] += 1
         if "refusal" in (fault, drawn) or REFUSAL_TEST_STRING in _canonical(body.get("messages")):
             return 200, {}, self._refusal(body)
-        message = self._message(body, malformed=fault == "malformed" or drawn == "invalid")
+        message = self._message(body, digest,
+                                malformed=fault == "malformed" or drawn == "invalid")
         delay = self.profile.seconds_for(message["usage"]["output_tokens"])
         record["delay_seconds"] = delay
         if delay > 0:
@@ -487,8 +489,7 @@ class AnthropicEmulator:
             "usage": self._usage(body, [], body["max_tokens"], "refusal"),
         }
 
-    def _message(self, body: dict[str, Any], malformed: bool) -> dict[str, Any]:
-        digest = _request_digest(body)
+    def _message(self, body: dict[str, Any], digest: str, malformed: bool) -> dict[str, Any]:
         rng = random.Random(digest)
         words = _words(body["messages"])
         with self._lock:

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ REQUIRED_KEYS = {"webhook_url", "score_api_url", "hubspot_url", "hubspot_token",
 
 
 class LocalStackProcess:
-    def __init__(self, project_root: Path, startup_timeout: float = 90, *, slack: bool = True):
+    def __init__(self, project_root: Path, startup_timeout: float = 90, *, slack: bool = True,
+                 env: Mapping[str, str] | None = None):
         self.project_root = Path(project_root)
         self.slack = slack  # False: no Slack webhook URL in the secret, so nothing is posted
+        self.env = dict(env or {})  # extra environment for the stack (e.g. its usage meter)
         self.startup_timeout = startup_timeout
         self.info: dict[str, str] = {}
         self.log_path: Path | None = None
@@ -38,7 +41,7 @@ class LocalStackProcess:
              "up"],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1",
-                 **({} if self.slack else {"LEADSCORE_LOCAL_SLACK": "off"})},
+                 **({} if self.slack else {"LEADSCORE_LOCAL_SLACK": "off"}), **self.env},
         )
         log.close()
         line: list[str] = []
